@@ -1,0 +1,3 @@
+from eval_framework.cli import run
+
+run()

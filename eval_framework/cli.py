@@ -1,0 +1,173 @@
+"""Command line: the root command evaluates; subcommands do the rest.
+
+``main()`` turns every EvalFrameworkError into one line on stderr and its exit code
+(full traceback with -v or EVAL_FRAMEWORK_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from eval_framework.config import build_config, load_env, read_config_file
+from eval_framework.errors import EvalFrameworkError
+from eval_framework.llm_args import expand_multi_value_options, parse_llm_args
+from eval_framework.redact import ScrubFilter, scrub
+
+app = typer.Typer(
+    name="eval_framework",
+    help="Evaluate LLM checkpoints on benchmarks; results land in a resumable bundle per evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    root = logging.getLogger("eval_framework")
+    if any(getattr(h, "_eval_framework", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(ScrubFilter())
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    handler._eval_framework = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+
+
+def _split_subjects(values: list[str] | None) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    return tuple(s.strip() for v in values for s in v.split(",") if s.strip())
+
+
+@app.callback(invoke_without_command=True)
+def evaluate_command(
+    ctx: typer.Context,
+    llm_name: Annotated[str | None, typer.Option(
+        help="Model: a class in the --models file, a dotted import path, or a built-in backend "
+             "(hf, openai, embedded).")] = None,
+    task_name: Annotated[str | None, typer.Option(
+        help="Task: a built-in name (see 'eval_framework tasks') or the path of a task YAML file.")] = None,
+    models: Annotated[Path | None, typer.Option(help="Python file that defines model classes.")] = None,
+    llm_args: Annotated[list[str] | None, typer.Option(
+        help="Model constructor arguments as key=value (typed; nested a.b=v); several may follow one flag.")] = None,
+    num_fewshot: Annotated[int | None, typer.Option(help="Few-shot examples per prompt. [default: 0]")] = None,
+    num_samples: Annotated[int | None, typer.Option(
+        help="Evaluate a seeded random subset of this many samples. [default: all]")] = None,
+    subjects: Annotated[list[str] | None, typer.Option(
+        help="Only these subjects (comma-separated or repeated), e.g. MMLU subjects.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for subset and few-shot selection. [default: 1234]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size. [default: 8]")] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        help="Max new tokens for generation tasks. [default: the task's]")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Where bundles are written. [default: outputs]")] = None,
+    task_data_dir: Annotated[Path | None, typer.Option(
+        help="Local copy of a built-in task's data: <split>.jsonl/.csv/.parquet files.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Recompute a finished evaluation.")] = False,
+    context: Annotated[str | None, typer.Option(help="Execution context. [default: local]")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="YAML file with any of these options (flags win).")] = None,
+    env_file: Annotated[Path | None, typer.Option(help="Load this .env file instead of ./.env.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details and show tracebacks.")] = False,
+) -> None:
+    """Evaluate a model on a task (the root command), or run a subcommand."""
+    _setup_logging(verbose)
+    load_env(env_file)
+    if ctx.invoked_subcommand is not None:
+        return
+    from eval_framework.reporting import progress_bar, stderr, stdout, summary_table
+    from eval_framework.runner import evaluate
+
+    flags: dict[str, Any] = {
+        "llm_name": llm_name, "task_name": task_name, "models": models,
+        "llm_args": parse_llm_args(llm_args) if llm_args else None,
+        "num_fewshot": num_fewshot, "num_samples": num_samples, "subjects": _split_subjects(subjects),
+        "seed": seed, "batch_size": batch_size, "max_tokens": max_tokens, "output_dir": output_dir,
+        "task_data_dir": task_data_dir, "overwrite": overwrite or None, "context": context,
+    }
+    file_values = read_config_file(config) if config else {}
+    cfg = build_config(file_values, flags)
+    with progress_bar(f"{cfg.llm_name} · {cfg.task_name}") as update:
+        outcome = evaluate(cfg, progress=update)
+    if outcome.reused:
+        stderr.print(f"[dim]Already evaluated; reusing {outcome.bundle_dir} (--overwrite recomputes).[/dim]")
+    stdout.print(summary_table(outcome))
+    stdout.print(f"Results: {outcome.bundle_dir}")
+
+
+@app.command("tasks")
+def tasks_command() -> None:
+    """List the built-in tasks with their kind, metrics and language."""
+    from rich.table import Table
+
+    from eval_framework.reporting import stdout
+    from eval_framework.tasks import list_tasks
+
+    table = Table(title="Built-in tasks (any task YAML file path works too)", title_justify="left")
+    for column in ("task", "kind", "metrics", "language", "source", "description"):
+        table.add_column(column)
+    for info in list_tasks():
+        table.add_row(info.name, info.kind, ", ".join(info.metrics), info.language, info.source,
+                      info.description)
+    stdout.print(table)
+
+
+@app.command("demo")
+def demo_command(
+    output_dir: Annotated[Path, typer.Option(help="Where bundles are written.")] = Path("outputs/demo"),
+    num_fewshot: Annotated[int, typer.Option(help="Few-shot examples per prompt.")] = 3,
+    overwrite: Annotated[bool, typer.Option(help="Recompute finished evaluations.")] = False,
+) -> None:
+    """Evaluate every shipped tiny-letters checkpoint version offline and compare them."""
+    from eval_framework.config import EvalConfig
+    from eval_framework.embedded import checkpoint_versions
+    from eval_framework.reporting import comparison_table, progress_bar, stdout, summary_table
+    from eval_framework.runner import evaluate
+
+    outcomes = []
+    for version in checkpoint_versions():
+        cfg = EvalConfig(llm_name="embedded", llm_args={"version": version}, task_name="tiny-letters",
+                         num_fewshot=num_fewshot, output_dir=output_dir, overwrite=overwrite)
+        with progress_bar(f"tiny-letters {version}") as update:
+            outcome = evaluate(cfg, progress=update)
+        outcomes.append((version, outcome))
+    stdout.print(summary_table(outcomes[-1][1]))
+    stdout.print(comparison_table(outcomes))
+    for version, outcome in outcomes:
+        stdout.print(f"{version}: {outcome.bundle_dir}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (also used by tests)."""
+    args = expand_multi_value_options(list(sys.argv[1:] if argv is None else argv))
+    debug = "-v" in args or "--verbose" in args or os.environ.get("EVAL_FRAMEWORK_DEBUG") == "1"
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="eval_framework", standalone_mode=False)
+    except EvalFrameworkError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("interrupted; finished samples are saved and a rerun resumes", file=sys.stderr)
+        return 130
+    return int(result) if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""EvalConfig: one validated object per evaluation, and every environment variable we read.
+
+Layers, lowest first: field defaults < ``--config`` YAML file < flags. ``.env`` is loaded into the
+process environment first (never overriding variables that are already set).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from dotenv import load_dotenv
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from eval_framework.errors import ConfigError
+from eval_framework.redact import redact
+
+log = logging.getLogger(__name__)
+
+#: Every environment variable the project reads, with what it is for (mirrored in .env.example).
+ENV_VARS: dict[str, str] = {
+    "WANDB_API_KEY": "W&B API key (logging, registry checkpoints)",
+    "WANDB_ENTITY": "default W&B entity",
+    "WANDB_BASE_URL": "W&B server URL, e.g. https://api.wandb.ai",
+    "AWS_ACCESS_KEY_ID": "S3 credentials for reference-backed checkpoints",
+    "AWS_SECRET_ACCESS_KEY": "S3 credentials for reference-backed checkpoints",
+    "AWS_ENDPOINT_URL": "S3-compatible endpoint URL",
+    "WANDB_CACHE_SKIP": "store checkpoints once, without a W&B cache copy (default true)",
+    "WANDB_ARTIFACT_DIR": "persistent directory for downloaded checkpoints (default: a temp dir)",
+    "WANDB_ARTIFACT_WAIT_TIMEOUT_SEC": "how long to wait for an uploaded twin of a -local artifact",
+    "HF_TOKEN": "Hugging Face token for gated models, datasets and result uploads",
+    "OPENAI_API_KEY": "API key for the OpenAI-compatible backend",
+    "EVAL_FRAMEWORK_DEBUG": "1 prints full tracebacks",
+}
+
+
+class EvalConfig(BaseModel):
+    """Everything that defines one evaluation run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    context: Literal["local"] = "local"
+    models: Path | None = Field(None, description="Python file defining model classes")
+    llm_name: str
+    llm_args: dict[str, Any] = Field(default_factory=dict)
+    task_name: str
+    num_fewshot: int = Field(0, ge=0)
+    num_samples: int | None = Field(None, ge=1)
+    subjects: tuple[str, ...] = ()
+    seed: int = 1234
+    batch_size: int = Field(8, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    output_dir: Path = Path("outputs")
+    task_data_dir: Path | None = None
+    overwrite: bool = False
+
+    @field_validator("task_name")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    def redacted(self) -> dict[str, Any]:
+        """JSON-safe dump with secrets masked: what goes into metadata.json."""
+        return redact(self.model_dump(mode="json"))  # type: ignore[no-any-return]
+
+
+def load_env(env_file: Path | None) -> Path | None:
+    """Load ``env_file`` (must exist) or ``./.env`` (if present) into os.environ without overriding."""
+    if env_file is not None:
+        if not env_file.is_file():
+            raise ConfigError(f"--env-file {env_file} does not exist; create it or drop the flag")
+        load_dotenv(env_file, override=False)
+        return env_file
+    default = Path.cwd() / ".env"
+    if default.is_file():
+        load_dotenv(default, override=False)
+        return default
+    return None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read --config {path}: {exc.strerror}; check the path") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must hold a mapping of option names to values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> EvalConfig:
+    """Merge layers (flags win over the file; None means 'not given') and validate."""
+    merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    try:
+        return EvalConfig(**merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")
+        raise ConfigError(f"invalid {where}: {first['msg']}; see eval_framework --help") from exc
+
+
+def env_flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}

@@ -1,0 +1,51 @@
+"""One exception tree for everything a user can see.
+
+    EvalFrameworkError            exit 1   base; `str(err)` is the one line the CLI prints
+    ├── ConfigError               exit 2   bad flags, --llm-args, .env or config file
+    │   └── TaskDefinitionError   exit 2   malformed task YAML (names the field)
+    ├── ModelError                exit 3   --models file, class lookup, model load, backend failures
+    ├── TaskError                 exit 4   unknown task, few-shot pool too small, bad data rows
+    │   └── DatasetUnavailableError        dataset not reachable (offline, no cache)
+    └── OutputError               exit 5   output directory not writable, bundle locked or corrupt
+
+Every message says what failed, why, and what to do. SDK exceptions are translated at the
+boundary with ``raise ... from exc`` so the traceback (``-v``) keeps the cause.
+"""
+
+from __future__ import annotations
+
+
+class EvalFrameworkError(Exception):
+    exit_code = 1
+
+
+class ConfigError(EvalFrameworkError):
+    exit_code = 2
+
+
+class TaskDefinitionError(ConfigError):
+    pass
+
+
+class ModelError(EvalFrameworkError):
+    exit_code = 3
+
+
+class TaskError(EvalFrameworkError):
+    exit_code = 4
+
+
+class DatasetUnavailableError(TaskError):
+    pass
+
+
+class OutputError(EvalFrameworkError):
+    exit_code = 5
+
+
+def missing_extra(package: str, extra: str) -> ModelError:
+    """Error for an optional dependency that is not installed."""
+    return ModelError(
+        f"the optional dependency '{package}' is not installed; "
+        f"install it with: pip install 'eval_framework[{extra}]'"
+    )

@@ -1,0 +1,67 @@
+"""Parse ``--llm-args k=v`` pairs into typed, nested constructor arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import yaml
+
+from eval_framework.errors import ConfigError
+
+#: Options that take several space-separated values after one flag (``--llm-args a=1 b=2``).
+MULTI_VALUE_OPTIONS = frozenset({"--llm-args"})
+
+
+def _typed(raw: str) -> Any:
+    """Read a value the way YAML would (1 -> int, true -> bool, [a, b] -> list), else keep the string."""
+    if raw == "":
+        return ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    # Dates and other YAML-specific scalars are surprising as model arguments: keep the text.
+    return value if isinstance(value, str | int | float | bool | list | dict | type(None)) else raw
+
+
+def parse_llm_args(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["a=1", "b.c=x"]`` -> ``{"a": 1, "b": {"c": "x"}}``; raises ConfigError on bad syntax."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or any(not p.isidentifier() for p in parts):
+            raise ConfigError(
+                f"bad --llm-args entry {pair!r}: expected key=value with a Python-identifier key "
+                "(nested keys as a.b=value), e.g. --llm-args checkpoint=./ckpt dtype=bfloat16"
+            )
+        node = result
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"bad --llm-args entry {pair!r}: '{part}' is already set to a plain value")
+            node = child
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"bad --llm-args entry {pair!r}: '{key}' already has nested keys")
+        node[parts[-1]] = _typed(raw)
+    return result
+
+
+def expand_multi_value_options(argv: Sequence[str], options: frozenset[str] = MULTI_VALUE_OPTIONS) -> list[str]:
+    """Rewrite ``--opt a b`` as ``--opt a --opt b`` so a click option can take several values.
+
+    Values run until the next token that starts with ``-``. ``--opt=a`` is left alone.
+    """
+    out: list[str] = []
+    current: str | None = None
+    for token in argv:
+        if token.startswith("-"):
+            current = token if token in options else None
+            out.append(token)
+            continue
+        if current is not None and out and out[-1] != current:
+            out.append(current)
+        out.append(token)
+    return out

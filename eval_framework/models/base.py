@@ -1,0 +1,95 @@
+"""The model interface: two methods, small enough to implement in a few lines."""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from eval_framework.redact import redact
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """Score ``continuation`` given ``context``."""
+
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class LoglikelihoodResult:
+    logprob: float  #: sum of token log-probabilities of the continuation
+    is_greedy: bool  #: whether greedy decoding would have produced the continuation
+    num_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    context: str
+    max_tokens: int = 256
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+
+class BaseLLM(ABC):
+    """Subclass this and implement ``loglikelihood`` and/or ``generate``.
+
+    Constructor keyword arguments come from ``--llm-args``; ``batch_size`` is passed when the
+    constructor accepts it. A model that cannot do one of the two raises NotImplementedError and
+    tasks that need it fail with a clear message.
+    """
+
+    #: Name used in bundle paths and summaries; defaults to the class name.
+    name: str = ""
+    #: --llm-args that never change outputs, kept out of the result identity.
+    non_result_args: ClassVar[frozenset[str]] = frozenset(
+        {"batch_size", "device", "timeout", "max_retries", "api_key", "name"}
+    )
+
+    @classmethod
+    def result_identity(cls, llm_args: dict[str, Any]) -> dict[str, Any]:
+        """What identifies this model's outputs, computed before loading it (so a finished
+        evaluation is recognised without loading weights)."""
+        args = {k: v for k, v in llm_args.items() if k not in cls.non_result_args}
+        return {"class": cls.__qualname__, "args": redact(args)}
+
+    @classmethod
+    def display_name_for(cls, llm_args: dict[str, Any]) -> str:
+        return str(llm_args.get("name") or cls.name or cls.__name__)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        raise NotImplementedError(f"{type(self).__name__} does not implement loglikelihood")
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        raise NotImplementedError(f"{type(self).__name__} does not implement generate")
+
+    @property
+    def display_name(self) -> str:
+        return self.name or type(self).__name__
+
+    def describe(self) -> dict[str, Any]:
+        """Extra details for metadata (device, dtype, ...); not part of identity."""
+        return {}
+
+
+def apply_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut generated text at the first stop sequence."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if i != -1:
+                cut = min(cut, i)
+    return text[:cut]
+
+
+__all__ = [
+    "BaseLLM",
+    "GenerationRequest",
+    "LoglikelihoodRequest",
+    "LoglikelihoodResult",
+    "apply_stop",
+]
+
+

@@ -1,0 +1,38 @@
+"""The shipped tiny checkpoints: a real transformers model small enough to live in the package."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eval_framework.embedded import checkpoint_dir, checkpoint_versions
+from eval_framework.errors import ConfigError
+from eval_framework.models.huggingface import HuggingFaceLLM
+
+
+class EmbeddedTinyLLM(HuggingFaceLLM):
+    """``--llm-name embedded --llm-args version=v2``: one of the shipped tiny-letters checkpoints."""
+
+    def __init__(self, version: str = "latest", **kwargs: Any) -> None:
+        versions = checkpoint_versions()
+        chosen = versions[-1] if version == "latest" else version
+        if chosen not in versions:
+            raise ConfigError(f"unknown embedded version {version!r}; available: {', '.join(versions)}, latest")
+        kwargs.setdefault("device", "cpu")
+        kwargs.setdefault("name", f"tiny-letters-{chosen}")
+        super().__init__(str(checkpoint_dir(chosen)), **kwargs)
+        self.version = chosen
+
+    @classmethod
+    def _version_dir(cls, llm_args: dict[str, Any]) -> dict[str, Any]:
+        versions = checkpoint_versions()
+        version = str(llm_args.get("version", "latest"))
+        chosen = versions[-1] if version == "latest" and versions else version
+        return {**llm_args, "checkpoint": str(checkpoint_dir(chosen)), "version": chosen}
+
+    @classmethod
+    def result_identity(cls, llm_args: dict[str, Any]) -> dict[str, Any]:
+        return super().result_identity(cls._version_dir(llm_args))
+
+    @classmethod
+    def display_name_for(cls, llm_args: dict[str, Any]) -> str:
+        return str(llm_args.get("name") or f"tiny-letters-{cls._version_dir(llm_args)['version']}")

@@ -1,0 +1,236 @@
+"""Hugging Face transformers backend (local checkpoint directory or hub id)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from eval_framework.errors import ConfigError, ModelError, missing_extra
+from eval_framework.fingerprint import directory_fingerprint
+from eval_framework.models.base import (
+    BaseLLM,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    apply_stop,
+)
+
+log = logging.getLogger(__name__)
+
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise missing_extra("torch", "hf") from exc
+    return torch
+
+
+class HuggingFaceLLM(BaseLLM):
+    """A causal LM loaded with transformers.
+
+    Subclass and set ``default_checkpoint`` to register a named model in a ``--models`` file::
+
+        class Llama31_8B_Instruct_HF(HuggingFaceLLM):
+            default_checkpoint = "meta-llama/Llama-3.1-8B-Instruct"
+    """
+
+    default_checkpoint: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        checkpoint: str | None = None,
+        *,
+        revision: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        batch_size: int = 8,
+        max_length: int | None = None,
+        trust_remote_code: bool = False,
+        name: str | None = None,
+    ) -> None:
+        checkpoint = checkpoint or self.default_checkpoint
+        if not checkpoint:
+            raise ConfigError(
+                f"{type(self).__name__} needs a checkpoint: pass --llm-args checkpoint=<dir or hub id>"
+            )
+        if dtype not in _DTYPES:
+            raise ConfigError(f"unknown dtype {dtype!r} in --llm-args; use one of {', '.join(_DTYPES)}")
+        self.checkpoint = str(checkpoint)
+        self.revision = revision
+        self.batch_size = int(batch_size)
+        self.trust_remote_code = bool(trust_remote_code)
+        self.name = name or self.name or type(self).display_name_for({"checkpoint": self.checkpoint})
+        torch = _import_torch()
+        try:
+            import transformers
+        except ImportError as exc:
+            raise missing_extra("transformers", "hf") from exc
+        self._torch = torch
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.dtype_name = self._pick_dtype(dtype)
+        local = Path(self.checkpoint).expanduser()
+        source = str(local) if local.exists() else self.checkpoint
+        self._local_dir = local if local.is_dir() else None
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+                source, revision=revision, trust_remote_code=self.trust_remote_code
+            )
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                source,
+                revision=revision,
+                dtype=getattr(torch, self.dtype_name),
+                trust_remote_code=self.trust_remote_code,
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            hint = (
+                "check that it holds config.json, weights and tokenizer files"
+                if local.exists()
+                else "check the path or hub id; offline, only cached hub models load"
+            )
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"could not load model {self.checkpoint!r}: {first}; {hint}") from exc
+        self.model.to(self.device)
+        self.model.eval()
+        limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
+            self.model.config, "n_positions", None
+        )
+        self.max_length = int(max_length or limit or 2048)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._prefix_id = self.tokenizer.bos_token_id
+        if self._prefix_id is None:
+            self._prefix_id = self.tokenizer.eos_token_id
+
+    def _pick_dtype(self, dtype: str) -> str:
+        if dtype != "auto":
+            return dtype
+        torch = self._torch
+        if self.device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return "bfloat16"
+        return "float32"
+
+    # identity -------------------------------------------------------------------------------
+    @classmethod
+    def _checkpoint_from(cls, llm_args: dict[str, Any]) -> str | None:
+        value = llm_args.get("checkpoint") or cls.default_checkpoint
+        return str(value) if value else None
+
+    @classmethod
+    def result_identity(cls, llm_args: dict[str, Any]) -> dict[str, Any]:
+        ident = super().result_identity(llm_args)
+        ident["args"].pop("checkpoint", None)
+        checkpoint = cls._checkpoint_from(llm_args)
+        local = Path(checkpoint).expanduser() if checkpoint else None
+        if local is not None and local.is_dir():
+            # Where the files sit does not change results; what they contain does.
+            ident["checkpoint_fingerprint"] = directory_fingerprint(local)
+        else:
+            ident["checkpoint"] = checkpoint
+        return ident
+
+    @classmethod
+    def display_name_for(cls, llm_args: dict[str, Any]) -> str:
+        # A named subclass (``--llm-name Llama31_8B_Instruct_HF``) is known by its class name;
+        # the plain backend by the checkpoint's last path part.
+        if llm_args.get("name") or cls.name or cls is not HuggingFaceLLM:
+            return super().display_name_for(llm_args)
+        return Path((cls._checkpoint_from(llm_args) or "model").rstrip("/")).name
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "device": self.device,
+            "dtype": self.dtype_name,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+        }
+
+    # loglikelihood --------------------------------------------------------------------------
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        # Trailing context whitespace belongs to the continuation so tokenizers that merge a
+        # leading space into the next word see the same text they were trained on.
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            continuation = context[-spaces:] + continuation
+            context = context[:-spaces]
+        ctx = self.tokenizer(context, add_special_tokens=False)["input_ids"]
+        whole = self.tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+        cont = whole[len(ctx) :]
+        if not ctx or whole[: len(ctx)] != ctx:
+            ctx = ([self._prefix_id] if self._prefix_id is not None else []) + ctx
+            cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        if not cont:
+            raise ModelError(f"continuation {continuation!r} encodes to no tokens")
+        return ctx, cont
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        torch = self._torch
+        encoded = []
+        for i, req in enumerate(requests):
+            ctx, cont = self._encode_pair(req.context, req.continuation)
+            tokens = (ctx + cont)[-(self.max_length + 1) :]
+            encoded.append((i, tokens[:-1], tokens[-len(cont) :]))
+        # Longest first: the first batch shows memory problems early and padding stays minimal.
+        encoded.sort(key=lambda item: -len(item[1]))
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        pad = self.tokenizer.pad_token_id or 0
+        with torch.inference_mode():
+            for start in range(0, len(encoded), self.batch_size):
+                batch = encoded[start : start + self.batch_size]
+                width = max(len(inp) for _, inp, _ in batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, (_, inp, _) in enumerate(batch):
+                    ids[row, : len(inp)] = torch.tensor(inp)
+                    mask[row, : len(inp)] = 1
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                logprobs = torch.log_softmax(logits.float(), dim=-1)
+                for row, (index, inp, cont) in enumerate(batch):
+                    span = logprobs[row, len(inp) - len(cont) : len(inp)]
+                    target = torch.tensor(cont, device=span.device)
+                    total = span.gather(-1, target.unsqueeze(-1)).sum().item()
+                    greedy = bool((span.argmax(-1) == target).all().item())
+                    results[index] = LoglikelihoodResult(float(total), greedy, len(cont))
+        return [r for r in results if r is not None]
+
+    # generation -----------------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        torch = self._torch
+        order = sorted(range(len(requests)), key=lambda i: -len(requests[i].context))
+        outputs: list[str] = [""] * len(requests)
+        pad = self.tokenizer.pad_token_id or 0
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                max_new = max(requests[i].max_tokens for i in idx)
+                prompts = []
+                for i in idx:
+                    ids = self.tokenizer(requests[i].context, add_special_tokens=False)["input_ids"]
+                    if not ids and self._prefix_id is not None:
+                        ids = [self._prefix_id]
+                    prompts.append(ids[-max(1, self.max_length - max_new) :])
+                width = max(len(p) for p in prompts)
+                ids_t = torch.full((len(prompts), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(prompts), width), dtype=torch.long)
+                for row, p in enumerate(prompts):  # left padding keeps new tokens aligned
+                    ids_t[row, width - len(p) :] = torch.tensor(p)
+                    mask[row, width - len(p) :] = 1
+                stops = sorted({s for i in idx for s in requests[i].stop if s})
+                extra: dict[str, Any] = {"stop_strings": stops, "tokenizer": self.tokenizer} if stops else {}
+                generated = self.model.generate(
+                    input_ids=ids_t.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    max_new_tokens=max_new,
+                    do_sample=False,
+                    pad_token_id=pad,
+                    **extra,
+                )
+                for row, i in enumerate(idx):
+                    new = generated[row, width : width + requests[i].max_tokens].tolist()
+                    text = self.tokenizer.decode(new, skip_special_tokens=True)
+                    outputs[i] = apply_stop(text, requests[i].stop)
+        return outputs

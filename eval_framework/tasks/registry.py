@@ -1,0 +1,76 @@
+"""Find a task by name (built-in, embedded) or by the path of a task YAML file."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from eval_framework.embedded import embedded_task_files
+from eval_framework.errors import ConfigError, TaskError
+from eval_framework.tasks.base import Task
+from eval_framework.tasks.builtin import BUILTIN_TASKS
+from eval_framework.tasks.yaml_task import YamlTask, load_spec
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    kind: str
+    language: str
+    metrics: tuple[str, ...]
+    description: str
+    source: str
+
+
+def list_tasks() -> list[TaskInfo]:
+    infos = [
+        TaskInfo(cls.name, cls.kind, cls.language, cls.metrics, cls.description, f"{cls.dataset_path}")
+        for cls in BUILTIN_TASKS.values()
+    ]
+    for name, path in embedded_task_files().items():
+        spec = load_spec(path)
+        metrics = tuple(spec.metrics or (["acc", "acc_norm"] if spec.kind == "multiple_choice" else ["exact_match"]))
+        infos.append(TaskInfo(name, spec.kind, spec.language, metrics, spec.description, "embedded"))
+    return infos
+
+
+def _known_names() -> list[str]:
+    return [*BUILTIN_TASKS, *embedded_task_files()]
+
+
+def get_task(name: str, subjects: tuple[str, ...] = (), data_dir: Path | None = None) -> Task:
+    """Instantiate a task; raises TaskError with close names for unknown ones."""
+    task: Task
+    if name.endswith((".yaml", ".yml")) or Path(name).is_file():
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise TaskError(f"task file {name} does not exist")
+        task = YamlTask(path, subjects, data_dir)
+    else:
+        by_lower = {n.lower(): n for n in _known_names()}
+        canonical = by_lower.get(name.lower())
+        if canonical is None:
+            close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(by_lower[c] for c in close)}?" if close else ""
+            raise TaskError(
+                f"unknown task {name!r}.{hint} Run 'eval_framework tasks' for the list, "
+                "or pass the path of a task YAML file"
+            )
+        if canonical in BUILTIN_TASKS:
+            task = BUILTIN_TASKS[canonical](subjects, data_dir)
+        else:
+            task = YamlTask(embedded_task_files()[canonical], subjects, data_dir)
+    _check_subjects(task, subjects)
+    return task
+
+
+def _check_subjects(task: Task, subjects: tuple[str, ...]) -> None:
+    available = task.available_subjects
+    if not subjects or not available:
+        return
+    unknown = [s for s in subjects if s not in available]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], available, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"unknown --subjects {', '.join(unknown)} for {task.name}{hint}")

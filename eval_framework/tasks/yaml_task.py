@@ -1,0 +1,198 @@
+"""Tasks defined in a YAML file over local data files: private benchmarks without Python."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from eval_framework.errors import TaskDefinitionError, TaskError
+from eval_framework.fingerprint import file_sha256
+from eval_framework.tasks.base import Sample, Task
+from eval_framework.tasks.local_data import read_rows
+
+_LETTERS = string.ascii_uppercase
+
+
+class DataFiles(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    eval: str
+    fewshot: str | None = None
+
+
+class TaskSpec(BaseModel):
+    """Schema of a task YAML file (documented in docs/tasks.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    kind: Literal["multiple_choice", "generation"] = "multiple_choice"
+    language: str = "en"
+    description: str = ""
+    data: DataFiles
+    prompt: str = Field(min_length=1, description="template over row fields, e.g. 'Q: {question}\\nA:'")
+    choices: str | list[str] | None = None
+    target: str = Field(min_length=1, description="row field holding the answer")
+    answer: str | None = None
+    subject: str | None = None
+    id: str | None = None
+    metrics: list[str] | None = None
+    fewshot_separator: str = "\n\n"
+    continuation_prefix: str = " "
+    stop: list[str] = Field(default_factory=lambda: ["\n\n"])
+    max_tokens: int = Field(64, ge=1)
+    answer_regex: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        if self.kind == "multiple_choice" and not self.choices:
+            raise ValueError("multiple_choice tasks need 'choices' (a row field or a list of templates)")
+        if self.answer_regex:
+            try:
+                pattern = re.compile(self.answer_regex)
+            except re.error as exc:
+                raise ValueError(f"answer_regex is not a valid regular expression: {exc}") from exc
+            if pattern.groups < 1:
+                raise ValueError("answer_regex needs one capturing group around the answer")
+        allowed = {"multiple_choice": {"acc", "acc_norm"}, "generation": {"exact_match"}}[self.kind]
+        bad = set(self.metrics or ()) - allowed
+        if bad:
+            raise ValueError(f"metrics {sorted(bad)} do not apply to {self.kind}; use {sorted(allowed)}")
+        return self
+
+
+def _format(template: str, row: dict[str, Any], where: str) -> str:
+    try:
+        return template.format(**row)
+    except KeyError as exc:
+        raise TaskError(f"{where}: template {template!r} uses field {exc.args[0]!r}, which the row lacks; "
+                        f"row fields: {', '.join(row)}") from exc
+    except (IndexError, ValueError) as exc:
+        raise TaskError(f"{where}: template {template!r} cannot be filled: {exc}") from exc
+
+
+class YamlTask(Task):
+    def __init__(self, path: Path, subjects: tuple[str, ...] = (), data_dir: Path | None = None) -> None:
+        super().__init__(subjects, data_dir)
+        self.path = path
+        self.spec = load_spec(path)
+        self.name = self.spec.name
+        self.kind = self.spec.kind
+        self.language = self.spec.language
+        self.description = self.spec.description
+        self.metrics = tuple(self.spec.metrics or (
+            ["acc", "acc_norm"] if self.kind == "multiple_choice" else ["exact_match"]))
+        self.fewshot_separator = self.spec.fewshot_separator
+        self.continuation_prefix = self.spec.continuation_prefix
+        self.stop = tuple(self.spec.stop)
+        self.max_tokens = self.spec.max_tokens
+        self._cache: dict[str, list[Sample]] = {}
+
+    def _data_path(self, rel: str) -> Path:
+        p = Path(rel).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p)
+
+    def _samples(self, which: str) -> list[Sample]:
+        if which not in self._cache:
+            rel = self.spec.data.eval if which == "eval" else self.spec.data.fewshot
+            if rel is None:
+                return []
+            path = self._data_path(rel)
+            rows = read_rows(path)
+            samples = [self._row_to_sample(row, i, f"{path.name} row {i}") for i, row in enumerate(rows)]
+            if self.selected_subjects:
+                samples = [s for s in samples if s.subject in self.selected_subjects]
+            self._cache[which] = samples
+        return self._cache[which]
+
+    def _row_to_sample(self, row: dict[str, Any], index: int, where: str) -> Sample:
+        spec = self.spec
+        if spec.target not in row:
+            raise TaskError(f"{where} lacks the target field {spec.target!r}; row fields: {', '.join(row)}")
+        prompt = _format(spec.prompt, row, where)
+        subject = str(row[spec.subject]) if spec.subject and row.get(spec.subject) is not None else None
+        sample_id = str(row[spec.id]) if spec.id and spec.id in row else str(index)
+        raw_target = row[spec.target]
+        if spec.kind == "generation":
+            answer = _format(spec.answer, row, where) if spec.answer else str(raw_target)
+            return Sample(sample_id, prompt, str(raw_target), subject=subject, answer_text=answer)
+        if isinstance(spec.choices, str):
+            if not isinstance(row.get(spec.choices), list):
+                raise TaskError(f"{where}: choices field {spec.choices!r} must hold a list")
+            choices = tuple(str(c) for c in row[spec.choices])
+        else:
+            choices = tuple(_format(t, row, where) for t in spec.choices or ())
+        target = self._target_index(raw_target, choices, where)
+        return Sample(sample_id, prompt, target, choices=choices, subject=subject)
+
+    @staticmethod
+    def _target_index(raw: Any, choices: tuple[str, ...], where: str) -> int:
+        if isinstance(raw, bool):
+            raise TaskError(f"{where}: target {raw!r} is not an index, letter or choice text")
+        if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit()):
+            index = int(raw)
+        elif isinstance(raw, str) and len(raw.strip()) == 1 and raw.strip().upper() in _LETTERS:
+            index = _LETTERS.index(raw.strip().upper())
+        elif isinstance(raw, str) and raw in choices:
+            index = choices.index(raw)
+        else:
+            raise TaskError(f"{where}: target {raw!r} is not an index, letter or one of the choices")
+        if not 0 <= index < len(choices):
+            raise TaskError(f"{where}: target index {index} is out of range for {len(choices)} choices")
+        return index
+
+    def eval_samples(self) -> list[Sample]:
+        samples = self._samples("eval")
+        if not samples:
+            raise TaskError(f"task {self.name}: no evaluation samples (check data.eval and --subjects)")
+        return samples
+
+    def fewshot_pool(self, sample: Sample) -> list[Sample]:
+        pool = self._samples("fewshot") if self.spec.data.fewshot else self._samples("eval")
+        return [s for s in pool if s.subject == sample.subject] if sample.subject else pool
+
+    def extract_answer(self, generation: str) -> str:
+        text = generation.strip()
+        if self.spec.answer_regex:
+            match = re.search(self.spec.answer_regex, text)
+            text = match.group(1).strip() if match else ""
+        return text
+
+    def identity(self) -> dict[str, Any]:
+        files = {
+            which: file_sha256(self._data_path(rel))
+            for which, rel in (("eval", self.spec.data.eval), ("fewshot", self.spec.data.fewshot))
+            if rel is not None and self._data_path(rel).is_file()
+        }
+        spec_hash = hashlib.sha256(json.dumps(self.spec.model_dump(mode="json"), sort_keys=True).encode())
+        return {**super().identity(), "spec_sha256": spec_hash.hexdigest(), "data_sha256": files}
+
+    def dataset_info(self) -> dict[str, Any]:
+        return {"path": str(self.path), "eval": self.spec.data.eval, "fewshot": self.spec.data.fewshot}
+
+
+def load_spec(path: Path) -> TaskSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TaskDefinitionError(f"cannot read task file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise TaskDefinitionError(f"task file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise TaskDefinitionError(f"task file {path} must hold a mapping (name, data, prompt, ...)")
+    try:
+        return TaskSpec(**raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise TaskDefinitionError(
+            f"task file {path}: field '{field}': {first['msg']}; see docs/tasks.md for the schema"
+        ) from exc
+
+
