@@ -52,32 +52,60 @@ def _split_subjects(values: list[str] | None) -> tuple[str, ...] | None:
 @app.callback(invoke_without_command=True)
 def evaluate_command(
     ctx: typer.Context,
-    llm_name: Annotated[str | None, typer.Option(
-        help="Model: a class in the --models file, a dotted import path, or a built-in backend "
-             "(hf, openai, embedded).")] = None,
-    task_name: Annotated[str | None, typer.Option(
-        help="Task: a built-in name (see 'eval_framework tasks') or the path of a task YAML file.")] = None,
+    llm_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Model: a class in the --models file, a dotted import path, or a built-in backend "
+            "(hf, openai, embedded)."
+        ),
+    ] = None,
+    task_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Task: a built-in name (see 'eval_framework tasks') or the path of a task YAML file."
+        ),
+    ] = None,
     models: Annotated[Path | None, typer.Option(help="Python file that defines model classes.")] = None,
-    llm_args: Annotated[list[str] | None, typer.Option(
-        help="Model constructor arguments as key=value (typed; nested a.b=v); several may follow one flag.")] = None,
-    num_fewshot: Annotated[int | None, typer.Option(help="Few-shot examples per prompt. [default: 0]")] = None,
-    num_samples: Annotated[int | None, typer.Option(
-        help="Evaluate a seeded random subset of this many samples. [default: all]")] = None,
-    subjects: Annotated[list[str] | None, typer.Option(
-        help="Only these subjects (comma-separated or repeated), e.g. MMLU subjects.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for subset and few-shot selection. [default: 1234]")] = None,
+    llm_args: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Model constructor arguments as key=value (typed; nested a.b=v); "
+            "several may follow one flag."
+        ),
+    ] = None,
+    num_fewshot: Annotated[
+        int | None, typer.Option(help="Few-shot examples per prompt. [default: 0]")
+    ] = None,
+    num_samples: Annotated[
+        int | None, typer.Option(help="Evaluate a seeded random subset of this many samples. [default: all]")
+    ] = None,
+    subjects: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these subjects (comma-separated or repeated), e.g. MMLU subjects."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for subset and few-shot selection. [default: 1234]")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size. [default: 8]")] = None,
-    max_tokens: Annotated[int | None, typer.Option(
-        help="Max new tokens for generation tasks. [default: the task's]")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="Where bundles are written. [default: outputs]")] = None,
-    task_data_dir: Annotated[Path | None, typer.Option(
-        help="Local copy of a built-in task's data: <split>.jsonl/.csv/.parquet files.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Max new tokens for generation tasks. [default: the task's]")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Where bundles are written. [default: outputs]")
+    ] = None,
+    task_data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Local copy of a built-in task's data: <split>.jsonl/.csv/.parquet files."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Recompute a finished evaluation.")] = False,
     context: Annotated[str | None, typer.Option(help="Execution context. [default: local]")] = None,
-    config: Annotated[Path | None, typer.Option(
-        help="YAML file with any of these options (flags win).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file with any of these options (flags win).")
+    ] = None,
     env_file: Annotated[Path | None, typer.Option(help="Load this .env file instead of ./.env.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details and show tracebacks.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log details and show tracebacks.")
+    ] = False,
 ) -> None:
     """Evaluate a model on a task (the root command), or run a subcommand."""
     _setup_logging(verbose)
@@ -88,11 +116,20 @@ def evaluate_command(
     from eval_framework.runner import evaluate
 
     flags: dict[str, Any] = {
-        "llm_name": llm_name, "task_name": task_name, "models": models,
+        "llm_name": llm_name,
+        "task_name": task_name,
+        "models": models,
         "llm_args": parse_llm_args(llm_args) if llm_args else None,
-        "num_fewshot": num_fewshot, "num_samples": num_samples, "subjects": _split_subjects(subjects),
-        "seed": seed, "batch_size": batch_size, "max_tokens": max_tokens, "output_dir": output_dir,
-        "task_data_dir": task_data_dir, "overwrite": overwrite or None, "context": context,
+        "num_fewshot": num_fewshot,
+        "num_samples": num_samples,
+        "subjects": _split_subjects(subjects),
+        "seed": seed,
+        "batch_size": batch_size,
+        "max_tokens": max_tokens,
+        "output_dir": output_dir,
+        "task_data_dir": task_data_dir,
+        "overwrite": overwrite or None,
+        "context": context,
     }
     file_values = read_config_file(config) if config else {}
     cfg = build_config(file_values, flags)
@@ -113,11 +150,13 @@ def tasks_command() -> None:
     from eval_framework.tasks import list_tasks
 
     table = Table(title="Built-in tasks (any task YAML file path works too)", title_justify="left")
-    for column in ("task", "kind", "metrics", "language", "source", "description"):
-        table.add_column(column)
+    table.add_column("task", no_wrap=True)
+    for column in ("kind", "metrics", "language", "source", "description"):
+        table.add_column(column, overflow="fold")
     for info in list_tasks():
-        table.add_row(info.name, info.kind, ", ".join(info.metrics), info.language, info.source,
-                      info.description)
+        table.add_row(
+            info.name, info.kind, ", ".join(info.metrics), info.language, info.source, info.description
+        )
     stdout.print(table)
 
 
@@ -135,8 +174,14 @@ def demo_command(
 
     outcomes = []
     for version in checkpoint_versions():
-        cfg = EvalConfig(llm_name="embedded", llm_args={"version": version}, task_name="tiny-letters",
-                         num_fewshot=num_fewshot, output_dir=output_dir, overwrite=overwrite)
+        cfg = EvalConfig(
+            llm_name="embedded",
+            llm_args={"version": version},
+            task_name="tiny-letters",
+            num_fewshot=num_fewshot,
+            output_dir=output_dir,
+            overwrite=overwrite,
+        )
         with progress_bar(f"tiny-letters {version}") as update:
             outcome = evaluate(cfg, progress=update)
         outcomes.append((version, outcome))

@@ -49,7 +49,9 @@ def parse_llm_args(pairs: Iterable[str]) -> dict[str, Any]:
     return result
 
 
-def expand_multi_value_options(argv: Sequence[str], options: frozenset[str] = MULTI_VALUE_OPTIONS) -> list[str]:
+def expand_multi_value_options(
+    argv: Sequence[str], options: frozenset[str] = MULTI_VALUE_OPTIONS
+) -> list[str]:
     """Rewrite ``--opt a b`` as ``--opt a --opt b`` so a click option can take several values.
 
     Values run until the next token that starts with ``-``. ``--opt=a`` is left alone.

@@ -41,9 +41,7 @@ def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
-def aggregate(
-    rows: Iterable[Mapping[str, Any]], metrics: Sequence[str]
-) -> dict[str, Any]:
+def aggregate(rows: Iterable[Mapping[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
     """``{"overall": {metric: {value, stderr, n}}, "subjects": {subject: {...}}}``.
 
     Overall is the mean over all samples (micro average); per-subject blocks appear when samples

@@ -12,16 +12,28 @@ from rich.table import Table
 
 from eval_framework.runner import EvalOutcome, ProgressFn
 
-stdout = Console()
-stderr = Console(stderr=True)
+
+def _console(to_stderr: bool = False) -> Console:
+    console = Console(stderr=to_stderr)
+    # Piped output goes to logs and scripts: no wrapping of paths, tables at a readable width.
+    return console if console.is_terminal else Console(stderr=to_stderr, width=160, soft_wrap=True)
+
+
+stdout = _console()
+stderr = _console(to_stderr=True)
 
 
 @contextmanager
 def progress_bar(description: str) -> Iterator[ProgressFn]:
     """A progress callback; draws a bar only when stderr is a terminal."""
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=stderr, disable=not stderr.is_terminal, transient=True,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        disable=not stderr.is_terminal,
+        transient=True,
     ) as bar:
         task_id = bar.add_task(description, total=None)
 
@@ -39,8 +51,10 @@ def _fmt(value: float | None, pct: bool = True) -> str:
 
 def summary_table(outcome: EvalOutcome) -> Table:
     meta = outcome.metadata
-    title = (f"{meta['model']['name']} on {meta['task']['name']} "
-             f"({meta['task']['num_fewshot']}-shot, {meta['task']['num_samples']} samples)")
+    title = (
+        f"{meta['model']['name']} on {meta['task']['name']} "
+        f"({meta['task']['num_fewshot']}-shot, {meta['task']['num_samples']} samples)"
+    )
     table = Table(title=title, title_justify="left")
     for column in ("subject", "metric", "value (%)", "± stderr", "n"):
         table.add_column(column, justify="left" if column in ("subject", "metric") else "right")

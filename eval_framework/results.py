@@ -1,11 +1,11 @@
 """The results bundle: one directory per evaluation, the single source of truth.
 
-    <output_dir>/<model>__<task>__<k>shot__<n>__<key12>/
-        metadata.json   identity, redacted config, timings, environment, links, status
-        samples.jsonl   one line per sample, appended as results arrive (the resume point)
-        results.json    aggregated metrics with stderr and n, overall and per subject
-        eval.log        the run's log
-        exports.jsonl   ledger of exports (one line per destination)
+<output_dir>/<model>__<task>__<k>shot__<n>__<key12>/
+    metadata.json   identity, redacted config, timings, environment, links, status
+    samples.jsonl   one line per sample, appended as results arrive (the resume point)
+    results.json    aggregated metrics with stderr and n, overall and per subject
+    eval.log        the run's log
+    exports.jsonl   ledger of exports (one line per destination)
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def slug(text: str, limit: int = 48) -> str:
     return cleaned[:limit]
 
 
-def bundle_dirname(model_name: str, task_name: str, num_fewshot: int, num_samples: int | None, key: str) -> str:
+def bundle_dirname(
+    model_name: str, task_name: str, num_fewshot: int, num_samples: int | None, key: str
+) -> str:
     n = "all" if num_samples is None else str(num_samples)
     return f"{slug(model_name)}__{slug(Path(task_name).stem)}__{num_fewshot}shot__{n}__{key[:12]}"
 
@@ -70,7 +72,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+    atomic_write_text(
+        path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    )
 
 
 def read_json(path: Path) -> Any:
@@ -110,10 +114,10 @@ class Bundle:
             raise OutputError(
                 f"{self.dir} was written by a newer eval_framework (schema {version}); upgrade to read it"
             )
-        return data  # type: ignore[no-any-return]
+        return data
 
     def results(self) -> dict[str, Any]:
-        return read_json(self.results_path)  # type: ignore[no-any-return]
+        return read_json(self.results_path)
 
     def is_complete(self) -> bool:
         return self.results_path.is_file() and self.exists() and self.metadata().get("status") == "complete"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from eval_framework.config import EvalConfig
-from eval_framework.errors import ModelError, OutputError, TaskError
+from eval_framework.errors import EvalFrameworkError, ModelError, OutputError, TaskError
 from eval_framework.metrics import aggregate, score_multiple_choice
 from eval_framework.models.base import GenerationRequest, LoglikelihoodRequest
 from eval_framework.models.loading import find_model_class, instantiate
@@ -80,15 +80,29 @@ def _bundle_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
+@contextmanager
+def _model_call(task: Task, method: str) -> Iterator[None]:
+    """Model failures become one clear error; rows already streamed stay for the resume."""
+    try:
+        yield
+    except NotImplementedError as exc:
+        raise ModelError(f"{task.name} needs a model with {method}(): {exc}") from exc
+    except EvalFrameworkError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"the model failed during {method}(): {type(exc).__name__}: {exc}; finished samples are "
+            "saved, rerun the same command to resume"
+        ) from exc
+
+
 def _score_mc(task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]]) -> list[dict[str, Any]]:
     requests: list[LoglikelihoodRequest] = []
     for _, prepared in batch:
         for ctx, cont in zip(prepared.contexts(task), prepared.continuations(task), strict=True):
             requests.append(LoglikelihoodRequest(ctx, cont))
-    try:
+    with _model_call(task, "loglikelihood"):
         results = model.loglikelihood(requests)
-    except NotImplementedError as exc:
-        raise ModelError(f"{task.name} is multiple choice and needs loglikelihood: {exc}") from exc
     if len(results) != len(requests):
         raise ModelError(f"the model returned {len(results)} loglikelihoods for {len(requests)} requests")
     rows, offset = [], 0
@@ -98,13 +112,22 @@ def _score_mc(task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]
         offset += len(s.choices)
         logprobs = [float(r.logprob) for r in mine]
         scored = score_multiple_choice(logprobs, s.choices, int(s.target))
-        rows.append({
-            "index": index, "id": s.id, "subject": s.subject, "prompt": s.prompt,
-            "fewshot_ids": list(prepared.fewshot_ids), "choices": list(s.choices), "target": s.target,
-            "logprobs": logprobs, "is_greedy": [bool(r.is_greedy) for r in mine],
-            "prediction": scored["prediction"], "prediction_norm": scored["prediction_norm"],
-            "scores": {m: scored[m] for m in task.metrics},
-        })
+        rows.append(
+            {
+                "index": index,
+                "id": s.id,
+                "subject": s.subject,
+                "prompt": s.prompt,
+                "fewshot_ids": list(prepared.fewshot_ids),
+                "choices": list(s.choices),
+                "target": s.target,
+                "logprobs": logprobs,
+                "is_greedy": [bool(r.is_greedy) for r in mine],
+                "prediction": scored["prediction"],
+                "prediction_norm": scored["prediction_norm"],
+                "scores": {m: scored[m] for m in task.metrics},
+            }
+        )
     return rows
 
 
@@ -112,22 +135,27 @@ def _score_generation(
     task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]], max_tokens: int
 ) -> list[dict[str, Any]]:
     requests = [GenerationRequest(p.contexts(task)[0], max_tokens, task.stop) for _, p in batch]
-    try:
+    with _model_call(task, "generate"):
         outputs = model.generate(requests)
-    except NotImplementedError as exc:
-        raise ModelError(f"{task.name} is a generation task and needs generate: {exc}") from exc
     if len(outputs) != len(requests):
         raise ModelError(f"the model returned {len(outputs)} generations for {len(requests)} requests")
     rows = []
     for (index, prepared), text in zip(batch, outputs, strict=True):
         s = prepared.sample
         extracted = task.extract_answer(text)
-        rows.append({
-            "index": index, "id": s.id, "subject": s.subject, "prompt": s.prompt,
-            "fewshot_ids": list(prepared.fewshot_ids), "target": s.target,
-            "generation": text, "extracted": extracted,
-            "scores": {"exact_match": float(task.matches(extracted, str(s.target)))},
-        })
+        rows.append(
+            {
+                "index": index,
+                "id": s.id,
+                "subject": s.subject,
+                "prompt": s.prompt,
+                "fewshot_ids": list(prepared.fewshot_ids),
+                "target": s.target,
+                "generation": text,
+                "extracted": extracted,
+                "scores": {"exact_match": float(task.matches(extracted, str(s.target)))},
+            }
+        )
     return rows
 
 
@@ -145,11 +173,17 @@ def plan(config: EvalConfig) -> tuple[Task, list[PreparedSample], type, str, str
         "seed": config.seed,
         "max_tokens": config.max_tokens if task.kind == "generation" else None,
     }
-    model_identity = model_cls.result_identity(config.llm_args) if hasattr(model_cls, "result_identity") else {
-        "class": model_cls.__qualname__}
+    model_identity = (
+        model_cls.result_identity(config.llm_args)
+        if hasattr(model_cls, "result_identity")
+        else {"class": model_cls.__qualname__}
+    )
     key = natural_key(model_identity, task.identity(), settings)
-    display = (model_cls.display_name_for(config.llm_args) if hasattr(model_cls, "display_name_for")
-               else model_cls.__name__)
+    display = (
+        model_cls.display_name_for(config.llm_args)
+        if hasattr(model_cls, "display_name_for")
+        else model_cls.__name__
+    )
     identity = {"model": model_identity, "task": task.identity(), "settings": settings}
     return task, prepared, model_cls, key, display, identity
 
@@ -158,21 +192,32 @@ def evaluate(config: EvalConfig, progress: ProgressFn | None = None, model: Any 
     """Run (or resume, or reuse) one evaluation and return its bundle."""
     task, prepared, model_cls, key, display, identity = plan(config)
     ensure_writable(config.output_dir)
-    bundle = Bundle(config.output_dir / bundle_dirname(display, task.name, config.num_fewshot,
-                                                       config.num_samples, key))
+    bundle = Bundle(
+        config.output_dir / bundle_dirname(display, task.name, config.num_fewshot, config.num_samples, key)
+    )
     with bundle.lock():
         if bundle.is_complete() and not config.overwrite:
             log.info("reusing finished evaluation in %s (pass --overwrite to recompute)", bundle.dir)
             return EvalOutcome(bundle.dir, bundle.results(), bundle.metadata(), reused=True)
         if config.overwrite:
             with replacing(bundle):
-                return _run(config, task, prepared, model_cls, key, display, identity, bundle, progress, model)
+                return _run(
+                    config, task, prepared, model_cls, key, display, identity, bundle, progress, model
+                )
         return _run(config, task, prepared, model_cls, key, display, identity, bundle, progress, model)
 
 
 def _run(
-    config: EvalConfig, task: Task, prepared: list[PreparedSample], model_cls: type, key: str,
-    display: str, identity: dict[str, Any], bundle: Bundle, progress: ProgressFn | None, model: Any | None,
+    config: EvalConfig,
+    task: Task,
+    prepared: list[PreparedSample],
+    model_cls: type,
+    key: str,
+    display: str,
+    identity: dict[str, Any],
+    bundle: Bundle,
+    progress: ProgressFn | None,
+    model: Any | None,
 ) -> EvalOutcome:
     bundle.dir.mkdir(parents=True, exist_ok=True)
     if bundle.exists() and bundle.metadata().get("natural_key") != key:
@@ -188,22 +233,36 @@ def _run(
         "config": config.redacted(),
         "model": {"name": display, "identity": identity["model"]},
         "task": {
-            "name": task.name, "kind": task.kind, "language": task.language,
+            "name": task.name,
+            "kind": task.kind,
+            "language": task.language,
             "subjects": sorted({p.sample.subject for p in prepared if p.sample.subject}),
-            "num_fewshot": config.num_fewshot, "num_samples": len(prepared),
-            "num_samples_requested": config.num_samples, "seed": config.seed,
-            "metrics": list(task.metrics), "dataset": task.dataset_info(), "identity": identity["task"],
+            "num_fewshot": config.num_fewshot,
+            "num_samples": len(prepared),
+            "num_samples_requested": config.num_samples,
+            "seed": config.seed,
+            "metrics": list(task.metrics),
+            "dataset": task.dataset_info(),
+            "identity": identity["task"],
         },
-        "timings": {"started_at": previous.get("timings", {}).get("started_at", _now()),
-                    "resumed_at": _now() if done else None},
+        "timings": {
+            "started_at": previous.get("timings", {}).get("started_at", _now()),
+            "resumed_at": _now() if done else None,
+        },
         "environment": _environment(),
         "links": previous.get("links", {}),
     }
     write_json(bundle.metadata_path, metadata)
     with _bundle_log(bundle.log_path):
         pending = [(i, p) for i, p in enumerate(prepared) if i not in done]
-        log.info("evaluating %s on %s: %d samples (%d already done) -> %s",
-                 display, task.name, len(prepared), len(done), bundle.dir)
+        log.info(
+            "evaluating %s on %s: %d samples (%d already done) -> %s",
+            display,
+            task.name,
+            len(prepared),
+            len(done),
+            bundle.dir,
+        )
         if pending:
             load_start = time.time()
             model = model if model is not None else instantiate(model_cls, config.llm_args, config.batch_size)
@@ -218,8 +277,11 @@ def _run(
         max_tokens = config.max_tokens or task.max_tokens
         for start in range(0, len(pending), chunk):
             batch = pending[start : start + chunk]
-            rows = (_score_mc(task, model, batch) if task.kind == "multiple_choice"
-                    else _score_generation(task, model, batch, max_tokens))
+            rows = (
+                _score_mc(task, model, batch)
+                if task.kind == "multiple_choice"
+                else _score_generation(task, model, batch, max_tokens)
+            )
             bundle.append_samples(rows)
             done.update((row["index"], row) for row in rows)
             finished += len(rows)

@@ -1,10 +1,11 @@
 """Build the shipped tiny-letters task and train its checkpoints, deterministically.
 
-    python scripts/train_tiny_model.py [--out eval_framework/embedded] [--steps 1200]
+    python scripts/train_tiny_model.py [--out eval_framework/embedded] [--steps 3000]
 
 Writes ``data/tiny_letters_{test,fewshot}.jsonl`` and ``checkpoints/tiny-letters/v0..v2`` (config,
 safetensors weights, char-level tokenizer). ``v0`` is the untrained initialisation (near chance),
-``v1`` an early snapshot, ``v2`` the fully trained model. Same arguments, same machine: same bytes.
+``v1`` an early snapshot (step 1200: copy learned, reverse not yet), ``v2`` the fully trained
+model. Same arguments, same machine: same bytes.
 """
 
 from __future__ import annotations
@@ -53,8 +54,16 @@ def build_data(rng: random.Random) -> tuple[list[dict], list[dict], set[str]]:
                     word = make_word(rng)
                 used.add(word)
                 choices, label = make_choices(rng, op, word)
-                out.append({"id": f"{prefix}-{op}-{i}", "op": op, "word": word,
-                            "choices": choices, "label": label, "answer": answer(op, word)})
+                out.append(
+                    {
+                        "id": f"{prefix}-{op}-{i}",
+                        "op": op,
+                        "word": word,
+                        "choices": choices,
+                        "label": label,
+                        "answer": answer(op, word),
+                    }
+                )
         return out
 
     test = rows(N_TEST_PER_OP, "test")
@@ -92,10 +101,17 @@ def training_text(rng: random.Random, excluded: set[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "eval_framework" / "embedded")
-    parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--snapshots", type=int, nargs="+", default=[0, 150],
-                        help="steps saved as v0, v1, ...; the final step is saved last")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "eval_framework" / "embedded"
+    )
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument(
+        "--snapshots",
+        type=int,
+        nargs="+",
+        default=[0, 1200],
+        help="steps saved as v0, v1, ...; the final step is saved last",
+    )
     args = parser.parse_args()
 
     import torch
@@ -113,9 +129,19 @@ def main() -> None:
         (data_dir / name).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
     tokenizer = build_tokenizer(args.out)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=64, n_layer=2, n_head=4,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=128,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     model = GPT2LMHeadModel(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     ckpt_root = args.out / "checkpoints" / "tiny-letters"

@@ -18,8 +18,10 @@ def checkpoint_versions() -> list[str]:
     """Shipped versions, oldest first (``v0`` is the untrained initialisation)."""
     if not CHECKPOINTS.is_dir():
         return []
-    return sorted((p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file()),
-                  key=lambda v: int(v.lstrip("v")))
+    return sorted(
+        (p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file()),
+        key=lambda v: int(v.lstrip("v")),
+    )
 
 
 def checkpoint_dir(version: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import ABC
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -32,7 +31,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = field(default_factory=tuple)
 
 
-class BaseLLM(ABC):
+class BaseLLM:
     """Subclass this and implement ``loglikelihood`` and/or ``generate``.
 
     Constructor keyword arguments come from ``--llm-args``; ``batch_size`` is passed when the
@@ -91,5 +90,3 @@ __all__ = [
     "LoglikelihoodResult",
     "apply_stop",
 ]
-
-

@@ -16,7 +16,9 @@ class EmbeddedTinyLLM(HuggingFaceLLM):
         versions = checkpoint_versions()
         chosen = versions[-1] if version == "latest" else version
         if chosen not in versions:
-            raise ConfigError(f"unknown embedded version {version!r}; available: {', '.join(versions)}, latest")
+            raise ConfigError(
+                f"unknown embedded version {version!r}; available: {', '.join(versions)}, latest"
+            )
         kwargs.setdefault("device", "cpu")
         kwargs.setdefault("name", f"tiny-letters-{chosen}")
         super().__init__(str(checkpoint_dir(chosen)), **kwargs)

@@ -71,11 +71,15 @@ class HuggingFaceLLM(BaseLLM):
         except ImportError as exc:
             raise missing_extra("transformers", "hf") from exc
         self._torch = torch
+        # Our own progress bar covers the evaluation; per-shard loading bars are noise in logs.
+        transformers.utils.logging.disable_progress_bar()
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.dtype_name = self._pick_dtype(dtype)
         local = Path(self.checkpoint).expanduser()
         source = str(local) if local.exists() else self.checkpoint
         self._local_dir = local if local.is_dir() else None
+        self.tokenizer: Any
+        self.model: Any
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(
                 source, revision=revision, trust_remote_code=self.trust_remote_code

@@ -72,29 +72,29 @@ def _class_from_dotted(dotted: str) -> type:
     except ImportError as exc:
         raise ModelError(f"cannot import module {module_name!r} for --llm-name {dotted}: {exc}") from exc
     cls = getattr(module, attr, None)
-    if not _is_model_class(cls):
+    if cls is None or not _is_model_class(cls):
         raise ModelError(f"{dotted} is not a model class (needs loglikelihood and/or generate methods)")
-    return cls  # type: ignore[return-value]
+    return cls
 
 
 def find_model_class(llm_name: str, models_file: Path | None) -> type:
     """Look ``llm_name`` up in the models file, then built-in names, then as a dotted path."""
     if models_file is not None:
         module = import_models_file(models_file)
-        found = {
+        found: dict[str, type] = {
             name: obj
             for name, obj in vars(module).items()
             if _is_model_class(obj) and not name.startswith("_")
         }
         if llm_name in found:
-            return found[llm_name]  # type: ignore[no-any-return]
+            return found[llm_name]
         if llm_name not in BUILTIN_BACKENDS and "." not in llm_name and ":" not in llm_name:
             close = difflib.get_close_matches(llm_name, found, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            listing = ", ".join(sorted(found)) or "none"
-            raise ModelError(
-                f"class {llm_name!r} not found in {models_file}{hint}; classes found: {listing}"
-            )
+            # List the file's own classes; imported base classes are noise here.
+            own = [n for n, c in found.items() if c.__module__ == module.__name__] or list(found)
+            listing = ", ".join(sorted(own)) or "none"
+            raise ModelError(f"class {llm_name!r} not found in {models_file}{hint}; classes found: {listing}")
     if llm_name in BUILTIN_BACKENDS:
         return _class_from_dotted(BUILTIN_BACKENDS[llm_name])
     if "." in llm_name or ":" in llm_name:

@@ -21,20 +21,65 @@ MMLU_REVISION = "c30699e8356da336a370243923dbaf21066bb9fe"
 GSM8K_REVISION = "cc7b047b6e5bb11b4f1af84efc572db110a51b3c"
 PARQUET_REF = "refs/convert/parquet"
 
-MMLU_SUBJECTS = (
-    "abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology "
-    "college_chemistry college_computer_science college_mathematics college_medicine college_physics "
-    "computer_security conceptual_physics econometrics electrical_engineering elementary_mathematics "
-    "formal_logic global_facts high_school_biology high_school_chemistry high_school_computer_science "
-    "high_school_european_history high_school_geography high_school_government_and_politics "
-    "high_school_macroeconomics high_school_mathematics high_school_microeconomics high_school_physics "
-    "high_school_psychology high_school_statistics high_school_us_history high_school_world_history "
-    "human_aging human_sexuality international_law jurisprudence logical_fallacies machine_learning "
-    "management marketing medical_genetics miscellaneous moral_disputes moral_scenarios nutrition "
-    "philosophy prehistory professional_accounting professional_law professional_medicine "
-    "professional_psychology public_relations security_studies sociology us_foreign_policy virology "
-    "world_religions"
-).split()
+MMLU_SUBJECTS = [
+    "abstract_algebra",
+    "anatomy",
+    "astronomy",
+    "business_ethics",
+    "clinical_knowledge",
+    "college_biology",
+    "college_chemistry",
+    "college_computer_science",
+    "college_mathematics",
+    "college_medicine",
+    "college_physics",
+    "computer_security",
+    "conceptual_physics",
+    "econometrics",
+    "electrical_engineering",
+    "elementary_mathematics",
+    "formal_logic",
+    "global_facts",
+    "high_school_biology",
+    "high_school_chemistry",
+    "high_school_computer_science",
+    "high_school_european_history",
+    "high_school_geography",
+    "high_school_government_and_politics",
+    "high_school_macroeconomics",
+    "high_school_mathematics",
+    "high_school_microeconomics",
+    "high_school_physics",
+    "high_school_psychology",
+    "high_school_statistics",
+    "high_school_us_history",
+    "high_school_world_history",
+    "human_aging",
+    "human_sexuality",
+    "international_law",
+    "jurisprudence",
+    "logical_fallacies",
+    "machine_learning",
+    "management",
+    "marketing",
+    "medical_genetics",
+    "miscellaneous",
+    "moral_disputes",
+    "moral_scenarios",
+    "nutrition",
+    "philosophy",
+    "prehistory",
+    "professional_accounting",
+    "professional_law",
+    "professional_medicine",
+    "professional_psychology",
+    "public_relations",
+    "security_studies",
+    "sociology",
+    "us_foreign_policy",
+    "virology",
+    "world_religions",
+]
 
 
 class HFTask(Task):
@@ -83,8 +128,12 @@ class HFTask(Task):
         return self._load(subject, self.fewshot_split)
 
     def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "dataset": self.dataset_path, "revision": self.revision,
-                "eval_split": self.eval_split}
+        return {
+            **super().identity(),
+            "dataset": self.dataset_path,
+            "revision": self.revision,
+            "eval_split": self.eval_split,
+        }
 
     def dataset_info(self) -> dict[str, Any]:
         return {
@@ -108,7 +157,9 @@ class ARC(HFTask):
     revision = ARC_REVISION
     eval_split, fewshot_split = "test", "train"
     configs: ClassVar[dict[str | None, str | None]] = {
-        "ARC-Easy": "ARC-Easy", "ARC-Challenge": "ARC-Challenge"}
+        "ARC-Easy": "ARC-Easy",
+        "ARC-Challenge": "ARC-Challenge",
+    }
 
     def row_to_sample(self, row: dict[str, Any], index: int, subject: str | None) -> Sample:
         labels = [str(label) for label in row["choices"]["label"]]

@@ -23,7 +23,9 @@ class DatasetSource:
         return {"path": self.path, "config": self.name, "revision": self.revision}
 
 
-def load_split(source: DatasetSource, split: str, data_dir: Path | None, task_name: str) -> list[dict[str, Any]]:
+def load_split(
+    source: DatasetSource, split: str, data_dir: Path | None, task_name: str
+) -> list[dict[str, Any]]:
     """Rows of ``split``: from ``data_dir/<config>/<split>.*`` or ``data_dir/<split>.*`` when given,
     else through ``datasets`` at the pinned revision (its cache works offline)."""
     if data_dir is not None:

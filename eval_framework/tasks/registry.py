@@ -30,7 +30,9 @@ def list_tasks() -> list[TaskInfo]:
     ]
     for name, path in embedded_task_files().items():
         spec = load_spec(path)
-        metrics = tuple(spec.metrics or (["acc", "acc_norm"] if spec.kind == "multiple_choice" else ["exact_match"]))
+        metrics = tuple(
+            spec.metrics or (["acc", "acc_norm"] if spec.kind == "multiple_choice" else ["exact_match"])
+        )
         infos.append(TaskInfo(name, spec.kind, spec.language, metrics, spec.description, "embedded"))
     return infos
 

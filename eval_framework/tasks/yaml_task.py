@@ -71,8 +71,10 @@ def _format(template: str, row: dict[str, Any], where: str) -> str:
     try:
         return template.format(**row)
     except KeyError as exc:
-        raise TaskError(f"{where}: template {template!r} uses field {exc.args[0]!r}, which the row lacks; "
-                        f"row fields: {', '.join(row)}") from exc
+        raise TaskError(
+            f"{where}: template {template!r} uses field {exc.args[0]!r}, which the row lacks; "
+            f"row fields: {', '.join(row)}"
+        ) from exc
     except (IndexError, ValueError) as exc:
         raise TaskError(f"{where}: template {template!r} cannot be filled: {exc}") from exc
 
@@ -86,8 +88,9 @@ class YamlTask(Task):
         self.kind = self.spec.kind
         self.language = self.spec.language
         self.description = self.spec.description
-        self.metrics = tuple(self.spec.metrics or (
-            ["acc", "acc_norm"] if self.kind == "multiple_choice" else ["exact_match"]))
+        self.metrics = tuple(
+            self.spec.metrics or (["acc", "acc_norm"] if self.kind == "multiple_choice" else ["exact_match"])
+        )
         self.fewshot_separator = self.spec.fewshot_separator
         self.continuation_prefix = self.spec.continuation_prefix
         self.stop = tuple(self.spec.stop)
@@ -194,5 +197,3 @@ def load_spec(path: Path) -> TaskSpec:
         raise TaskDefinitionError(
             f"task file {path}: field '{field}': {first['msg']}; see docs/tasks.md for the schema"
         ) from exc
-
-

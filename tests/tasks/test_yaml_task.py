@@ -1,0 +1,107 @@
+"""Task YAML files over local JSONL/CSV/Parquet data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eval_framework.errors import TaskDefinitionError, TaskError
+from eval_framework.tasks import get_task
+
+
+def _task(tmp_path: Path, body: str, data: dict[str, str]) -> Path:
+    for name, text in data.items():
+        (tmp_path / name).write_text(text)
+    path = tmp_path / "task.yaml"
+    path.write_text(body)
+    return path
+
+
+def test_csv_generation_task_with_regex(tmp_path):
+    path = _task(
+        tmp_path,
+        "name: capitals\nkind: generation\nlanguage: de\ndata: {eval: d.csv}\n"
+        "prompt: 'Hauptstadt von {land}?'\ntarget: stadt\nanswer_regex: 'Antwort: (\\w+)'\n",
+        {"d.csv": "land,stadt\nFrankreich,Paris\nItalien,Rom\n"},
+    )
+    task = get_task(str(path))
+    assert task.language == "de" and task.metrics == ("exact_match",)
+    s = task.eval_samples()[1]
+    assert s.prompt == "Hauptstadt von Italien?" and s.target == "Rom"
+    assert task.extract_answer("Antwort: Rom.") == "Rom" and task.extract_answer("keine") == ""
+
+
+def test_parquet_data(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"q": ["a?", "b?"], "opts": [["x", "y"], ["y", "x"]], "t": [1, 0]}), tmp_path / "d.parquet"
+    )
+    path = _task(tmp_path, "name: p\ndata: {eval: d.parquet}\nprompt: '{q}'\nchoices: opts\ntarget: t\n", {})
+    samples = get_task(str(path)).eval_samples()
+    assert [s.target for s in samples] == [1, 0] and samples[0].choices == ("x", "y")
+
+
+def test_choices_as_templates(tmp_path):
+    path = _task(
+        tmp_path,
+        "name: t\ndata: {eval: d.jsonl}\nprompt: '{q}'\nchoices: ['{a}', '{b}']\ntarget: t\n",
+        {"d.jsonl": '{"q": "?", "a": "yes", "b": "no", "t": "no"}\n'},
+    )
+    s = get_task(str(path)).eval_samples()[0]
+    assert s.choices == ("yes", "no") and s.target == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ("data: {eval: d.jsonl}\nprompt: x\ntarget: t\nchoices: c\n", "name"),
+        ("name: t\nprompt: x\ntarget: t\nchoices: c\n", "data"),
+        ("name: t\ndata: {eval: d.jsonl}\nprompt: x\ntarget: t\n", "(top level)"),
+        ("name: t\ndata: {eval: d.jsonl}\nprompt: x\ntarget: t\nchoices: c\nkind: ranking\n", "kind"),
+        ("name: t\ndata: {eval: d.jsonl, extra: 1}\nprompt: x\ntarget: t\nchoices: c\n", "data.extra"),
+        (
+            "name: t\ndata: {eval: d.jsonl}\nprompt: x\ntarget: t\nkind: generation\nanswer_regex: '('\n",
+            "(top level)",
+        ),
+    ],
+)
+def test_malformed_yaml_points_at_field(tmp_path, body, field):
+    with pytest.raises(
+        TaskDefinitionError, match=f"field '{field}'" if field != "(top level)" else "top level"
+    ):
+        get_task(str(_task(tmp_path, body, {})))
+
+
+def test_not_yaml(tmp_path):
+    with pytest.raises(TaskDefinitionError, match="not valid YAML"):
+        get_task(str(_task(tmp_path, "name: [unclosed\n", {})))
+
+
+def test_row_errors_name_the_row_and_field(tmp_path):
+    path = _task(
+        tmp_path,
+        "name: t\ndata: {eval: d.jsonl}\nprompt: '{question}'\nchoices: c\ntarget: t\n",
+        {"d.jsonl": '{"q": "?", "c": ["a"], "t": 0}\n'},
+    )
+    with pytest.raises(TaskError, match=r"d\.jsonl row 0: template .* uses field 'question'"):
+        get_task(str(path)).eval_samples()
+    bad_target = _task(
+        tmp_path,
+        "name: t\ndata: {eval: e.jsonl}\nprompt: '{q}'\nchoices: c\ntarget: t\n",
+        {"e.jsonl": '{"q": "?", "c": ["a", "b"], "t": 5}\n'},
+    )
+    with pytest.raises(TaskError, match="out of range for 2 choices"):
+        get_task(str(bad_target)).eval_samples()
+
+
+def test_bad_jsonl_line_is_located(tmp_path):
+    path = _task(
+        tmp_path,
+        "name: t\ndata: {eval: d.jsonl}\nprompt: '{q}'\nchoices: c\ntarget: t\n",
+        {"d.jsonl": '{"q": "?", "c": ["a"], "t": 0}\n{broken\n'},
+    )
+    with pytest.raises(TaskError, match=r"d\.jsonl:2 is not valid JSON"):
+        get_task(str(path)).eval_samples()

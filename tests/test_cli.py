@@ -1,0 +1,366 @@
+"""End-to-end CLI runs: real models, real bundles, and every bad input of the core."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import USER_MODELS
+
+
+def _bundle(output: Path) -> Path:
+    (bundle,) = [p for p in output.iterdir() if p.is_dir()]
+    return bundle
+
+
+def test_evaluates_a_tiny_model_built_in_the_test(cli, tiny_model_dir, letters_task, tmp_path):
+    out = tmp_path / "out"
+    result = cli(
+        "--context",
+        "local",
+        "--llm-name",
+        "hf",
+        "--llm-args",
+        f"checkpoint={tiny_model_dir}",
+        "dtype=float32",
+        "--task-name",
+        letters_task,
+        "--num-fewshot",
+        "1",
+        "--output-dir",
+        out,
+        "--batch-size",
+        "4",
+    )
+    assert result.code == 0, result.err
+    bundle = _bundle(out)
+    assert {p.name for p in bundle.iterdir()} >= {
+        "metadata.json",
+        "samples.jsonl",
+        "results.json",
+        "eval.log",
+    }
+    rows = [json.loads(line) for line in (bundle / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(len(r["fewshot_ids"]) == 1 for r in rows)
+    results = json.loads((bundle / "results.json").read_text())["metrics"]
+    acc = sum(r["scores"]["acc"] for r in rows) / 6
+    assert results["overall"]["acc"] == pytest.approx(
+        {"value": acc, "stderr": results["overall"]["acc"]["stderr"], "n": 6}
+    )
+    assert set(results["subjects"]) == {"copy", "reverse"}
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["status"] == "complete" and meta["framework"]["name"] == "eval_framework"
+    assert meta["task"]["num_fewshot"] == 1 and meta["environment"]["torch"]
+    assert "overall" in result.out and str(bundle) in result.out
+
+
+def test_same_command_lands_in_same_bundle_and_is_not_recomputed(cli, letters_task, tmp_path):
+    args = [
+        "--models",
+        USER_MODELS,
+        "--llm-name",
+        "HashLLM",
+        "--task-name",
+        letters_task,
+        "--output-dir",
+        tmp_path / "out",
+    ]
+    log = tmp_path / "calls.log"
+    os.environ["EF_TEST_CALL_LOG"] = str(log)
+    try:
+        assert cli(*args).code == 0
+        first = log.read_text().count("x")
+        again = cli(*args)
+        assert again.code == 0 and "reusing" in again.err.lower()
+        assert log.read_text().count("x") == first  # nothing recomputed
+        assert cli(*args, "--overwrite").code == 0
+        assert log.read_text().count("x") == 2 * first
+    finally:
+        del os.environ["EF_TEST_CALL_LOG"]
+    assert len([p for p in (tmp_path / "out").iterdir() if p.is_dir()]) == 1
+
+
+def test_settings_that_change_results_change_the_bundle(cli, letters_task, tmp_path):
+    base = [
+        "--models",
+        USER_MODELS,
+        "--llm-name",
+        "HashLLM",
+        "--task-name",
+        letters_task,
+        "--output-dir",
+        tmp_path / "out",
+    ]
+    assert cli(*base).code == 0
+    assert cli(*base, "--batch-size", "2").code == 0  # batch size does not change results
+    assert cli(*base, "--num-fewshot", "1").code == 0
+    assert cli(*base, "--llm-args", "bias=x").code == 0
+    assert len([p for p in (tmp_path / "out").iterdir() if p.is_dir()]) == 3
+
+
+def test_shipped_checkpoints_differ_clearly(cli, tmp_path):
+    result = cli("demo", "--output-dir", tmp_path / "demo")
+    assert result.code == 0, result.err
+    accs = {}
+    for bundle in [p for p in (tmp_path / "demo").iterdir() if p.is_dir()]:
+        meta = json.loads((bundle / "metadata.json").read_text())
+        accs[meta["model"]["name"]] = json.loads((bundle / "results.json").read_text())["metrics"]["overall"][
+            "acc"
+        ]
+    assert set(accs) == {"tiny-letters-v0", "tiny-letters-v1", "tiny-letters-v2"}
+    assert accs["tiny-letters-v0"]["value"] < 0.4  # near chance (4 choices)
+    assert accs["tiny-letters-v2"]["value"] > 0.9
+    assert (
+        accs["tiny-letters-v0"]["value"] < accs["tiny-letters-v1"]["value"] < accs["tiny-letters-v2"]["value"]
+    )
+    assert "compared" in result.out
+
+
+def test_root_command_on_an_embedded_checkpoint_and_generation_task(cli, tmp_path):
+    result = cli(
+        "--llm-name",
+        "embedded",
+        "--llm-args",
+        "version=v2",
+        "--task-name",
+        "tiny-letters-gen",
+        "--num-fewshot",
+        "3",
+        "--num-samples",
+        "20",
+        "--output-dir",
+        tmp_path / "o",
+    )
+    assert result.code == 0, result.err
+    rows = [json.loads(x) for x in (_bundle(tmp_path / "o") / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 20 and all("generation" in r for r in rows)
+    em = json.loads((_bundle(tmp_path / "o") / "results.json").read_text())["metrics"]["overall"][
+        "exact_match"
+    ]
+    assert em["n"] == 20 and em["value"] > 0.5
+
+
+def test_named_model_class_from_models_file(cli, letters_task, tmp_path):
+    from eval_framework.embedded import checkpoint_dir
+
+    result = cli(
+        "--models",
+        USER_MODELS,
+        "--llm-name",
+        "TinyLettersV2",
+        "--llm-args",
+        f"checkpoint={checkpoint_dir('v2')}",
+        "--task-name",
+        letters_task,
+        "--output-dir",
+        tmp_path / "o",
+    )
+    assert result.code == 0, result.err
+    assert _bundle(tmp_path / "o").name.startswith("TinyLettersV2__letters__0shot__all__")
+
+
+def test_tasks_command_lists_builtins(cli):
+    result = cli("tasks")
+    assert result.code == 0
+    for name in (
+        "ARC-Easy",
+        "ARC-Challenge",
+        "HellaSwag",
+        "MMLU",
+        "Winogrande",
+        "PIQA",
+        "GSM8K",
+        "tiny-letters",
+    ):
+        assert name in result.out
+    assert "exact_match" in result.out and "acc_norm" in result.out
+
+
+def test_help_documents_every_flag(cli):
+    result = cli("--help")
+    assert result.code == 0
+    for flag in (
+        "--context",
+        "--models",
+        "--llm-name",
+        "--llm-args",
+        "--task-name",
+        "--num-fewshot",
+        "--num-samples",
+        "--output-dir",
+        "--batch-size",
+        "--max-tokens",
+        "--env-file",
+        "--overwrite",
+    ):
+        assert flag in result.out
+
+
+# ---- bad input: one clear line, non-zero exit, nothing lost ----------------------------------
+
+
+def _one_line_error(result, *needles: str) -> None:
+    assert result.code != 0
+    lines = [line for line in result.err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_unknown_task_suggests_close_names(cli):
+    result = cli("--llm-name", "embedded", "--task-name", "hellaswg")
+    _one_line_error(result, "unknown task 'hellaswg'", "HellaSwag", "eval_framework tasks")
+
+
+def test_missing_models_file(cli, letters_task):
+    _one_line_error(
+        cli("--models", "nope.py", "--llm-name", "X", "--task-name", letters_task), "nope.py does not exist"
+    )
+
+
+def test_unreadable_models_file(cli, letters_task, tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def oops(:\n")
+    _one_line_error(
+        cli("--models", broken, "--llm-name", "X", "--task-name", letters_task),
+        "importing --models file",
+        "SyntaxError",
+    )
+
+
+def test_class_not_found_lists_classes(cli, letters_task):
+    result = cli("--models", USER_MODELS, "--llm-name", "HashLM", "--task-name", letters_task)
+    _one_line_error(
+        result, "'HashLM' not found", "did you mean HashLLM", "classes found: HashLLM, TinyLettersV2"
+    )
+
+
+def test_bad_llm_args_syntax(cli, letters_task):
+    _one_line_error(
+        cli("--llm-name", "embedded", "--llm-args", "version", "--task-name", letters_task),
+        "bad --llm-args entry 'version'",
+        "key=value",
+    )
+
+
+def test_unknown_llm_arg_lists_accepted(cli, letters_task, tmp_path):
+    result = cli(
+        "--models",
+        USER_MODELS,
+        "--llm-name",
+        "HashLLM",
+        "--llm-args",
+        "colour=red",
+        "--task-name",
+        letters_task,
+        "--output-dir",
+        tmp_path / "o",
+    )
+    _one_line_error(result, "does not accept --llm-args colour", "accepted: bias, batch_size")
+
+
+def test_fewshot_larger_than_pool(cli, letters_task):
+    result = cli(
+        "--models", USER_MODELS, "--llm-name", "HashLLM", "--task-name", letters_task, "--num-fewshot", "9"
+    )
+    _one_line_error(
+        result, "--num-fewshot 9 is larger than the few-shot pool", "use --num-fewshot 1 or fewer"
+    )
+
+
+def test_dataset_not_reachable_offline_points_to_local_tasks(cli):
+    result = cli("--models", USER_MODELS, "--llm-name", "HashLLM", "--task-name", "ARC-Easy")
+    _one_line_error(result, "cannot load dataset allenai/ai2_arc", "--task-data-dir", "local data task")
+
+
+def test_malformed_task_yaml_points_at_field(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: t\ndata: {eval: x.jsonl}\nprompt: '{q}'\ntarget: a\nkind: multiple_choice\nmax_tokens: -3\n"
+    )
+    _one_line_error(cli("--llm-name", "embedded", "--task-name", bad), "field 'max_tokens'", "docs/tasks.md")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_output_dir_not_writable_as_user(cli, letters_task, tmp_path):  # pragma: no cover - CI runs as root
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    _one_line_error(
+        cli(
+            "--models",
+            USER_MODELS,
+            "--llm-name",
+            "HashLLM",
+            "--task-name",
+            letters_task,
+            "--output-dir",
+            ro / "x",
+        ),
+        "cannot write to output directory",
+    )
+
+
+def test_output_dir_not_writable(cli, letters_task, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    _one_line_error(
+        cli(
+            "--models",
+            USER_MODELS,
+            "--llm-name",
+            "HashLLM",
+            "--task-name",
+            letters_task,
+            "--output-dir",
+            blocker / "out",
+        ),
+        "cannot write to output directory",
+        "--output-dir",
+    )
+
+
+def test_model_load_failure(cli, letters_task, tmp_path):
+    empty = tmp_path / "not-a-checkpoint"
+    empty.mkdir()
+    (empty / "README").write_text("nothing here")
+    result = cli(
+        "--llm-name",
+        "hf",
+        "--llm-args",
+        f"checkpoint={empty}",
+        "--task-name",
+        letters_task,
+        "--output-dir",
+        tmp_path / "o",
+    )
+    _one_line_error(result, "could not load model", "config.json")
+
+
+def test_failure_keeps_finished_results(cli, letters_task, tmp_path):
+    out = tmp_path / "out"
+    base = [
+        "--models",
+        USER_MODELS,
+        "--llm-name",
+        "HashLLM",
+        "--task-name",
+        letters_task,
+        "--output-dir",
+        out,
+    ]
+    assert cli(*base).code == 0
+    bundle = _bundle(out)
+    before = {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
+    os.environ["EF_TEST_CRASH_AFTER"] = "0"
+    try:
+        result = cli(*base, "--overwrite")
+    finally:
+        del os.environ["EF_TEST_CRASH_AFTER"]
+    _one_line_error(result, "simulated crash")
+    after = {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
+    assert after == before  # --overwrite restores the old bundle when the new run fails

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from eval_framework.errors import ConfigError
+from eval_framework.llm_args import expand_multi_value_options, parse_llm_args
+
+
+def test_typed_and_nested_values():
+    assert parse_llm_args(["a=1", "b=2.5", "c=true", "d=x", "e.f=null", "e.g=[1, 2]", "h=", "i=a=b"]) == {
+        "a": 1,
+        "b": 2.5,
+        "c": True,
+        "d": "x",
+        "e": {"f": None, "g": [1, 2]},
+        "h": "",
+        "i": "a=b",
+    }
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=1", "a..b=1", "1a=2", "a b=1"])
+def test_bad_syntax(bad):
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_llm_args([bad])
+
+
+def test_conflicting_nesting():
+    with pytest.raises(ConfigError, match="plain value"):
+        parse_llm_args(["a=1", "a.b=2"])
+    with pytest.raises(ConfigError, match="nested keys"):
+        parse_llm_args(["a.b=1", "a=2"])
+
+
+def test_several_values_after_one_flag():
+    argv = ["--llm-args", "a=1", "b=2", "--task-name", "T", "--llm-args=c=3", "--llm-args", "d=4"]
+    assert expand_multi_value_options(argv) == [
+        "--llm-args",
+        "a=1",
+        "--llm-args",
+        "b=2",
+        "--task-name",
+        "T",
+        "--llm-args=c=3",
+        "--llm-args",
+        "d=4",
+    ]
