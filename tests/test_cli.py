@@ -356,3 +356,21 @@ def test_failure_keeps_finished_results(cli, letters_task, tmp_path):
     _one_line_error(result, "simulated crash")
     after = {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
     assert after == before  # --overwrite restores the old bundle when the new run fails
+
+
+def test_dotted_import_path_as_llm_name(cli, letters_task, tmp_path):
+    result = cli("--llm-name", "tests.fixtures.user_models:HashLLM", "--task-name", letters_task,
+                 "--output-dir", tmp_path / "o")  # fmt: skip
+    assert result.code == 0, result.err
+    assert _bundle(tmp_path / "o").name.startswith("HashLLM__letters__")
+    _one_line_error(cli("--llm-name", "tests.fixtures.user_models:NotAModel", "--task-name", letters_task),
+                    "is not a model class")  # fmt: skip
+
+
+def test_uncached_hub_id_offline_is_a_clear_model_error(cli, letters_task, tmp_path):
+    result = cli("--llm-name", "hf", "--llm-args", "checkpoint=some-org/some-model",
+                 "--task-name", letters_task, "--output-dir", tmp_path / "o")  # fmt: skip
+    _one_line_error(
+        result, "could not load model 'some-org/some-model'", "offline, only cached hub models load"
+    )
+    assert not [p for p in (tmp_path / "o").iterdir() if p.is_dir() and (p / "results.json").exists()]
