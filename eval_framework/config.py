@@ -15,7 +15,7 @@ import yaml
 from dotenv import load_dotenv
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from eval_framework.errors import ConfigError
+from eval_framework.errors import ConfigError, EvalFrameworkError
 from eval_framework.redact import redact
 
 log = logging.getLogger(__name__)
@@ -83,15 +83,25 @@ def load_env(env_file: Path | None) -> Path | None:
     return None
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(
+    path: Path, what: str, error: type[EvalFrameworkError], expected: str
+) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; every failure is ``error`` naming ``what``."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read --config {path}: {exc.strerror}; check the path") from exc
+        raise error(f"cannot read {what}: {exc.strerror}; check the path") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--config {path} is not valid YAML: {exc}") from exc
+        raise error(f"{what} is not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"--config {path} must hold a mapping of option names to values")
+        raise error(f"{what} must hold a mapping of {expected}")
+    return data
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    data = read_yaml_mapping(path, f"--config {path}", ConfigError, "option names to values")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 

@@ -96,6 +96,18 @@ def _model_call(task: Task, method: str) -> Iterator[None]:
         ) from exc
 
 
+def _base_row(index: int, prepared: PreparedSample) -> dict[str, Any]:
+    s = prepared.sample
+    return {
+        "index": index,
+        "id": s.id,
+        "subject": s.subject,
+        "prompt": s.prompt,
+        "fewshot_ids": list(prepared.fewshot_ids),
+        "target": s.target,
+    }
+
+
 def _score_mc(task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]]) -> list[dict[str, Any]]:
     requests: list[LoglikelihoodRequest] = []
     for _, prepared in batch:
@@ -114,13 +126,8 @@ def _score_mc(task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]
         scored = score_multiple_choice(logprobs, s.choices, int(s.target))
         rows.append(
             {
-                "index": index,
-                "id": s.id,
-                "subject": s.subject,
-                "prompt": s.prompt,
-                "fewshot_ids": list(prepared.fewshot_ids),
+                **_base_row(index, prepared),
                 "choices": list(s.choices),
-                "target": s.target,
                 "logprobs": logprobs,
                 "is_greedy": [bool(r.is_greedy) for r in mine],
                 "prediction": scored["prediction"],
@@ -145,12 +152,7 @@ def _score_generation(
         extracted = task.extract_answer(text)
         rows.append(
             {
-                "index": index,
-                "id": s.id,
-                "subject": s.subject,
-                "prompt": s.prompt,
-                "fewshot_ids": list(prepared.fewshot_ids),
-                "target": s.target,
+                **_base_row(index, prepared),
                 "generation": text,
                 "extracted": extracted,
                 "scores": {"exact_match": float(task.matches(extracted, str(s.target)))},

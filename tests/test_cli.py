@@ -374,3 +374,15 @@ def test_uncached_hub_id_offline_is_a_clear_model_error(cli, letters_task, tmp_p
         result, "could not load model 'some-org/some-model'", "offline, only cached hub models load"
     )
     assert not [p for p in (tmp_path / "o").iterdir() if p.is_dir() and (p / "results.json").exists()]
+
+
+def test_python_api_matches_the_cli(cli, letters_task, tmp_path):
+    from eval_framework import EvalConfig, evaluate
+
+    outcome = evaluate(EvalConfig(llm_name="HashLLM", models=USER_MODELS, task_name=str(letters_task),
+                                  output_dir=tmp_path / "o"))  # fmt: skip
+    assert not outcome.reused and outcome.bundle_dir.parent == tmp_path / "o"
+    again = cli("--models", USER_MODELS, "--llm-name", "HashLLM", "--task-name", letters_task,
+                "--output-dir", tmp_path / "o")  # fmt: skip
+    assert again.code == 0 and "reusing" in again.err.lower()
+    assert json.loads((outcome.bundle_dir / "results.json").read_text()) == outcome.results

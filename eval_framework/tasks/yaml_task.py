@@ -9,9 +9,9 @@ import string
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from eval_framework.config import read_yaml_mapping
 from eval_framework.errors import TaskDefinitionError, TaskError
 from eval_framework.fingerprint import file_sha256
 from eval_framework.tasks.base import Sample, Task
@@ -181,14 +181,9 @@ class YamlTask(Task):
 
 
 def load_spec(path: Path) -> TaskSpec:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TaskDefinitionError(f"cannot read task file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise TaskDefinitionError(f"task file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise TaskDefinitionError(f"task file {path} must hold a mapping (name, data, prompt, ...)")
+    raw = read_yaml_mapping(
+        path, f"task file {path}", TaskDefinitionError, "fields (name, data, prompt, ...)"
+    )
     try:
         return TaskSpec(**raw)
     except ValidationError as exc:
