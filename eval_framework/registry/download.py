@@ -1,0 +1,281 @@
+"""Cache-free, verified downloads of artifact files straight into their destination.
+
+The wandb SDK's own ``skip_cache=True`` path is unsafe in the pinned release (a process-wide
+destination override), so files are fetched here: each into a temp file beside its target,
+verified against the manifest (MD5 for W&B-stored files, ETag and version id for S3
+references), then moved into place with ``os.replace``. A file already at its target counts
+only after it verifies. Several processes may fill the same directory at once: every file they
+publish is complete and verified, so correctness never depends on a lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import hashlib
+import logging
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from eval_framework.errors import EvalFrameworkError, ModelError, OutputError
+from eval_framework.registry.checkpoint_root import safe_join
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+#: Files at least this large are fetched as parallel byte ranges.
+RANGED_THRESHOLD = 64 * MiB
+PART_SIZE = 32 * MiB
+#: Seconds; tests set it to 0.
+RETRY_WAIT_MAX = 20.0
+
+
+class DownloadError(ModelError):
+    """A checkpoint file could not be fetched or did not verify."""
+
+
+class TransientError(Exception):
+    """Worth retrying: throttling, 5xx, dropped connections."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One file of an artifact version, as its manifest describes it."""
+
+    path: str
+    size: int
+    digest: str  #: base64 MD5 (W&B-stored), hex ETag (s3://), hex MD5 (file://)
+    ref: str | None = None  #: s3://bucket/key or file:///abs for reference artifacts
+    url: str | None = None  #: signed URL for W&B-stored files
+    version_id: str | None = None  #: S3 object version pinned by the manifest
+
+    @property
+    def scheme(self) -> str:
+        if self.ref:
+            return self.ref.split("://", 1)[0]
+        return "wandb"
+
+
+class ByteSource(Protocol):
+    """Reads byte ranges of one entry (one per transport)."""
+
+    def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
+        """Bytes ``[start, end]`` inclusive."""
+        ...
+
+
+# ---- verification ---------------------------------------------------------------------------
+
+
+def _md5_hex(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        while block := handle.read(MiB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+#: Part sizes uploaders commonly use (boto3 and the AWS CLI default to 8 MiB).
+_COMMON_PART_SIZES = (5, 8, 10, 15, 16, 32, 50, 64, 100, 128, 256, 512)
+
+
+@dataclass
+class _PartHasher:
+    size: int
+    current: Any = field(default_factory=hashlib.md5)
+    filled: int = 0
+    parts: list[bytes] = field(default_factory=list)
+
+    def update(self, block: bytes) -> None:
+        view = memoryview(block)
+        while view:
+            take = min(len(view), self.size - self.filled)
+            self.current.update(view[:take])
+            self.filled += take
+            view = view[take:]
+            if self.filled == self.size:
+                self.parts.append(self.current.digest())
+                self.current, self.filled = hashlib.md5(), 0
+
+    def etag(self) -> str:
+        parts = self.parts + ([self.current.digest()] if self.filled else [])
+        return f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"
+
+
+def _multipart_etags(path: Path, part_sizes: Sequence[int]) -> set[str]:
+    """The multipart ETag for each candidate part size, computed in one pass over the file."""
+    hashers = [_PartHasher(size) for size in part_sizes]
+    with path.open("rb") as handle:
+        while block := handle.read(MiB):
+            for hasher in hashers:
+                hasher.update(block)
+    return {h.etag() for h in hashers}
+
+
+def _etag_matches(path: Path, etag: str, size: int) -> bool:
+    etag = etag.strip('"')
+    if "-" not in etag:
+        return _md5_hex(path) == etag
+    # Multipart ETag: md5 of the parts' md5s plus the part count. The part size is not recorded,
+    # so try the whole-MiB sizes that give this part count.
+    count = int(etag.rpartition("-")[2])
+    derived = math.ceil(math.ceil(size / count) / MiB) * MiB
+    candidates = {derived, *(n * MiB for n in _COMMON_PART_SIZES)}
+    fitting = sorted(p for p in candidates if p > 0 and math.ceil(size / p) == count)
+    return bool(fitting) and etag in _multipart_etags(path, fitting)
+
+
+def verify_file(path: Path, entry: ManifestEntry) -> bool:
+    """Size first (cheap), then the manifest digest."""
+    try:
+        if path.stat().st_size != entry.size:
+            return False
+    except FileNotFoundError:
+        return False
+    if entry.scheme == "s3":
+        return _etag_matches(path, entry.digest, entry.size)
+    md5 = _md5_hex(path)
+    if entry.scheme == "file":
+        return md5 == entry.digest or base64.b64encode(bytes.fromhex(md5)).decode() == entry.digest
+    return base64.b64encode(bytes.fromhex(md5)).decode() == entry.digest
+
+
+# ---- downloading ----------------------------------------------------------------------------
+
+
+def _retrying(fn: Callable[[], bytes], attempts: int) -> bytes:
+    @retry(
+        retry=retry_if_exception(lambda e: isinstance(e, TransientError)),
+        wait=wait_random_exponential(multiplier=0.5, max=RETRY_WAIT_MAX),
+        stop=stop_after_attempt(attempts),
+        reraise=True,
+    )
+    def once() -> bytes:
+        return fn()
+
+    return once()
+
+
+@dataclass
+class DownloadPlan:
+    todo: list[ManifestEntry]
+    done: list[ManifestEntry]
+
+    @property
+    def bytes_needed(self) -> int:
+        return sum(e.size for e in self.todo)
+
+
+def plan_download(entries: Sequence[ManifestEntry], dest: Path) -> DownloadPlan:
+    """Which files still need fetching; present files count only once they verify."""
+    todo: list[ManifestEntry] = []
+    done: list[ManifestEntry] = []
+    for entry in entries:
+        target = safe_join(dest, entry.path)
+        (done if verify_file(target, entry) else todo).append(entry)
+    return DownloadPlan(todo, done)
+
+
+def _check_space(dest: Path, needed: int) -> None:
+    free = shutil.disk_usage(dest).free
+    if needed > free:
+        raise OutputError(
+            f"not enough disk space in {dest}: the checkpoint needs {needed / 1e9:.2f} GB more, "
+            f"{free / 1e9:.2f} GB are free; free space or set WANDB_ARTIFACT_DIR to a larger disk"
+        )
+
+
+def _fetch_one(entry: ManifestEntry, dest: Path, source: ByteSource, workers: int, attempts: int) -> None:
+    target = safe_join(dest, entry.path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            if entry.size:
+                os.ftruncate(fd, entry.size)
+            ranges = [(s, min(s + PART_SIZE, entry.size) - 1) for s in range(0, entry.size, PART_SIZE)]
+            if entry.size < RANGED_THRESHOLD:
+                ranges = [(0, entry.size - 1)] if entry.size else []
+
+            def write(span: tuple[int, int]) -> None:
+                data = _retrying(lambda: source.read_range(entry, span[0], span[1]), attempts)
+                if len(data) != span[1] - span[0] + 1:
+                    raise DownloadError(f"{entry.path}: short read at bytes {span[0]}-{span[1]}")
+                os.pwrite(fd, data, span[0])
+
+            if len(ranges) > 1:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    list(pool.map(write, ranges))
+            else:
+                for span in ranges:
+                    write(span)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not verify_file(tmp, entry):
+            raise DownloadError(
+                f"{entry.path}: digest mismatch, the stored object changed since the artifact referenced it "
+                f"({entry.ref or 'W&B storage'}); re-register the checkpoint or restore the object"
+            )
+        os.replace(tmp, target)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise OutputError(
+                f"disk full while downloading {entry.path} into {dest} ({entry.size / 1e9:.2f} GB for this "
+                "file); partial files were removed; free space or set WANDB_ARTIFACT_DIR to a larger disk"
+            ) from exc
+        raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def download(
+    entries: Sequence[ManifestEntry],
+    dest: Path,
+    sources: dict[str, ByteSource],
+    *,
+    workers: int = 16,
+    attempts: int = 5,
+    progress: Callable[[int], None] | None = None,
+) -> DownloadPlan:
+    """Fetch what is missing or wrong into ``dest``; returns the plan that was carried out."""
+    dest.mkdir(parents=True, exist_ok=True)
+    plan = plan_download(entries, dest)
+    _check_space(dest, plan.bytes_needed)
+    missing = {e.scheme for e in plan.todo} - set(sources)
+    if missing:
+        raise DownloadError(f"no way to fetch {', '.join(sorted(missing))} entries")
+
+    def one(entry: ManifestEntry) -> None:
+        _fetch_one(entry, dest, sources[entry.scheme], max(1, workers // 4), attempts)
+        if progress:
+            progress(entry.size)
+
+    small = [e for e in plan.todo if e.size < RANGED_THRESHOLD]
+    large = [e for e in plan.todo if e.size >= RANGED_THRESHOLD]
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one, small))
+        for entry in large:  # ranges of one large file at a time keep memory and disk writes steady
+            _fetch_one(entry, dest, sources[entry.scheme], workers, attempts)
+            if progress:
+                progress(entry.size)
+    except EvalFrameworkError:
+        raise
+    except TransientError as exc:
+        raise DownloadError(
+            f"download kept failing after {attempts} tries: {exc}; check the network and retry"
+        ) from exc
+    return plan

@@ -1,0 +1,253 @@
+"""Verified, cache-free downloads from a real S3 endpoint (moto server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from eval_framework.errors import ConfigError, ModelError, OutputError
+from eval_framework.registry import download as dl
+from eval_framework.registry.download import DownloadError, ManifestEntry, TransientError, download
+from eval_framework.registry.sources import FileSource, HttpSource, S3Source, s3_endpoint
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[str]:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setattr(dl, "RETRY_WAIT_MAX", 0.0)
+    monkeypatch.setattr(dl, "RANGED_THRESHOLD", 2 * MiB)  # exercise ranged reads on small files
+    monkeypatch.setattr(dl, "PART_SIZE", 512 * 1024)
+    return boto3.client("s3", endpoint_url=s3_server)
+
+
+def _bucket(client, name: str, versioned: bool = False) -> str:
+    client.create_bucket(Bucket=name)
+    if versioned:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+def _entry(client, bucket: str, key: str, path: str | None = None) -> ManifestEntry:
+    head = client.head_object(Bucket=bucket, Key=key)
+    return ManifestEntry(path or key, head["ContentLength"], head["ETag"].strip('"'), ref=f"s3://{bucket}/{key}",
+                         version_id=head.get("VersionId"))  # fmt: skip
+
+
+def _checkpoint(client, bucket: str) -> tuple[list[ManifestEntry], dict[str, bytes]]:
+    files = {"model/config.json": b'{"a": 1}', "model/tokenizer.json": os.urandom(1000),
+             "model/model.safetensors": os.urandom(3 * MiB + 17)}  # fmt: skip
+    for key, data in files.items():
+        client.put_object(Bucket=bucket, Key=key, Body=data)
+    # A multipart object: its ETag is md5-of-md5s with a part count.
+    big = os.urandom(11 * MiB)
+    upload = client.create_multipart_upload(Bucket=bucket, Key="model/shard-2.safetensors")
+    parts = []
+    for number, start in enumerate(range(0, len(big), 5 * MiB), 1):
+        part = client.upload_part(Bucket=bucket, Key="model/shard-2.safetensors", PartNumber=number,
+                                  UploadId=upload["UploadId"], Body=big[start : start + 5 * MiB])  # fmt: skip
+        parts.append({"ETag": part["ETag"], "PartNumber": number})
+    client.complete_multipart_upload(
+        Bucket=bucket,
+        Key="model/shard-2.safetensors",
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": parts},
+    )
+    files["model/shard-2.safetensors"] = big
+    return [_entry(client, bucket, key) for key in files], files
+
+
+def _no_temp_files(root: Path) -> bool:
+    return not [p for p in root.rglob(".*part-*")]
+
+
+def test_s3_reference_checkpoint_downloads_verified(s3, tmp_path):
+    entries, files = _checkpoint(s3, _bucket(s3, "ckpts"))
+    assert any("-" in e.digest for e in entries)  # the multipart ETag is exercised
+    plan = download(entries, tmp_path / "dest", {"s3": S3Source()})
+    assert len(plan.todo) == 4
+    for key, data in files.items():
+        assert (tmp_path / "dest" / key).read_bytes() == data
+    assert _no_temp_files(tmp_path / "dest")
+
+
+def test_complete_copy_is_reused_and_partial_completed(s3, tmp_path):
+    entries, files = _checkpoint(s3, _bucket(s3, "reuse"))
+    download(entries, tmp_path / "d", {"s3": S3Source()})
+    # Same size, different bytes: existence and size are not trusted.
+    corrupt = tmp_path / "d" / "model" / "tokenizer.json"
+    corrupt.write_bytes(b"x" * len(files["model/tokenizer.json"]))
+    (tmp_path / "d" / "model" / "config.json").unlink()
+    plan = download(entries, tmp_path / "d", {"s3": S3Source()})
+    assert sorted(e.path for e in plan.todo) == ["model/config.json", "model/tokenizer.json"]
+    assert corrupt.read_bytes() == files["model/tokenizer.json"]
+    assert download(entries, tmp_path / "d", {"s3": S3Source()}).todo == []
+
+
+def test_versioned_bucket_serves_the_pinned_version(s3, tmp_path):
+    bucket = _bucket(s3, "versioned", versioned=True)
+    s3.put_object(Bucket=bucket, Key="w.bin", Body=b"original weights")
+    entry = _entry(s3, bucket, "w.bin")
+    s3.put_object(Bucket=bucket, Key="w.bin", Body=b"overwritten later!")
+    download([entry], tmp_path / "d", {"s3": S3Source()})
+    assert (tmp_path / "d" / "w.bin").read_bytes() == b"original weights"
+
+
+def test_changed_object_in_unversioned_bucket_is_a_digest_mismatch(s3, tmp_path):
+    bucket = _bucket(s3, "unversioned")
+    s3.put_object(Bucket=bucket, Key="w.bin", Body=b"original weights")
+    entry = _entry(s3, bucket, "w.bin")
+    s3.put_object(Bucket=bucket, Key="w.bin", Body=b"changed  weights")  # same size
+    with pytest.raises(DownloadError, match="digest mismatch"):
+        download([entry], tmp_path / "d", {"s3": S3Source()})
+    assert not (tmp_path / "d" / "w.bin").exists() and _no_temp_files(tmp_path / "d")
+
+
+def test_missing_object_is_explained(s3, tmp_path):
+    bucket = _bucket(s3, "gone")
+    entry = ManifestEntry("w.bin", 4, "0" * 32, ref=f"s3://{bucket}/w.bin")
+    with pytest.raises(DownloadError, match=r"not found .*re-register"):
+        download([entry], tmp_path / "d", {"s3": S3Source()})
+
+
+def test_missing_credentials_name_the_variables(monkeypatch, tmp_path):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+        S3Source()
+
+
+def test_endpoint_without_scheme_gets_https(monkeypatch):
+    monkeypatch.delenv("AWS_S3_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "s3.example.internal:9000")
+    assert s3_endpoint() == "https://s3.example.internal:9000"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    assert s3_endpoint() == "http://127.0.0.1:9000"
+
+
+def test_wandb_stored_files_over_signed_urls(s3, tmp_path):
+    bucket = _bucket(s3, "wandb-storage")
+    data = os.urandom(3 * MiB)
+    s3.put_object(Bucket=bucket, Key="obj/abc", Body=data)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "obj/abc"})
+    digest = base64.b64encode(hashlib.md5(data).digest()).decode()
+    download([ManifestEntry("model.safetensors", len(data), digest, url=url)], tmp_path / "d",
+             {"wandb": HttpSource()})  # fmt: skip
+    assert (tmp_path / "d" / "model.safetensors").read_bytes() == data
+
+
+def test_file_references(tmp_path):
+    src = tmp_path / "shared" / "w.bin"
+    src.parent.mkdir()
+    src.write_bytes(b"weights on a shared filesystem")
+    entry = ManifestEntry("w.bin", src.stat().st_size, hashlib.md5(src.read_bytes()).hexdigest(),
+                          ref=f"file://{src}")  # fmt: skip
+    download([entry], tmp_path / "d", {"file": FileSource()})
+    assert (tmp_path / "d" / "w.bin").read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("bad", ["../escape.bin", "/etc/passwd", "a/../../b"])
+def test_paths_escaping_the_destination_are_refused(tmp_path, bad):
+    with pytest.raises(ModelError, match="refusing path"):
+        download([ManifestEntry(bad, 1, "x", ref="file:///x")], tmp_path / "d", {"file": FileSource()})
+    assert not (tmp_path / "escape.bin").exists()
+
+
+class _Flaky:
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls = failures, 0
+
+    def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise TransientError("HTTP 503")
+        return b"abcd"[start : end + 1]
+
+
+def _abcd() -> ManifestEntry:
+    return ManifestEntry("f", 4, base64.b64encode(hashlib.md5(b"abcd").digest()).decode(), url="http://x")
+
+
+def test_transient_errors_are_retried(tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "RETRY_WAIT_MAX", 0.0)
+    flaky = _Flaky(2)
+    download([_abcd()], tmp_path / "d", {"wandb": flaky}, attempts=3)
+    assert flaky.calls == 3 and (tmp_path / "d" / "f").read_bytes() == b"abcd"
+    with pytest.raises(DownloadError, match="kept failing after 2 tries"):
+        download([_abcd()], tmp_path / "e", {"wandb": _Flaky(5)}, attempts=2)
+
+
+def test_not_enough_space_says_how_much(tmp_path, monkeypatch):
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda _: type("U", (), {"free": 10})())
+    entry = ManifestEntry("big", 5 * 10**9, "x", url="http://x")
+    with pytest.raises(OutputError, match=r"needs 5\.00 GB more, 0\.00 GB are free"):
+        download([entry], tmp_path / "d", {"wandb": _Flaky(0)})
+
+
+def test_disk_full_mid_download_removes_partial_files(tmp_path, monkeypatch):
+    def full(*_: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dl.os, "pwrite", full)
+    with pytest.raises(OutputError, match=r"disk full .*partial files were removed"):
+        download([_abcd()], tmp_path / "d", {"wandb": _Flaky(0)})
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+WORKER = """
+import json, sys
+from eval_framework.registry.download import ManifestEntry, download
+from eval_framework.registry.sources import S3Source
+entries = [ManifestEntry(**e) for e in json.loads(sys.argv[2])]
+plan = download(entries, __import__("pathlib").Path(sys.argv[1]), {"s3": S3Source()})
+print(len(plan.todo))
+"""
+
+
+def test_concurrent_processes_each_get_a_complete_verified_copy(s3, tmp_path):
+    entries, files = _checkpoint(s3, _bucket(s3, "concurrent"))
+    payload = json.dumps([e.__dict__ for e in entries])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    command = [sys.executable, "-c", WORKER, str(tmp_path / "shared"), payload]
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]  # fmt: skip
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    for key, data in files.items():
+        assert (tmp_path / "shared" / key).read_bytes() == data
+    assert _no_temp_files(tmp_path / "shared")
