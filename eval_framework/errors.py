@@ -6,7 +6,9 @@
     ├── ModelError                exit 3   --models file, class lookup, model load, backend failures
     ├── TaskError                 exit 4   unknown task, few-shot pool too small, bad data rows
     │   └── DatasetUnavailableError        dataset not reachable (offline, no cache)
-    └── OutputError               exit 5   output directory not writable, bundle locked or corrupt
+    ├── OutputError               exit 5   output directory not writable, bundle locked, disk full
+    └── RegistryError             exit 6   W&B registry lookups
+        └── ArtifactWaitTimeout            a '-local' twin's upload did not appear in time
 
 Every message says what failed, why, and what to do. SDK exceptions are translated at the
 boundary with ``raise ... from exc`` so the traceback (``-v``) keeps the cause.
@@ -41,6 +43,14 @@ class DatasetUnavailableError(TaskError):
 
 class OutputError(EvalFrameworkError):
     exit_code = 5
+
+
+class RegistryError(EvalFrameworkError):
+    exit_code = 6
+
+
+class ArtifactWaitTimeout(RegistryError):
+    pass
 
 
 def missing_extra(package: str, extra: str) -> ModelError:
