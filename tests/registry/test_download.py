@@ -7,13 +7,10 @@ import errno
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from eval_framework.errors import ConfigError, ModelError, OutputError
@@ -22,35 +19,6 @@ from eval_framework.registry.download import DownloadError, ManifestEntry, Trans
 from eval_framework.registry.sources import FileSource, HttpSource, S3Source, s3_endpoint
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[str]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_server, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    monkeypatch.setattr(dl, "RETRY_WAIT_MAX", 0.0)
-    monkeypatch.setattr(dl, "RANGED_THRESHOLD", 2 * MiB)  # exercise ranged reads on small files
-    monkeypatch.setattr(dl, "PART_SIZE", 512 * 1024)
-    return boto3.client("s3", endpoint_url=s3_server)
 
 
 def _bucket(client, name: str, versioned: bool = False) -> str:

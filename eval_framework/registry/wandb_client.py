@@ -1,0 +1,157 @@
+"""The W&B Registry through the wandb SDK: look up versions, read manifests, name the producer.
+
+Only lookups go through the SDK; file bytes are fetched by ``download.py`` (the SDK's own
+cache-skipping download is unsafe in the pinned release). ``_fetch_file_urls`` is a private SDK
+method; the wandb pin in pyproject.toml keeps it stable.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from eval_framework.errors import RegistryError, missing_extra
+from eval_framework.redact import scrub
+from eval_framework.registry.download import ManifestEntry
+from eval_framework.registry.reference import CheckpointRef
+
+
+@dataclass(frozen=True)
+class ArtifactIdentity:
+    """What the run logger needs for lineage and grouping."""
+
+    qualified_name: str  #: org-entity/project/collection:vN (the registry version)
+    collection: str
+    version: str  #: index in the registry collection, e.g. v3
+    source_version: str  #: index in the source collection, e.g. v7
+    source_name: str  #: source collection:version
+    aliases: tuple[str, ...]
+    digest: str
+    produced_by: str | None  #: entity/project/run-id of the run that logged it
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+
+def _has_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or ""
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+class WandbRegistry:
+    def __init__(self, timeout: int | None = None) -> None:
+        try:
+            import wandb
+            import wandb.errors
+        except ImportError as exc:
+            raise missing_extra("wandb", "wandb") from exc
+        self._errors = wandb.errors
+        if not _has_key():
+            raise RegistryError(
+                "no W&B API key found: set WANDB_API_KEY in the environment or .env "
+                "(and WANDB_BASE_URL for a non-default server)"
+            )
+        try:
+            self.api = wandb.Api(timeout=timeout)
+        except wandb.errors.AuthenticationError as exc:
+            raise RegistryError(f"W&B rejected the API key ({scrub(str(exc))}); check WANDB_API_KEY") from exc
+        except wandb.errors.UsageError as exc:
+            raise RegistryError(f"cannot use the W&B API: {scrub(str(exc))}; check WANDB_API_KEY") from exc
+
+    def _translate(self, exc: Exception, ref: CheckpointRef) -> RegistryError:
+        text = scrub(str(exc))
+        if "not found" in text or isinstance(exc, ValueError):
+            what = "collection, version or alias" if ref.is_registry else "artifact, version or alias"
+            return RegistryError(
+                f"{ref.path} not found: no such {what} ({text.splitlines()[0] if text else 'no detail'}); "
+                "check the name and alias (omit the alias for 'latest')"
+            )
+        return RegistryError(f"W&B request for {ref.path} failed ({text[:200]}); check network access to W&B")
+
+    def artifact(self, ref: CheckpointRef) -> Any:
+        try:
+            return self.api.artifact(ref.path)
+        except (self._errors.CommError, ValueError) as exc:
+            raise self._translate(exc, ref) from exc
+        except Exception as exc:  # transport failures surface as wandb-core API errors
+            raise self._translate(exc, ref) from exc
+
+    def exists(self, ref: CheckpointRef) -> bool:
+        try:
+            return bool(self.api.artifact_exists(ref.path))
+        except Exception as exc:
+            raise self._translate(exc, ref) from exc
+
+    def entries(self, artifact: Any, ref: CheckpointRef) -> list[ManifestEntry]:
+        """Manifest entries with signed URLs for W&B-stored files."""
+        try:
+            raw = list(artifact.manifest.entries.values())
+            urls: dict[str, str] = {}
+            if any(not e.ref for e in raw):
+                cursor: str | None = None
+                while True:
+                    page = artifact._fetch_file_urls(cursor)
+                    for edge in page.edges:
+                        urls[edge.node.name] = edge.node.direct_url
+                    if not page.page_info.has_next_page:
+                        break
+                    cursor = page.page_info.end_cursor
+        except Exception as exc:
+            raise self._translate(exc, ref) from exc
+        return [
+            ManifestEntry(
+                path=str(e.path),
+                size=int(e.size or 0),
+                digest=str(e.digest),
+                ref=str(e.ref) if e.ref else None,
+                url=None if e.ref else urls.get(str(e.path)),
+                version_id=(e.extra or {}).get("versionID"),
+            )
+            for e in raw
+        ]
+
+    def identity(self, artifact: Any) -> ArtifactIdentity:
+        return _identity(artifact, _producing_run(artifact))
+
+
+def _producing_run(artifact: Any) -> str | None:
+    """entity/project/run-id of the run that logged the artifact. One query: the SDK's
+    ``logged_by()`` would load the whole run as well. Best effort: a deleted run must not
+    block an evaluation."""
+    try:
+        from wandb.sdk.artifacts._generated import ARTIFACT_CREATED_BY_GQL, ArtifactCreatedBy, RunInfoFragment
+
+        result = artifact._service_api.execute_graphql(
+            ARTIFACT_CREATED_BY_GQL,
+            variables={"id": artifact.id},
+            parse=ArtifactCreatedBy.model_validate_json,
+        )
+        creator = result.artifact.created_by if result.artifact else None
+        if isinstance(creator, RunInfoFragment) and creator.project is not None:
+            return f"{creator.project.entity.name}/{creator.project.name}/{creator.name}"
+    except Exception:
+        return None
+    return None
+
+
+def _identity(artifact: Any, produced_by: str | None) -> ArtifactIdentity:
+    # The SDK's qualified_name repeats the alias that was asked for; lineage wants the version.
+    collection = str(artifact.name).split(":", 1)[0]
+    return ArtifactIdentity(
+        qualified_name=f"{artifact.entity}/{artifact.project}/{collection}:{artifact.version}",
+        collection=collection,
+        version=str(artifact.version),
+        source_version=str(artifact.source_version),
+        source_name=str(artifact.source_name),
+        aliases=tuple(artifact.aliases),
+        digest=str(artifact.digest),
+        produced_by=produced_by,
+    )

@@ -1,0 +1,196 @@
+"""A fake W&B GraphQL service behind the SDK's own seam (``ServiceApi.execute_graphql``).
+
+An in-memory registry (orgs, collections, versions, aliases, files, producing runs) answers
+the operations the SDK sends, with the response shapes of the real server. Manifests and
+W&B-stored file bytes are served from a real S3 endpoint (moto) through presigned URLs, which
+is how the SDK fetches them. Unknown operations fail the test loudly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+ORG_NAME = "acme"  # the org's display name users type
+ORG_ENTITY = "acme-org"  # the org entity the server uses
+USER = "alice"
+VALID_KEY = "k" * 40
+
+
+@dataclass
+class FakeFile:
+    path: str
+    size: int
+    digest: str
+    ref: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    storage_key: str | None = None  # W&B-stored bytes live in the fake's bucket under this key
+
+
+@dataclass
+class FakeVersion:
+    id: str
+    source_collection: str
+    source_index: int
+    files: list[FakeFile]
+    run: tuple[str, str, str] | None = ("alice", "train", "run-abc")
+
+    @property
+    def digest(self) -> str:
+        return hashlib.md5("".join(f.path + f.digest for f in self.files).encode()).hexdigest()
+
+
+@dataclass
+class FakeCollection:
+    entity: str
+    project: str
+    name: str
+    members: list[tuple[FakeVersion, set[str]]] = field(default_factory=list)
+
+
+class FakeWandb:
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3, self.bucket = s3, bucket
+        s3.create_bucket(Bucket=bucket)
+        self.collections: dict[tuple[str, str, str], FakeCollection] = {}
+        self.calls: list[str] = []
+        self.down = False
+        self._ids = 0
+
+    # ---- building the registry ------------------------------------------------------------
+    def _next_id(self) -> str:
+        self._ids += 1
+        return f"QXJ0aWZhY3Q6{self._ids}"
+
+    def stored_file(self, path: str, data: bytes) -> FakeFile:
+        key = f"objects/{hashlib.sha256(data).hexdigest()}"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+        digest = base64.b64encode(hashlib.md5(data).digest()).decode()
+        return FakeFile(path, len(data), digest, storage_key=key)
+
+    def add_version(self, project: str, name: str, files: list[FakeFile], aliases: tuple[str, ...] = (),
+                    entity: str = ORG_ENTITY, source_index: int | None = None) -> str:  # fmt: skip
+        coll = self.collections.setdefault((entity, project, name), FakeCollection(entity, project, name))
+        index = len(coll.members)
+        source = index + 3 if source_index is None else source_index  # source indices differ on purpose
+        version = FakeVersion(self._next_id(), f"{name}-source", source, files)
+        for _, other_aliases in coll.members:
+            other_aliases.discard("latest")
+            other_aliases.difference_update(aliases)
+        coll.members.append((version, {"latest", *aliases}))
+        return f"v{index}"
+
+    # ---- the seam -------------------------------------------------------------------------
+    def execute_graphql(
+        self, _api: Any, query: str, variables: dict[str, Any] | None = None, timeout: float | None = None,
+        *, parse: Any = json.loads, **_: Any,
+    ) -> Any:  # fmt: skip
+        match = re.search(r"(?:query|mutation)\s+(\w+)", query)
+        assert match is not None, query
+        name = match.group(1)
+        self.calls.append(name)
+        if self.down:
+            from wandb.sdk.lib.service.service_connection import WandbApiFailedError
+
+            raise WandbApiFailedError("connection refused: api.example.invalid")
+        handler = getattr(self, f"_op_{name}", None)
+        if handler is None:
+            raise AssertionError(f"fake W&B service got an operation it does not implement: {name}")
+        return parse(json.dumps(handler(variables or {})))
+
+    def _project(self, p: FakeCollection | None, name: str, entity: str) -> dict[str, Any]:
+        return {"id": f"P:{name}", "internalId": "1", "name": name, "entity": {"name": entity}}
+
+    def _op_GetDefaultEntity(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"viewer": {"id": "VXNlcjox", "entity": USER}}
+
+    def _op_FetchOrgInfoFromEntity(self, _: dict[str, Any]) -> dict[str, Any]:
+        org = {"name": ORG_NAME, "orgEntity": {"name": ORG_ENTITY}}
+        return {"entity": {"organization": None, "user": {"organizations": [org]}}}
+
+    def _member(
+        self, entity: str, project: str, collection: str, alias: str
+    ) -> tuple[FakeCollection, int] | None:
+        coll = self.collections.get((entity, project, collection))
+        if coll is None:
+            return None
+        for index, (_, aliases) in enumerate(coll.members):
+            if alias == f"v{index}" or alias in aliases:
+                return coll, index
+        return None
+
+    def _op_ArtifactMembershipByName(self, v: dict[str, Any]) -> dict[str, Any]:
+        collection, _, alias = v["name"].partition(":")
+        if not any(k[0] == v["entity"] and k[1] == v["project"] for k in self.collections):
+            return {"project": None}
+        found = self._member(v["entity"], v["project"], collection, alias or "latest")
+        if found is None:
+            return {"project": {"artifactCollectionMembership": None}}
+        coll, index = found
+        version, aliases = coll.members[index]
+        project = self._project(coll, coll.project, coll.entity)
+        return {"project": {"artifactCollectionMembership": {
+            "__typename": "ArtifactCollectionMembership", "id": f"M:{version.id}", "versionIndex": index,
+            "createdAt": "2026-11-01T00:00:00",
+            "aliases": [{"__typename": "ArtifactAlias", "id": f"A:{a}", "alias": a} for a in sorted(aliases)],
+            "artifactCollection": {"__typename": "ArtifactPortfolio", "name": coll.name, "project": project},
+            "artifact": {
+                "__typename": "Artifact", "id": version.id,
+                "artifactSequence": {"__typename": "ArtifactSequence", "name": version.source_collection,
+                                     "project": self._project(None, "train", USER)},
+                "versionIndex": version.source_index, "artifactType": {"name": "model"}, "description": "",
+                "metadata": "{}", "ttlDurationSeconds": -1, "ttlIsInherited": True, "tags": [],
+                "historyStep": None, "state": "COMMITTED", "size": sum(f.size for f in version.files),
+                "digest": version.digest, "digestAlgorithm": "MANIFEST_MD5", "commitHash": "c0ffee",
+                "fileCount": len(version.files), "createdAt": "2026-11-01T00:00:00",
+                "updatedAt": "2026-11-01T00:00:00"},
+        }}}  # fmt: skip
+
+    def _version(self, artifact_id: str) -> FakeVersion:
+        for coll in self.collections.values():
+            for version, _ in coll.members:
+                if version.id == artifact_id:
+                    return version
+        raise AssertionError(f"unknown artifact id {artifact_id}")
+
+    def _presign(self, key: str) -> str:
+        return str(self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key}))
+
+    def _op_FetchArtifactManifest(self, v: dict[str, Any]) -> dict[str, Any]:
+        version = self._version(v["id"])
+        contents = {}
+        for f in version.files:
+            entry: dict[str, Any] = {"digest": f.digest, "size": f.size}
+            if f.ref:
+                entry["ref"] = f.ref
+            if f.extra:
+                entry["extra"] = f.extra
+            contents[f.path] = entry
+        manifest = {"version": 1, "storagePolicy": "wandb-storage-policy-v1",
+                    "storagePolicyConfig": {"storageLayout": "V2"}, "contents": contents}  # fmt: skip
+        key = f"manifests/{version.id}.json"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(manifest).encode())
+        return {"artifact": {"currentManifest": {"file": {"directUrl": self._presign(key)}}}}
+
+    def _op_GetArtifactMembershipFileUrls(self, v: dict[str, Any]) -> dict[str, Any]:
+        found = self._member(v["entity"], v["project"], v["collection"], v["alias"])
+        assert found is not None
+        coll, index = found
+        version = coll.members[index][0]
+        edges = [{"node": {"__typename": "File", "name": f.path, "directUrl": self._presign(f.storage_key)}}
+                 for f in version.files if f.storage_key]  # fmt: skip
+        return {"project": {"artifactCollection": {"__typename": "ArtifactPortfolio", "artifactMembership": {
+            "files": {"pageInfo": {"__typename": "PageInfo", "endCursor": None, "hasNextPage": False},
+                      "edges": edges}}}}}  # fmt: skip
+
+    def _op_ArtifactCreatedBy(self, v: dict[str, Any]) -> dict[str, Any]:
+        run = self._version(v["id"]).run
+        if run is None:
+            return {"artifact": {"createdBy": None}}
+        entity, project, run_id = run
+        return {"artifact": {"createdBy": {"__typename": "Run", "id": f"R:{run_id}", "name": run_id,
+                                           "project": self._project(None, project, entity)}}}  # fmt: skip

@@ -1,0 +1,91 @@
+"""Registry lookups through the real wandb SDK, answered by the fake service at its seam."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from eval_framework.errors import RegistryError
+from eval_framework.registry import parse_reference
+from eval_framework.registry.download import download
+from eval_framework.registry.sources import HttpSource, S3Source
+from eval_framework.registry.wandb_client import WandbRegistry
+from tests.fakes.wandb_service import FakeFile
+
+
+def _register(fake, s3) -> dict[str, bytes]:
+    s3.create_bucket(Bucket="ref-weights")
+    weights = b"w" * 4096
+    s3.put_object(Bucket="ref-weights", Key="run7/model.safetensors", Body=weights)
+    etag = s3.head_object(Bucket="ref-weights", Key="run7/model.safetensors")["ETag"].strip('"')
+    files = [
+        fake.stored_file("config.json", b'{"model_type": "gpt2"}'),
+        fake.stored_file("tokenizer.json", b"{}"),
+        FakeFile("model.safetensors", len(weights), etag, ref="s3://ref-weights/run7/model.safetensors",
+                 extra={"etag": etag}),
+    ]  # fmt: skip
+    fake.add_version("wandb-registry-model", "llama-sft", [fake.stored_file("config.json", b"{}")])
+    fake.add_version("wandb-registry-model", "llama-sft", files, aliases=("prod",))
+    return {"config.json": b'{"model_type": "gpt2"}', "tokenizer.json": b"{}", "model.safetensors": weights}
+
+
+FORMS = [
+    "acme/wandb-registry-model/llama-sft:prod",
+    "wandb-registry-model/llama-sft:v1",
+    "llama-sft",
+    "llama-sft:latest",
+]
+
+
+@pytest.mark.parametrize("text", FORMS)
+def test_lookup_by_every_reference_form(fake_wandb, s3, text):
+    _register(fake_wandb, s3)
+    client = WandbRegistry()
+    artifact = client.artifact(parse_reference(text))
+    ident = client.identity(artifact)
+    assert ident.qualified_name == "acme-org/wandb-registry-model/llama-sft:v1"
+    assert ident.collection == "llama-sft" and ident.version == "v1" and ident.source_version == "v4"
+    assert set(ident.aliases) == {"latest", "prod"}
+    assert ident.produced_by == "alice/train/run-abc"
+    assert ident.digest == artifact.digest and ident.source_name == "llama-sft-source:v4"
+
+
+def test_entries_then_verified_download(fake_wandb, s3, tmp_path):
+    expected = _register(fake_wandb, s3)
+    client = WandbRegistry()
+    ref = parse_reference("llama-sft:prod")
+    entries = client.entries(client.artifact(ref), ref)
+    by_path = {e.path: e for e in entries}
+    assert by_path["model.safetensors"].ref == "s3://ref-weights/run7/model.safetensors"
+    assert by_path["config.json"].url and by_path["config.json"].ref is None
+    download(entries, tmp_path / "d", {"wandb": HttpSource(), "s3": S3Source()})
+    for name, data in expected.items():
+        assert hashlib.sha256((tmp_path / "d" / name).read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+def test_unknown_alias_and_collection(fake_wandb, s3):
+    _register(fake_wandb, s3)
+    client = WandbRegistry()
+    with pytest.raises(RegistryError, match=r"llama-sft:v9 not found"):
+        client.artifact(parse_reference("llama-sft:v9"))
+    with pytest.raises(RegistryError, match="not found"):
+        client.artifact(parse_reference("no-such-model"))
+    assert client.exists(parse_reference("llama-sft:prod"))
+    assert not client.exists(parse_reference("llama-sft-local:prod"))
+
+
+def test_no_api_key(fake_wandb, monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(RegistryError, match="no W&B API key found: set WANDB_API_KEY"):
+        WandbRegistry()
+
+
+def test_service_unreachable(fake_wandb, s3):
+    _register(fake_wandb, s3)
+    client = WandbRegistry()
+    fake_wandb.down = True
+    with pytest.raises(RegistryError, match=r"failed .*check network access"):
+        client.artifact(parse_reference("llama-sft:prod"))
