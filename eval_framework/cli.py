@@ -66,6 +66,20 @@ def evaluate_command(
         ),
     ] = None,
     models: Annotated[Path | None, typer.Option(help="Python file that defines model classes.")] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="W&B Registry checkpoint to evaluate, e.g. wandb-registry-model/llama-sft:v7 or "
+            "llama-sft:prod (same as --llm-args artifact_name=...; --llm-name defaults to hf)."
+        ),
+    ] = None,
+    artifact_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep downloaded checkpoints here and reuse them. "
+            "[default: WANDB_ARTIFACT_DIR, else a temporary directory]"
+        ),
+    ] = None,
     llm_args: Annotated[
         list[str] | None,
         typer.Option(
@@ -115,11 +129,17 @@ def evaluate_command(
     from eval_framework.reporting import progress_bar, stderr, stdout, summary_table
     from eval_framework.runner import evaluate
 
+    parsed_args = parse_llm_args(llm_args) if llm_args else {}
+    if checkpoint:
+        parsed_args["artifact_name"] = checkpoint
+        llm_name = llm_name or "hf"
+    if artifact_dir:
+        parsed_args["artifact_dir"] = str(artifact_dir)
     flags: dict[str, Any] = {
         "llm_name": llm_name,
         "task_name": task_name,
         "models": models,
-        "llm_args": parse_llm_args(llm_args) if llm_args else None,
+        "llm_args": parsed_args or None,
         "num_fewshot": num_fewshot,
         "num_samples": num_samples,
         "subjects": _split_subjects(subjects),
@@ -158,6 +178,56 @@ def tasks_command() -> None:
             info.name, info.kind, ", ".join(info.metrics), info.language, info.source, info.description
         )
     stdout.print(table)
+
+
+@app.command("resolve")
+def resolve_command(
+    reference: Annotated[
+        str, typer.Argument(help="Checkpoint reference, e.g. wandb-registry-model/llama-sft:v7.")
+    ],
+    artifact_dir: Annotated[
+        Path | None, typer.Option(help="Where to keep the checkpoint. [default: WANDB_ARTIFACT_DIR]")
+    ] = None,
+    checkpoint_subdir: Annotated[
+        str | None, typer.Option(help="Which checkpoint to use when the artifact holds several.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the full identity as JSON.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Show what would be fetched, and where, without fetching.")
+    ] = False,
+) -> None:
+    """Resolve and download a registered checkpoint without evaluating; prints its local path."""
+    import contextlib
+    import json
+
+    from eval_framework.errors import ConfigError
+    from eval_framework.registry.destination import persistent_root
+    from eval_framework.registry.resolver import ResolveOptions, Resolver
+    from eval_framework.reporting import stdout
+
+    resolver = Resolver(
+        options=ResolveOptions(artifact_dir=artifact_dir, checkpoint_subdir=checkpoint_subdir)
+    )
+    resolver.parse(reference)  # a malformed reference fails before any network call
+    if dry_run:
+        plan = resolver.plan(reference)
+        if json_output:
+            print(json.dumps(plan.as_dict(), indent=2))
+            return
+        info = plan.as_dict()
+        aliases = ", ".join(info["aliases"])
+        stdout.print(f"{info['qualified_name']} ({aliases}) -> {info['destination']}")
+        fetch = len(info["files_to_fetch"])
+        stdout.print(f"{info['files']} files, {info['bytes']} bytes; would fetch {fetch} files, "
+                     f"{info['bytes_to_fetch']} bytes")  # fmt: skip
+        return
+    if persistent_root(artifact_dir) is None:
+        raise ConfigError(
+            "resolve keeps the checkpoint for later use: pass --artifact-dir DIR or set WANDB_ARTIFACT_DIR"
+        )
+    with contextlib.ExitStack() as stack:
+        resolved = resolver.resolve(reference, stack)
+    print(json.dumps(resolved.as_dict(), indent=2) if json_output else resolved.path)
 
 
 @app.command("demo")

@@ -43,7 +43,7 @@ class BaseLLM:
     name: str = ""
     #: --llm-args that never change outputs, kept out of the result identity.
     non_result_args: ClassVar[frozenset[str]] = frozenset(
-        {"batch_size", "device", "timeout", "max_retries", "api_key", "name"}
+        {"batch_size", "device", "timeout", "max_retries", "api_key", "name", "artifact_dir"}
     )
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +46,9 @@ class HuggingFaceLLM(BaseLLM):
         self,
         checkpoint: str | None = None,
         *,
+        artifact_name: str | None = None,
+        checkpoint_subdir: str | None = None,
+        artifact_dir: str | None = None,
         revision: str | None = None,
         dtype: str = "auto",
         device: str = "auto",
@@ -53,10 +57,22 @@ class HuggingFaceLLM(BaseLLM):
         trust_remote_code: bool = False,
         name: str | None = None,
     ) -> None:
+        self.resolved: Any = None
+        if artifact_name:
+            from eval_framework.registry.resolver import ResolveOptions, Resolver
+
+            # Temporary checkpoint files live as long as the model (and are removed at exit).
+            self._stack = contextlib.ExitStack()
+            options = ResolveOptions(
+                artifact_dir=Path(artifact_dir) if artifact_dir else None, checkpoint_subdir=checkpoint_subdir
+            )
+            self.resolved = Resolver(options=options).resolve(artifact_name, self._stack)
+            checkpoint = str(self.resolved.path)
         checkpoint = checkpoint or self.default_checkpoint
         if not checkpoint:
             raise ConfigError(
-                f"{type(self).__name__} needs a checkpoint: pass --llm-args checkpoint=<dir or hub id>"
+                f"{type(self).__name__} needs a checkpoint: pass --checkpoint <registry ref> or "
+                "--llm-args checkpoint=<dir or hub id>"
             )
         if dtype not in _DTYPES:
             raise ConfigError(f"unknown dtype {dtype!r} in --llm-args; use one of {', '.join(_DTYPES)}")
@@ -128,6 +144,13 @@ class HuggingFaceLLM(BaseLLM):
     def result_identity(cls, llm_args: dict[str, Any]) -> dict[str, Any]:
         ident = super().result_identity(llm_args)
         ident["args"].pop("checkpoint", None)
+        if llm_args.get("artifact_name"):
+            from eval_framework.registry.resolver import registry_identity
+
+            # An alias moves between versions: identity is the version it points at now.
+            ident["args"].pop("artifact_name", None)
+            ident["artifact"] = registry_identity(str(llm_args["artifact_name"]))
+            return ident
         checkpoint = cls._checkpoint_from(llm_args)
         local = Path(checkpoint).expanduser() if checkpoint else None
         if local is not None and local.is_dir():
@@ -140,13 +163,19 @@ class HuggingFaceLLM(BaseLLM):
     @classmethod
     def display_name_for(cls, llm_args: dict[str, Any]) -> str:
         # A named subclass (``--llm-name Llama31_8B_Instruct_HF``) is known by its class name;
-        # the plain backend by the checkpoint's last path part.
+        # a registry checkpoint by collection and alias; a path by its last part.
         if llm_args.get("name") or cls.name or cls is not HuggingFaceLLM:
             return super().display_name_for(llm_args)
+        if llm_args.get("artifact_name"):
+            from eval_framework.registry.reference import parse_reference
+
+            ref = parse_reference(str(llm_args["artifact_name"]))
+            return f"{ref.name}-{ref.alias}"
         return Path((cls._checkpoint_from(llm_args) or "model").rstrip("/")).name
 
     def describe(self) -> dict[str, Any]:
         return {
+            "registry_checkpoint": self.resolved.as_dict() if self.resolved is not None else None,
             "checkpoint": self.checkpoint,
             "device": self.device,
             "dtype": self.dtype_name,

@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,7 +244,7 @@ def _fetch_one(entry: ManifestEntry, dest: Path, source: ByteSource, workers: in
 def download(
     entries: Sequence[ManifestEntry],
     dest: Path,
-    sources: dict[str, ByteSource],
+    sources: Mapping[str, ByteSource] | Callable[[list[ManifestEntry]], Mapping[str, ByteSource]],
     *,
     workers: int = 16,
     attempts: int = 5,
@@ -254,6 +254,8 @@ def download(
     dest.mkdir(parents=True, exist_ok=True)
     plan = plan_download(entries, dest)
     _check_space(dest, plan.bytes_needed)
+    if callable(sources):  # built from what is missing: S3 credentials only when S3 files are
+        sources = sources(plan.todo)
     missing = {e.scheme for e in plan.todo} - set(sources)
     if missing:
         raise DownloadError(f"no way to fetch {', '.join(sorted(missing))} entries")

@@ -1,0 +1,145 @@
+"""Resolving references end to end: real SDK + fake W&B service + moto S3 + shipped checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from eval_framework.embedded import checkpoint_dir
+from eval_framework.errors import ArtifactWaitTimeout
+from eval_framework.registry.resolver import ResolveOptions, Resolver
+from tests.fakes.wandb_service import FakeFile
+
+
+def _register_shipped(fake, name: str = "tiny") -> dict[str, bytes]:
+    """The shipped v2 checkpoint as W&B-stored files under hf/, aliased 'prod'."""
+    files = {f"hf/{p.name}": p.read_bytes() for p in sorted(checkpoint_dir("v2").iterdir())}
+    stored = [fake.stored_file(path, data) for path, data in files.items()]
+    fake.add_version("wandb-registry-model", name, stored, aliases=("prod",))
+    return files
+
+
+def _local_twin(fake, tmp_path: Path, name: str = "tiny-local", missing: bool = False) -> Path:
+    shared = tmp_path / "shared-fs" / "run-9" / "hf"
+    shared.mkdir(parents=True)
+    entries = []
+    for src in sorted(checkpoint_dir("v2").iterdir()):
+        data = src.read_bytes()
+        (shared / src.name).write_bytes(data)
+        entries.append(FakeFile(f"hf/{src.name}", len(data), hashlib.md5(data).hexdigest(),
+                                ref=f"file://{shared / src.name}"))  # fmt: skip
+    if missing:
+        (shared / "model.safetensors").unlink()
+    fake.add_version("wandb-registry-model", name, entries, aliases=("prod",))
+    return shared
+
+
+def test_resolve_into_persistent_store_then_reuse(fake_wandb, tmp_path, monkeypatch):
+    files = _register_shipped(fake_wandb)
+    monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
+    with contextlib.ExitStack() as stack:
+        first = Resolver().resolve("tiny:prod", stack)
+    assert first.path == first.destination / "hf" and not first.in_place
+    assert first.downloaded_bytes == sum(len(d) for d in files.values())
+    assert first.identity.qualified_name == "acme-org/wandb-registry-model/tiny:v0"
+    with contextlib.ExitStack() as stack:
+        again = Resolver().resolve("wandb-registry-model/tiny:v0", stack)
+    assert again.path == first.path and again.downloaded_bytes == 0  # verified, not transferred
+    assert (first.path / "model.safetensors").read_bytes() == files["hf/model.safetensors"]
+
+
+def test_temporary_destination_is_removed_with_the_stack(fake_wandb, monkeypatch):
+    _register_shipped(fake_wandb)
+    monkeypatch.delenv("WANDB_ARTIFACT_DIR", raising=False)
+    with contextlib.ExitStack() as stack:
+        resolved = Resolver().resolve("tiny", stack)
+        assert (resolved.path / "config.json").is_file()
+    assert not resolved.destination.exists()
+
+
+def test_local_twin_used_in_place(fake_wandb, tmp_path):
+    shared = _local_twin(fake_wandb, tmp_path)
+    with contextlib.ExitStack() as stack:
+        resolved = Resolver().resolve("tiny:prod", stack)
+    assert resolved.in_place and resolved.path == shared and resolved.reference.endswith("tiny-local:prod")
+    assert "GetArtifactMembershipFileUrls" not in fake_wandb.calls  # nothing was downloaded
+
+
+def test_incomplete_twin_waits_then_fails_naming_the_variable(fake_wandb, tmp_path, monkeypatch):
+    _local_twin(fake_wandb, tmp_path, missing=True)
+    monkeypatch.setenv("WANDB_ARTIFACT_WAIT_TIMEOUT_SEC", "0")
+    with (
+        pytest.raises(ArtifactWaitTimeout, match="WANDB_ARTIFACT_WAIT_TIMEOUT_SEC"),
+        contextlib.ExitStack() as s,
+    ):
+        Resolver().resolve("tiny:prod", s)
+
+
+def test_incomplete_twin_falls_back_to_the_uploaded_version(fake_wandb, tmp_path, monkeypatch):
+    _local_twin(fake_wandb, tmp_path, missing=True)
+    _register_shipped(fake_wandb)
+    monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
+    with contextlib.ExitStack() as stack:
+        resolved = Resolver().resolve("tiny:prod", stack)
+    assert not resolved.in_place and (resolved.path / "model.safetensors").is_file()
+
+
+def test_several_checkpoints_need_a_subdir(fake_wandb, tmp_path, monkeypatch):
+    files = {
+        f"{d}/{p.name}": p.read_bytes() for d in ("step-1", "step-2") for p in checkpoint_dir("v1").iterdir()
+    }
+    fake_wandb.add_version(
+        "wandb-registry-model", "multi", [fake_wandb.stored_file(k, v) for k, v in files.items()]
+    )
+    monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
+    with pytest.raises(Exception, match="step-1, step-2"), contextlib.ExitStack() as stack:
+        Resolver().resolve("multi", stack)
+    with contextlib.ExitStack() as stack:
+        resolved = Resolver(options=ResolveOptions(checkpoint_subdir="step-2")).resolve("multi", stack)
+    assert resolved.path.name == "step-2"
+
+
+def test_cli_resolve_prints_path_json_and_dry_run(cli, fake_wandb, tmp_path):
+    _register_shipped(fake_wandb)
+    store = tmp_path / "store"
+    dry = cli("resolve", "tiny:prod", "--artifact-dir", store, "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    plan = json.loads(dry.out)
+    assert plan["bytes_to_fetch"] == plan["bytes"] > 0 and not (store / "acme-org").exists()
+    result = cli("resolve", "tiny:prod", "--artifact-dir", store)
+    assert result.code == 0, result.err
+    path = Path(result.out.strip())
+    assert (path / "config.json").is_file()
+    again = json.loads(cli("resolve", "tiny:prod", "--artifact-dir", store, "--json").out)
+    assert again["downloaded_bytes"] == 0 and again["version"] == "v0" and "prod" in again["aliases"]
+    assert json.loads(cli("resolve", "tiny:prod", "--artifact-dir", store, "--dry-run", "--json").out)[
+        "bytes_to_fetch"] == 0  # fmt: skip
+
+
+def test_cli_resolve_errors(cli, fake_wandb, monkeypatch):
+    monkeypatch.delenv("WANDB_ARTIFACT_DIR", raising=False)
+    bad = cli("resolve", "a/b/c/d")
+    assert bad.code == 2 and "accepted forms" in bad.err and fake_wandb.calls == []
+    _register_shipped(fake_wandb)
+    nodir = cli("resolve", "tiny")
+    assert nodir.code == 2 and "WANDB_ARTIFACT_DIR" in nodir.err
+    missing = cli("resolve", "tiny:v7", "--dry-run")
+    assert missing.code == 6 and "not found" in missing.err
+
+
+def test_evaluate_a_registry_checkpoint(cli, fake_wandb, tmp_path):
+    _register_shipped(fake_wandb)
+    result = cli("--checkpoint", "tiny:prod", "--task-name", "tiny-letters", "--num-samples", "40",
+                 "--num-fewshot", "3", "--output-dir", tmp_path / "out")  # fmt: skip
+    assert result.code == 0, result.err
+    (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    assert bundle.name.startswith("tiny-prod__tiny-letters__3shot__40__")
+    meta = json.loads((bundle / "metadata.json").read_text())
+    reg = meta["model"]["details"]["registry_checkpoint"]
+    assert reg["qualified_name"] == "acme-org/wandb-registry-model/tiny:v0" and reg["produced_by"]
+    assert meta["model"]["identity"]["artifact"]["qualified_name"] == reg["qualified_name"]
+    assert json.loads((bundle / "results.json").read_text())["metrics"]["overall"]["acc"]["value"] > 0.8
