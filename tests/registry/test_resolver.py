@@ -143,3 +143,16 @@ def test_evaluate_a_registry_checkpoint(cli, fake_wandb, tmp_path):
     assert reg["qualified_name"] == "acme-org/wandb-registry-model/tiny:v0" and reg["produced_by"]
     assert meta["model"]["identity"]["artifact"]["qualified_name"] == reg["qualified_name"]
     assert json.loads((bundle / "results.json").read_text())["metrics"]["overall"]["acc"]["value"] > 0.8
+
+
+def test_cache_skip_false_uses_the_sdk_cached_download(fake_wandb, tmp_path, monkeypatch):
+    files = _register_shipped(fake_wandb)
+    monkeypatch.setenv("WANDB_CACHE_SKIP", "false")
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
+    with contextlib.ExitStack() as stack:
+        resolved = Resolver().resolve("tiny:prod", stack)
+    assert (resolved.path / "model.safetensors").read_bytes() == files["hf/model.safetensors"]
+    assert resolved.downloaded_bytes == 0  # not counted by our downloader: the SDK fetched it
+    cached = [p for p in (tmp_path / "wandb-cache").rglob("*") if p.is_file()]
+    assert cached  # the second copy that WANDB_CACHE_SKIP=true avoids
