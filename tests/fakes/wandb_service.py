@@ -181,8 +181,11 @@ class FakeWandb:
         assert found is not None
         coll, index = found
         version = coll.members[index][0]
-        edges = [{"node": {"__typename": "File", "name": f.path, "directUrl": self._presign(f.storage_key)}}
-                 for f in version.files if f.storage_key]  # fmt: skip
+        # Like the server, every manifest entry is listed; reference entries get a storage URL
+        # the SDK does not use (it reads the reference itself).
+        edges = [{"node": {"__typename": "File", "name": f.path,
+                           "directUrl": self._presign(f.storage_key or f"refs/{version.id}/{f.path}")}}
+                 for f in version.files]  # fmt: skip
         return {"project": {"artifactCollection": {"__typename": "ArtifactPortfolio", "artifactMembership": {
             "files": {"pageInfo": {"__typename": "PageInfo", "endCursor": None, "hasNextPage": False},
                       "edges": edges}}}}}  # fmt: skip
