@@ -7,8 +7,9 @@
     ├── TaskError                 exit 4   unknown task, few-shot pool too small, bad data rows
     │   └── DatasetUnavailableError        dataset not reachable (offline, no cache)
     ├── OutputError               exit 5   output directory not writable, bundle locked, disk full
-    └── RegistryError             exit 6   W&B registry lookups
-        └── ArtifactWaitTimeout            a '-local' twin's upload did not appear in time
+    └── RegistryError             exit 6   W&B registry lookups and checkpoint downloads
+        ├── ArtifactWaitTimeout            a '-local' twin's upload did not appear in time
+        └── DownloadError (registry.download)  a file could not be fetched or did not verify
 
 Every message says what failed, why, and what to do. SDK exceptions are translated at the
 boundary with ``raise ... from exc`` so the traceback (``-v``) keeps the cause.

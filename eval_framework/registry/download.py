@@ -17,7 +17,9 @@ import hashlib
 import logging
 import math
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,8 @@ from typing import Any, Protocol
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from eval_framework.errors import EvalFrameworkError, ModelError, OutputError
+from eval_framework.errors import EvalFrameworkError, OutputError, RegistryError
+from eval_framework.registry import cleanup
 from eval_framework.registry.checkpoint_root import safe_join
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,7 @@ PART_SIZE = 32 * MiB
 RETRY_WAIT_MAX = 20.0
 
 
-class DownloadError(ModelError):
+class DownloadError(RegistryError):
     """A checkpoint file could not be fetched or did not verify."""
 
 
@@ -195,10 +198,44 @@ def _check_space(dest: Path, needed: int) -> None:
         )
 
 
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+_PART = re.compile(r"^\..+\.part-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_parts(dest: Path) -> int:
+    """Remove part files left by killed processes of this host (SIGKILL, power loss). Other
+    hosts' part files are left alone: on a shared filesystem their pids mean nothing here."""
+    removed = 0
+    for path in dest.rglob(".*.part-*"):
+        match = _PART.match(path.name)
+        if match and match["host"] == _HOST and not _alive(int(match["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _stop_if_asked() -> None:
+    if cleanup.stopping.is_set():
+        raise SystemExit(143)  # SIGTERM arrived: workers stop instead of finishing the download
+
+
 def _fetch_one(entry: ManifestEntry, dest: Path, source: ByteSource, workers: int, attempts: int) -> None:
+    _stop_if_asked()
     target = safe_join(dest, entry.path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = target.with_name(f".{target.name}.part-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    cleanup.register(tmp)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -209,20 +246,21 @@ def _fetch_one(entry: ManifestEntry, dest: Path, source: ByteSource, workers: in
                 ranges = [(0, entry.size - 1)] if entry.size else []
 
             def write(span: tuple[int, int]) -> None:
+                _stop_if_asked()
                 data = _retrying(lambda: source.read_range(entry, span[0], span[1]), attempts)
                 if len(data) != span[1] - span[0] + 1:
                     raise DownloadError(f"{entry.path}: short read at bytes {span[0]}-{span[1]}")
                 os.pwrite(fd, data, span[0])
 
             if len(ranges) > 1:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    list(pool.map(write, ranges))
+                _run_all(write, ranges, workers)
             else:
                 for span in ranges:
                     write(span)
             os.fsync(fd)
         finally:
             os.close(fd)
+        _stop_if_asked()
         if not verify_file(tmp, entry):
             raise DownloadError(
                 f"{entry.path}: digest mismatch, the stored object changed since the artifact referenced it "
@@ -237,8 +275,20 @@ def _fetch_one(entry: ManifestEntry, dest: Path, source: ByteSource, workers: in
             ) from exc
         raise
     finally:
+        cleanup.unregister(tmp)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _run_all(fn: Callable[[Any], None], items: Sequence[Any], workers: int) -> None:
+    """``pool.map`` that, on the first failure (or SIGTERM), drops the queued work instead of
+    running it to the end before re-raising."""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        for future in [pool.submit(fn, item) for item in items]:
+            future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def download(
@@ -252,6 +302,8 @@ def download(
 ) -> DownloadPlan:
     """Fetch what is missing or wrong into ``dest``; returns the plan that was carried out."""
     dest.mkdir(parents=True, exist_ok=True)
+    cleanup.install_sigterm_handler()
+    sweep_stale_parts(dest)
     plan = plan_download(entries, dest)
     _check_space(dest, plan.bytes_needed)
     if callable(sources):  # built from what is missing: S3 credentials only when S3 files are
@@ -268,8 +320,7 @@ def download(
     small = [e for e in plan.todo if e.size < RANGED_THRESHOLD]
     large = [e for e in plan.todo if e.size >= RANGED_THRESHOLD]
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(one, small))
+        _run_all(one, small, workers)
         for entry in large:  # ranges of one large file at a time keep memory and disk writes steady
             _fetch_one(entry, dest, sources[entry.scheme], workers, attempts)
             if progress:

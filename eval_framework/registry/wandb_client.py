@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import netrc
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -66,23 +66,40 @@ class WandbRegistry:
         except wandb.errors.UsageError as exc:
             raise RegistryError(f"cannot use the W&B API: {scrub(str(exc))}; check WANDB_API_KEY") from exc
 
-    def _translate(self, exc: Exception, ref: CheckpointRef) -> RegistryError:
+    def _translate(self, exc: Exception, ref: CheckpointRef, available: str = "") -> RegistryError:
         text = scrub(str(exc))
-        if "not found" in text or isinstance(exc, ValueError):
+        if self._not_found(exc):
             what = "collection, version or alias" if ref.is_registry else "artifact, version or alias"
             return RegistryError(
                 f"{ref.path} not found: no such {what} ({text.splitlines()[0] if text else 'no detail'}); "
-                "check the name and alias (omit the alias for 'latest')"
+                f"{available + '; ' if available else ''}check the name and alias (omit it for 'latest')"
             )
         return RegistryError(f"W&B request for {ref.path} failed ({text[:200]}); check network access to W&B")
 
     def artifact(self, ref: CheckpointRef) -> Any:
         try:
             return self.api.artifact(ref.path)
-        except (self._errors.CommError, ValueError) as exc:
-            raise self._translate(exc, ref) from exc
         except Exception as exc:  # transport failures surface as wandb-core API errors
-            raise self._translate(exc, ref) from exc
+            available = self._available(ref) if self._not_found(exc) and ref.alias != "latest" else ""
+            raise self._translate(exc, ref, available) from exc
+
+    @staticmethod
+    def _not_found(exc: Exception) -> bool:
+        return "not found" in str(exc) or isinstance(exc, ValueError)
+
+    def _available(self, ref: CheckpointRef) -> str:
+        """What the collection does hold, for the not-found message (best effort: extra lookups
+        only on this error path)."""
+        try:
+            latest = self.api.artifact(replace(ref, alias="latest").path)
+        except Exception:
+            return f"no collection {ref.name!r} in {ref.project}"
+        text = f"{ref.name} has versions v0..{latest.version} (latest {latest.version})"
+        try:
+            aliases = sorted(latest.collection.aliases)
+        except Exception:
+            aliases = sorted(latest.aliases)
+        return f"{text}, aliases: {', '.join(aliases)}"
 
     def exists(self, ref: CheckpointRef) -> bool:
         try:

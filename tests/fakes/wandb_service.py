@@ -85,6 +85,18 @@ class FakeWandb:
         return f"v{index}"
 
     # ---- the seam -------------------------------------------------------------------------
+    def authenticate(self, api: Any, timeout: float | None = None) -> None:
+        """``ServiceApi.authenticate``: the server rejects an unknown key with 401."""
+        self._check_reachable_and_key(api)
+
+    def _check_reachable_and_key(self, api: Any) -> None:
+        from wandb.sdk.lib.service.service_connection import WandbApiFailedError
+
+        if self.down:
+            raise WandbApiFailedError("connection refused: api.example.invalid")
+        if api.api_key != VALID_KEY:
+            raise WandbApiFailedError("401 Unauthorized: user is not logged in")
+
     def execute_graphql(
         self, _api: Any, query: str, variables: dict[str, Any] | None = None, timeout: float | None = None,
         *, parse: Any = json.loads, **_: Any,
@@ -93,10 +105,7 @@ class FakeWandb:
         assert match is not None, query
         name = match.group(1)
         self.calls.append(name)
-        if self.down:
-            from wandb.sdk.lib.service.service_connection import WandbApiFailedError
-
-            raise WandbApiFailedError("connection refused: api.example.invalid")
+        self._check_reachable_and_key(_api)
         handler = getattr(self, f"_op_{name}", None)
         if handler is None:
             raise AssertionError(f"fake W&B service got an operation it does not implement: {name}")
@@ -189,6 +198,24 @@ class FakeWandb:
         return {"project": {"artifactCollection": {"__typename": "ArtifactPortfolio", "artifactMembership": {
             "files": {"pageInfo": {"__typename": "PageInfo", "endCursor": None, "hasNextPage": False},
                       "edges": edges}}}}}  # fmt: skip
+
+    def _op_ProjectArtifactCollection(self, v: dict[str, Any]) -> dict[str, Any]:
+        coll = self.collections.get((v["entity"], v["project"], v["name"]))
+        if coll is None or v["type"] != "model":
+            return {"project": {"artifactType": None}}
+        return {"project": {"artifactType": {"artifactCollection": {
+            "__typename": "ArtifactPortfolio", "id": f"C:{coll.entity}/{coll.project}/{coll.name}",
+            "name": coll.name, "description": "", "createdAt": "2026-11-01T00:00:00", "updatedAt": None,
+            "project": self._project(coll, coll.project, coll.entity), "type": {"name": "model"},
+            "tags": {"edges": []}}}}}  # fmt: skip
+
+    def _op_ArtifactCollectionAliases(self, v: dict[str, Any]) -> dict[str, Any]:
+        coll = self.collections[tuple(v["id"].removeprefix("C:").split("/"))]  # type: ignore[index]
+        names = sorted({a for _, aliases in coll.members for a in aliases})
+        edges = [{"node": {"__typename": "ArtifactAlias", "id": f"A:{a}", "alias": a}} for a in names]
+        return {"artifactCollection": {"__typename": "ArtifactPortfolio", "aliases": {
+            "pageInfo": {"__typename": "PageInfo", "endCursor": None, "hasNextPage": False},
+            "edges": edges}}}  # fmt: skip
 
     def _op_ArtifactCreatedBy(self, v: dict[str, Any]) -> dict[str, Any]:
         run = self._version(v["id"]).run

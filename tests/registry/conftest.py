@@ -55,6 +55,8 @@ def fake_wandb(s3, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setattr(service_api.ServiceApi, "execute_graphql",
                         lambda api, *a, **k: fake.execute_graphql(api, *a, **k))  # fmt: skip
-    monkeypatch.setattr(service_api.ServiceApi, "authenticate", lambda *a, **k: None)
+    monkeypatch.setattr(
+        service_api.ServiceApi, "authenticate", lambda api, *a, **k: fake.authenticate(api, *a, **k)
+    )
     monkeypatch.setattr(service_api.ServiceApi, "feature_enabled", lambda *a, **k: False)
     return fake

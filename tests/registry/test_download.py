@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,6 +111,54 @@ def test_missing_object_is_explained(s3, tmp_path):
     entry = ManifestEntry("w.bin", 4, "0" * 32, ref=f"s3://{bucket}/w.bin")
     with pytest.raises(DownloadError, match=r"not found .*re-register"):
         download([entry], tmp_path / "d", {"s3": S3Source()})
+
+
+def test_deleted_pinned_version_is_a_404_and_explained(s3, tmp_path):
+    bucket = _bucket(s3, "versioned-gone", versioned=True)
+    s3.put_object(Bucket=bucket, Key="w.bin", Body=b"weights")
+    entry = _entry(s3, bucket, "w.bin")
+    s3.delete_object(Bucket=bucket, Key="w.bin", VersionId=entry.version_id)
+    with pytest.raises(DownloadError, match=rf"s3://{bucket}/w.bin version {entry.version_id} not found"):
+        download([entry], tmp_path / "d", {"s3": S3Source()})
+    assert not (tmp_path / "d" / "w.bin").exists() and _no_temp_files(tmp_path / "d")
+
+
+@contextlib.contextmanager
+def _auth_checked(server: str) -> Iterator[None]:
+    """Make the moto server check credentials and IAM policies (it accepts anything by default)."""
+    import httpx
+
+    httpx.post(f"{server}/moto-api/reset-auth", content=b"0").raise_for_status()
+    try:
+        yield
+    finally:
+        httpx.post(f"{server}/moto-api/reset-auth", content=b"inf").raise_for_status()
+
+
+def test_access_denied_is_a_403_that_names_the_credentials(s3, s3_server, tmp_path, monkeypatch):
+    import boto3
+
+    allowed, denied = _bucket(s3, "team-open"), _bucket(s3, "team-private")
+    for bucket in (allowed, denied):
+        s3.put_object(Bucket=bucket, Key="w.bin", Body=b"weights")
+    entries = {b: _entry(s3, b, "w.bin", path=f"{b}.bin") for b in (allowed, denied)}
+    iam = boto3.client("iam", endpoint_url=s3_server)
+    iam.create_user(UserName="evaluator")
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{allowed}/*"}]}  # fmt: skip
+    iam.put_user_policy(UserName="evaluator", PolicyName="read-open", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="evaluator")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    with _auth_checked(s3_server):
+        download([entries[allowed]], tmp_path / "d", {"s3": S3Source()})
+        with pytest.raises(
+            DownloadError, match=r"S3 denied access to s3://team-private/w.bin \(403\); check"
+        ) as info:
+            download([entries[denied]], tmp_path / "d", {"s3": S3Source()})
+    assert (tmp_path / "d" / f"{allowed}.bin").read_bytes() == b"weights"  # earlier results kept
+    assert not (tmp_path / "d" / f"{denied}.bin").exists() and _no_temp_files(tmp_path / "d")
+    assert key["SecretAccessKey"] not in str(info.value)
 
 
 def test_missing_credentials_name_the_variables(monkeypatch, tmp_path):
@@ -219,3 +270,59 @@ def test_concurrent_processes_each_get_a_complete_verified_copy(s3, tmp_path):
     for key, data in files.items():
         assert (tmp_path / "shared" / key).read_bytes() == data
     assert _no_temp_files(tmp_path / "shared")
+
+
+SLOW_WORKER = """
+import hashlib, sys, time
+from pathlib import Path
+from eval_framework.registry import download as dl
+from eval_framework.registry.download import ManifestEntry, download
+from eval_framework.registry.sources import FileSource
+
+dl.RANGED_THRESHOLD, dl.PART_SIZE = 1024, 1024  # many ranges, so SIGTERM lands mid-file
+src = Path(sys.argv[2])
+
+class Slow(FileSource):
+    def read_range(self, entry, start, end):
+        if start == 0:
+            print("started", flush=True)
+        time.sleep(0.05)
+        return super().read_range(entry, start, end)
+
+data = src.read_bytes()
+entry = ManifestEntry("model/w.bin", len(data), hashlib.md5(data).hexdigest(), ref=src.as_uri())
+download([entry], Path(sys.argv[1]), {"file": Slow()}, workers=2)
+print("finished", flush=True)
+"""
+
+
+def test_sigterm_mid_download_leaves_no_partial_files(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(400 * 1024))  # 400 ranges at 0.05 s on 2 workers: ~10 s if not stopped
+    store = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WORKER, str(store), str(src)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    assert list(store.rglob(".*part-*"))  # the part file exists mid-download
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "finished" not in out
+    assert not (store / "model" / "w.bin").exists() and _no_temp_files(store)
+
+
+def test_part_files_of_dead_processes_on_this_host_are_swept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    dest = tmp_path / "d"
+    (dest / "sub").mkdir(parents=True)
+    stale = dest / "sub" / f".w.bin.part-{dl._HOST}-{dead.pid}-0123abcd"
+    mine = dest / "sub" / f".x.bin.part-{dl._HOST}-{os.getpid()}-0123abcd"
+    other_host = dest / "sub" / f".y.bin.part-otherhost{dl._HOST}-{dead.pid}-0123abcd"
+    for path in (stale, mine, other_host):
+        path.write_bytes(b"partial")
+    download([_abcd()], dest, {"wandb": _Flaky(0)})
+    assert not stale.exists() and mine.exists() and other_host.exists()
+    assert (dest / "f").read_bytes() == b"abcd"

@@ -67,10 +67,15 @@ def test_entries_then_verified_download(fake_wandb, s3, tmp_path):
 def test_unknown_alias_and_collection(fake_wandb, s3):
     _register(fake_wandb, s3)
     client = WandbRegistry()
-    with pytest.raises(RegistryError, match=r"llama-sft:v9 not found"):
+    available = r"llama-sft has versions v0\.\.v1 \(latest v1\), aliases: latest, prod; check"
+    with pytest.raises(RegistryError, match=r"llama-sft:v9 not found.*; " + available):
         client.artifact(parse_reference("llama-sft:v9"))
-    with pytest.raises(RegistryError, match="not found"):
+    with pytest.raises(RegistryError, match=r"llama-sft:staging not found.*; " + available):
+        client.artifact(parse_reference("llama-sft:staging"))
+    with pytest.raises(RegistryError, match="no-such-model:latest not found"):
         client.artifact(parse_reference("no-such-model"))
+    with pytest.raises(RegistryError, match="no collection 'no-such-model' in wandb-registry-model"):
+        client.artifact(parse_reference("no-such-model:prod"))
     assert client.exists(parse_reference("llama-sft:prod"))
     assert not client.exists(parse_reference("llama-sft-local:prod"))
 
@@ -81,6 +86,14 @@ def test_no_api_key(fake_wandb, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(RegistryError, match="no W&B API key found: set WANDB_API_KEY"):
         WandbRegistry()
+
+
+@pytest.mark.parametrize("key", ["x" * 40, "local-" + "y" * 40])
+def test_invalid_api_key_is_named_and_not_printed(fake_wandb, monkeypatch, key):
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    with pytest.raises(RegistryError, match="check WANDB_API_KEY") as info:
+        WandbRegistry()
+    assert key not in str(info.value)
 
 
 def test_service_unreachable(fake_wandb, s3):
