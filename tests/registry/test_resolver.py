@@ -156,3 +156,44 @@ def test_cache_skip_false_uses_the_sdk_cached_download(fake_wandb, tmp_path, mon
     assert resolved.downloaded_bytes == 0  # not counted by our downloader: the SDK fetched it
     cached = [p for p in (tmp_path / "wandb-cache").rglob("*") if p.is_file()]
     assert cached  # the second copy that WANDB_CACHE_SKIP=true avoids
+
+
+RESOLVE_WORKER = """
+import contextlib, json, sys
+import boto3
+from wandb.apis.public import service_api
+from tests.fakes.wandb_service import FakeWandb
+from tests.registry.test_resolver import _register_shipped
+from eval_framework.registry.resolver import Resolver
+
+fake = FakeWandb(boto3.client("s3"), sys.argv[1])  # same bytes in the same bucket in every process
+_register_shipped(fake)
+service_api.ServiceApi.execute_graphql = lambda api, *a, **k: fake.execute_graphql(api, *a, **k)
+service_api.ServiceApi.authenticate = lambda api, *a, **k: fake.authenticate(api, *a, **k)
+service_api.ServiceApi.feature_enabled = lambda *a, **k: False
+with contextlib.ExitStack() as stack:
+    resolved = Resolver().resolve("tiny:prod", stack)
+print(json.dumps({"path": str(resolved.path), "fetched": resolved.downloaded_bytes}))
+"""
+
+
+def test_concurrent_resolves_transfer_once_and_all_get_a_verified_copy(fake_wandb, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    files = _register_shipped(fake_wandb)  # creates the bucket the workers share
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]),
+           "WANDB_ARTIFACT_DIR": str(tmp_path / "store")}  # fmt: skip
+    command = [sys.executable, "-c", RESOLVE_WORKER, fake_wandb.bucket]
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]  # fmt: skip
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert len({r["path"] for r in results}) == 1
+    assert sum(r["fetched"] for r in results) == sum(len(d) for d in files.values())  # one transfer
+    root = Path(results[0]["path"])
+    for path, data in files.items():
+        assert (root / path.removeprefix("hf/")).read_bytes() == data
+    assert not list(root.rglob(".*part-*"))
