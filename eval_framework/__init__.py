@@ -9,6 +9,10 @@ from eval_framework.models.base import (
     LoglikelihoodResult,
 )
 from eval_framework.runner import EvalOutcome, evaluate
+from eval_framework.sinks.hf_hub import HfUploadOptions, upload_bundle
+from eval_framework.sinks.publish import PublishOptions, publish
+from eval_framework.sinks.wandb_sink import log_bundle, log_to_training_run
+from eval_framework.sinks.wandb_spec import WandbOptions
 from eval_framework.version import __version__
 
 __all__ = [
@@ -17,8 +21,15 @@ __all__ = [
     "EvalFrameworkError",
     "EvalOutcome",
     "GenerationRequest",
+    "HfUploadOptions",
     "LoglikelihoodRequest",
     "LoglikelihoodResult",
+    "PublishOptions",
+    "WandbOptions",
     "__version__",
     "evaluate",
+    "log_bundle",
+    "log_to_training_run",
+    "publish",
+    "upload_bundle",
 ]

@@ -20,6 +20,7 @@ from eval_framework.config import build_config, load_env, read_config_file
 from eval_framework.errors import EvalFrameworkError
 from eval_framework.llm_args import expand_multi_value_options, parse_llm_args
 from eval_framework.redact import ScrubFilter, scrub
+from eval_framework.results import Bundle
 
 app = typer.Typer(
     name="eval_framework",
@@ -41,6 +42,44 @@ def _setup_logging(verbose: bool) -> None:
     handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
     handler._eval_framework = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+
+
+# Results destinations, shared by the root command and 'upload'.
+WandbProject = Annotated[
+    str | None, typer.Option(help="Log to this W&B project (off when not given).", show_default=False)
+]
+WandbEntity = Annotated[str | None, typer.Option(help="W&B entity. [default: WANDB_ENTITY or your own]")]
+WandbGroup = Annotated[
+    str | None, typer.Option(help="Override the run group. [default: <checkpoint name>:<version>]")
+]
+WandbRunId = Annotated[
+    str | None, typer.Option(help="Attach to this run id. [default: derived from the evaluation]")
+]
+WandbTags = Annotated[list[str] | None, typer.Option(help="Run tags (repeat or list after one flag).")]
+WandbMode = Annotated[
+    str | None, typer.Option(help="online, offline or disabled. [default: WANDB_MODE, else online]")
+]
+WandbUploadResults = Annotated[
+    bool | None, typer.Option(help="Log the bundle as an eval-results artifact. [default: yes]")
+]
+WandbRegistry = Annotated[
+    str | None,
+    typer.Option(help="Link the results artifact into this registry: NAME or NAME/COLLECTION (online)."),
+]
+WandbTableRows = Annotated[
+    int | None, typer.Option(help="Rows in the per-sample table, wrong answers first. [default: 1000]")
+]
+HfUploadRepo = Annotated[
+    str | None, typer.Option(help="Upload the bundle to this Hugging Face dataset repo (token: HF_TOKEN).")
+]
+HfUploadDir = Annotated[str | None, typer.Option(help="Folder inside --hf-upload-repo.")]
+
+
+def _sink_flags(**values: Any) -> dict[str, Any]:
+    tags = values.pop("wandb_tags")
+    out = {k: v for k, v in values.items()}
+    out["wandb_tags"] = tuple(t.strip() for v in tags for t in v.split(",") if t.strip()) if tags else None
+    return out
 
 
 def _split_subjects(values: list[str] | None) -> tuple[str, ...] | None:
@@ -112,6 +151,17 @@ def evaluate_command(
         typer.Option(help="Local copy of a built-in task's data: <split>.jsonl/.csv/.parquet files."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Recompute a finished evaluation.")] = False,
+    wandb_project: WandbProject = None,
+    wandb_entity: WandbEntity = None,
+    wandb_group: WandbGroup = None,
+    wandb_run_id: WandbRunId = None,
+    wandb_tags: WandbTags = None,
+    wandb_mode: WandbMode = None,
+    wandb_upload_results: WandbUploadResults = None,
+    wandb_registry: WandbRegistry = None,
+    wandb_table_rows: WandbTableRows = None,
+    hf_upload_repo: HfUploadRepo = None,
+    hf_upload_dir: HfUploadDir = None,
     context: Annotated[str | None, typer.Option(help="Execution context. [default: local]")] = None,
     config: Annotated[
         Path | None, typer.Option(help="YAML file with any of these options (flags win).")
@@ -150,15 +200,124 @@ def evaluate_command(
         "task_data_dir": task_data_dir,
         "overwrite": overwrite or None,
         "context": context,
+        **_sink_flags(
+            wandb_project=wandb_project,
+            wandb_entity=wandb_entity,
+            wandb_group=wandb_group,
+            wandb_run_id=wandb_run_id,
+            wandb_tags=wandb_tags,
+            wandb_mode=wandb_mode,
+            wandb_upload_results=wandb_upload_results,
+            wandb_registry=wandb_registry,
+            wandb_table_rows=wandb_table_rows,
+            hf_upload_repo=hf_upload_repo,
+            hf_upload_dir=hf_upload_dir,
+        ),
     }
     file_values = read_config_file(config) if config else {}
     cfg = build_config(file_values, flags)
+    sinks = cfg.publish_options()
+    live = None
+    if sinks.wandb is not None:
+        from eval_framework.sinks.wandb_sink import LiveRun
+
+        live = LiveRun(sinks.wandb)
+        if live.note:
+            stderr.print(f"[yellow]W&B: {live.note}[/yellow]")
     with progress_bar(f"{cfg.llm_name} · {cfg.task_name}") as update:
-        outcome = evaluate(cfg, progress=update)
+        outcome = evaluate(cfg, progress=update, hooks=live)
     if outcome.reused:
         stderr.print(f"[dim]Already evaluated; reusing {outcome.bundle_dir} (--overwrite recomputes).[/dim]")
     stdout.print(summary_table(outcome))
     stdout.print(f"Results: {outcome.bundle_dir}")
+    if sinks.any:
+        _publish_and_report([outcome.bundle_dir], sinks, live)
+
+
+def _publish_and_report(bundles: list[Path], sinks: Any, live: Any = None) -> None:
+    """Publish each bundle; say where it went; one ExportError at the end for what failed."""
+    from eval_framework.errors import ExportError
+    from eval_framework.reporting import stderr, stdout
+    from eval_framework.sinks.publish import publish, upload_command
+
+    failed: list[Path] = []
+    messages: list[str] = []
+    for bundle_dir in bundles:
+        try:
+            report = publish(bundle_dir, sinks, live)
+        except ExportError as exc:
+            failed.append(bundle_dir)
+            messages.append(str(exc).split(". The evaluation itself is complete")[0])
+            continue
+        if report.hf_url:
+            stdout.print(f"Hugging Face: {report.hf_url}")
+        if report.wandb is not None:
+            if report.wandb.url:
+                stdout.print(f"W&B run: {report.wandb.url}")
+            elif report.wandb.sync_command:
+                stderr.print(f"W&B run {report.wandb.run_id} logged offline; sync it with: "
+                             f"{report.wandb.sync_command}")  # fmt: skip
+            if report.wandb.pending:
+                stderr.print(f"Still to do online ({', '.join(report.wandb.pending)}): "
+                             f"{upload_command([bundle_dir], sinks)} --wandb-mode online")  # fmt: skip
+    if failed:
+        raise ExportError(
+            f"{'; '.join(messages)}. The evaluations themselves are complete; finish the export with: "
+            f"{upload_command(failed, sinks)}"
+        )
+
+
+@app.command("upload")
+def upload_command_cli(
+    paths: Annotated[list[Path], typer.Argument(help="Bundle directories, or directories holding bundles.")],
+    wandb_project: WandbProject = None,
+    wandb_entity: WandbEntity = None,
+    wandb_group: WandbGroup = None,
+    wandb_run_id: WandbRunId = None,
+    wandb_tags: WandbTags = None,
+    wandb_mode: WandbMode = None,
+    wandb_upload_results: WandbUploadResults = None,
+    wandb_registry: WandbRegistry = None,
+    wandb_table_rows: WandbTableRows = None,
+    hf_upload_repo: HfUploadRepo = None,
+    hf_upload_dir: HfUploadDir = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Show what would be created or updated; send nothing.")
+    ] = False,
+) -> None:
+    """Log finished bundles to W&B (and/or upload them to the Hugging Face Hub) after the fact:
+    the same run, records and artifacts as live logging."""
+    import json
+
+    from eval_framework.errors import ConfigError
+    from eval_framework.sinks.publish import find_bundles, plan
+
+    values = _sink_flags(wandb_project=wandb_project, wandb_entity=wandb_entity, wandb_group=wandb_group,
+                         wandb_run_id=wandb_run_id, wandb_tags=wandb_tags, wandb_mode=wandb_mode,
+                         wandb_upload_results=wandb_upload_results, wandb_registry=wandb_registry,
+                         wandb_table_rows=wandb_table_rows, hf_upload_repo=hf_upload_repo,
+                         hf_upload_dir=hf_upload_dir)  # fmt: skip
+    cfg = build_config({}, {"llm_name": "upload", "task_name": "upload", **values})
+    sinks = cfg.publish_options()
+    if not sinks.any:
+        raise ConfigError("nothing to upload to: pass --wandb-project and/or --hf-upload-repo")
+    bundles = find_bundles(paths)
+    if wandb_run_id and len(bundles) > 1:
+        raise ConfigError("--wandb-run-id names one run: pass exactly one bundle with it")
+    if dry_run:
+        print(json.dumps([plan(b, sinks) for b in bundles], indent=2))
+        return
+    if sinks.wandb is not None:
+        from eval_framework.reporting import stderr
+        from eval_framework.sinks.wandb_sink import choose_mode
+
+        _, note = choose_mode(sinks.wandb)
+        if note:
+            stderr.print(f"[yellow]W&B: {note}[/yellow]")
+    finished = [b for b in bundles if Bundle(b).is_complete()]
+    for skipped in sorted(set(bundles) - set(finished)):
+        print(f"skipping {skipped}: not a finished evaluation", file=sys.stderr)
+    _publish_and_report(finished, sinks)
 
 
 @app.command("tasks")
@@ -273,12 +432,16 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Exit, typer.Exit) as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except (click.ClickException, typer.TyperException) as exc:  # newer typer ships its own click
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         print("interrupted; finished samples are saved and a rerun resumes", file=sys.stderr)
         return 130
     return int(result) if isinstance(result, int) else 0

@@ -32,6 +32,8 @@ ENV_VARS: dict[str, str] = {
     "WANDB_ARTIFACT_DIR": "persistent directory for downloaded checkpoints (default: a temp dir)",
     "WANDB_ARTIFACT_WAIT_TIMEOUT_SEC": "how long to wait for an uploaded twin of a -local artifact",
     "HF_TOKEN": "Hugging Face token for gated models, datasets and result uploads",
+    "WANDB_MODE": "online, offline or disabled (the --wandb-mode default)",
+    "WANDB_ADDITIONAL_ARTIFACT_REFERENCES": "comma-separated artifacts every logged run also uses (lineage)",
     "OPENAI_API_KEY": "API key for the OpenAI-compatible backend",
     "EVAL_FRAMEWORK_DEBUG": "1 prints full tracebacks",
 }
@@ -56,6 +58,18 @@ class EvalConfig(BaseModel):
     output_dir: Path = Path("outputs")
     task_data_dir: Path | None = None
     overwrite: bool = False
+    # Where results go besides the bundle (none of this changes results).
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
+    wandb_group: str | None = None
+    wandb_run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    wandb_tags: tuple[str, ...] = ()
+    wandb_mode: Literal["online", "offline", "disabled"] | None = None
+    wandb_upload_results: bool = True
+    wandb_registry: str | None = None
+    wandb_table_rows: int = Field(1000, ge=0)
+    hf_upload_repo: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
+    hf_upload_dir: str = ""
 
     @field_validator("task_name")
     @classmethod
@@ -63,6 +77,23 @@ class EvalConfig(BaseModel):
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    def publish_options(self) -> Any:
+        """The sinks this configuration asks for (``PublishOptions``)."""
+        from eval_framework.sinks.hf_hub import HfUploadOptions
+        from eval_framework.sinks.publish import PublishOptions
+        from eval_framework.sinks.wandb_spec import WandbOptions
+
+        wandb = None
+        if self.wandb_project:
+            wandb = WandbOptions(
+                project=self.wandb_project, entity=self.wandb_entity, group=self.wandb_group,
+                run_id=self.wandb_run_id, tags=self.wandb_tags, mode=self.wandb_mode,
+                upload_results=self.wandb_upload_results, registry=self.wandb_registry,
+                table_rows=self.wandb_table_rows,
+            )  # fmt: skip
+        hf = HfUploadOptions(self.hf_upload_repo, self.hf_upload_dir) if self.hf_upload_repo else None
+        return PublishOptions(wandb=wandb, hf=hf)
 
     def redacted(self) -> dict[str, Any]:
         """JSON-safe dump with secrets masked: what goes into metadata.json."""

@@ -7,9 +7,10 @@
     ├── TaskError                 exit 4   unknown task, few-shot pool too small, bad data rows
     │   └── DatasetUnavailableError        dataset not reachable (offline, no cache)
     ├── OutputError               exit 5   output directory not writable, bundle locked, disk full
-    └── RegistryError             exit 6   W&B registry lookups and checkpoint downloads
+    ├── RegistryError             exit 6   W&B registry lookups and checkpoint downloads
         ├── ArtifactWaitTimeout            a '-local' twin's upload did not appear in time
-        └── DownloadError (registry.download)  a file could not be fetched or did not verify
+    │   └── DownloadError (registry.download)  a file could not be fetched or did not verify
+    └── ExportError               exit 7   the evaluation finished, logging/uploading it did not
 
 Every message says what failed, why, and what to do. SDK exceptions are translated at the
 boundary with ``raise ... from exc`` so the traceback (``-v``) keeps the cause.
@@ -52,6 +53,13 @@ class RegistryError(EvalFrameworkError):
 
 class ArtifactWaitTimeout(RegistryError):
     pass
+
+
+class ExportError(EvalFrameworkError):
+    """The bundle is complete; a sink (W&B, Hugging Face) did not take it. The message names
+    what was not logged and the command that finishes it."""
+
+    exit_code = 7
 
 
 def missing_extra(package: str, extra: str) -> ModelError:

@@ -10,7 +10,7 @@ import yaml
 from eval_framework.errors import ConfigError
 
 #: Options that take several space-separated values after one flag (``--llm-args a=1 b=2``).
-MULTI_VALUE_OPTIONS = frozenset({"--llm-args"})
+MULTI_VALUE_OPTIONS = frozenset({"--llm-args", "--wandb-tags"})
 
 
 def _typed(raw: str) -> Any:

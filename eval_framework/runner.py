@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from eval_framework.config import EvalConfig
 from eval_framework.errors import EvalFrameworkError, ModelError, OutputError, TaskError
@@ -38,6 +38,14 @@ log = logging.getLogger(__name__)
 
 #: Called with (done, total) as samples finish.
 ProgressFn = Callable[[int, int], None]
+
+
+class RunHooks(Protocol):
+    """Told when an evaluation starts writing its bundle and when it stops early (live logging)."""
+
+    def started(self, bundle: Bundle) -> None: ...
+
+    def interrupted(self, exc: BaseException) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,12 @@ def plan(config: EvalConfig) -> tuple[Task, list[PreparedSample], type, str, str
     return task, prepared, model_cls, key, display, identity
 
 
-def evaluate(config: EvalConfig, progress: ProgressFn | None = None, model: Any | None = None) -> EvalOutcome:
+def evaluate(
+    config: EvalConfig,
+    progress: ProgressFn | None = None,
+    model: Any | None = None,
+    hooks: RunHooks | None = None,
+) -> EvalOutcome:
     """Run (or resume, or reuse) one evaluation and return its bundle."""
     task, prepared, model_cls, key, display, identity = plan(config)
     ensure_writable(config.output_dir)
@@ -204,9 +217,9 @@ def evaluate(config: EvalConfig, progress: ProgressFn | None = None, model: Any 
         if config.overwrite:
             with replacing(bundle):
                 return _run(
-                    config, task, prepared, model_cls, key, display, identity, bundle, progress, model
+                    config, task, prepared, model_cls, key, display, identity, bundle, progress, model, hooks
                 )
-        return _run(config, task, prepared, model_cls, key, display, identity, bundle, progress, model)
+        return _run(config, task, prepared, model_cls, key, display, identity, bundle, progress, model, hooks)
 
 
 def _run(
@@ -220,6 +233,7 @@ def _run(
     bundle: Bundle,
     progress: ProgressFn | None,
     model: Any | None,
+    hooks: RunHooks | None = None,
 ) -> EvalOutcome:
     bundle.dir.mkdir(parents=True, exist_ok=True)
     if bundle.exists() and bundle.metadata().get("natural_key") != key:
@@ -255,6 +269,31 @@ def _run(
         "links": previous.get("links", {}),
     }
     write_json(bundle.metadata_path, metadata)
+    if hooks is not None:
+        hooks.started(bundle)
+    try:
+        return _score_all(config, task, prepared, model_cls, key, display, bundle, progress, model, metadata,
+                          done, started)  # fmt: skip
+    except BaseException as exc:
+        if hooks is not None:
+            hooks.interrupted(exc)
+        raise
+
+
+def _score_all(
+    config: EvalConfig,
+    task: Task,
+    prepared: list[PreparedSample],
+    model_cls: type,
+    key: str,
+    display: str,
+    bundle: Bundle,
+    progress: ProgressFn | None,
+    model: Any | None,
+    metadata: dict[str, Any],
+    done: dict[int, dict[str, Any]],
+    started: float,
+) -> EvalOutcome:
     with _bundle_log(bundle.log_path):
         pending = [(i, p) for i, p in enumerate(prepared) if i not in done]
         log.info(

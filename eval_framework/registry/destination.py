@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from eval_framework import cleanup
 from eval_framework.errors import ConfigError
-from eval_framework.registry import cleanup
 from eval_framework.registry.reference import CheckpointRef
 
 log = logging.getLogger(__name__)

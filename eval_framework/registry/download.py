@@ -29,8 +29,8 @@ from typing import Any, Protocol
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from eval_framework import cleanup
 from eval_framework.errors import EvalFrameworkError, OutputError, RegistryError
-from eval_framework.registry import cleanup
 from eval_framework.registry.checkpoint_root import safe_join
 
 log = logging.getLogger(__name__)

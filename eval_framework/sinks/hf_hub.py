@@ -1,0 +1,111 @@
+"""Upload a bundle to a Hugging Face dataset repo: one commit per bundle, URL kept for lineage.
+
+The URL (the bundle's folder at the commit) goes into the bundle's ``metadata.json`` links and
+the export ledger; the W&B run shows it in its config and notes. Uploading the same results again
+finds the earlier commit in the ledger and makes no new one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval_framework.errors import ConfigError, ExportError, missing_extra
+from eval_framework.redact import scrub
+from eval_framework.results import LOG, METADATA, RESULTS, SAMPLES, Bundle, write_json
+from eval_framework.sinks import ledger
+from eval_framework.sinks.wandb_spec import content_hash
+
+BUNDLE_FILES = (METADATA, RESULTS, SAMPLES, LOG)
+
+
+class HfUploadError(ExportError):
+    """The evaluation finished but the Hugging Face upload did not."""
+
+
+@dataclass(frozen=True)
+class HfUploadOptions:
+    repo: str  #: a dataset repo, e.g. my-org/eval-results
+    directory: str = ""  #: folder inside the repo; the bundle's own folder goes below it
+
+
+def hf_token() -> str:
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        raise ConfigError(
+            "--hf-upload-repo needs a Hugging Face token with write access: set HF_TOKEN in the "
+            "environment or .env"
+        )
+    return token
+
+
+def hf_api(token: str) -> Any:
+    """The Hub client (the one seam tests replace)."""
+    try:
+        from huggingface_hub import HfApi
+    except ImportError as exc:
+        raise missing_extra("huggingface_hub", "hub") from exc
+    return HfApi(token=token)
+
+
+def folder_url(endpoint: str, repo: str, revision: str, path: str) -> str:
+    return f"{endpoint.rstrip('/')}/datasets/{repo}/tree/{revision}/{path}"
+
+
+def upload_bundle(bundle_dir: Path, options: HfUploadOptions) -> str:
+    """Commit the bundle's files under ``<directory>/<bundle name>/``; returns the folder URL."""
+    bundle = Bundle(bundle_dir)
+    if not bundle.is_complete():
+        raise ConfigError(f"{bundle_dir} is not a finished evaluation bundle; finish or rerun it first")
+    path_in_repo = "/".join(p for p in (options.directory.strip("/"), bundle.dir.name) if p)
+    chash = content_hash(bundle)
+    done = ledger.last(bundle.dir, "hf", repo=options.repo, path=path_in_repo, content_hash=chash,
+                       status="uploaded")  # fmt: skip
+    if done:
+        _record_link(bundle, str(done["url"]))
+        return str(done["url"])
+    token = hf_token()
+    api = hf_api(token)
+    from huggingface_hub import CommitOperationAdd, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    operations = [
+        CommitOperationAdd(path_in_repo=f"{path_in_repo}/{name}", path_or_fileobj=str(bundle.dir / name))
+        for name in BUNDLE_FILES
+        if (bundle.dir / name).is_file()
+    ]
+    try:
+        api.create_repo(options.repo, repo_type="dataset", exist_ok=True, private=True)
+        commit = api.create_commit(
+            repo_id=options.repo,
+            repo_type="dataset",
+            operations=operations,
+            commit_message=f"Add evaluation results {bundle.dir.name}",
+        )
+    except RepositoryNotFoundError as exc:
+        raise HfUploadError(
+            f"Hugging Face dataset repo {options.repo} not found or not writable with HF_TOKEN; "
+            "check the name (owner/name) and the token's write access"
+        ) from exc
+    except HfHubHTTPError as exc:
+        status = getattr(exc.response, "status_code", None)
+        hint = "check HF_TOKEN (it needs write access)" if status in (401, 403) else "retry later"
+        raise HfUploadError(
+            f"uploading {bundle.dir.name} to {options.repo} failed (HTTP {status}: "
+            f"{scrub(str(exc)).splitlines()[0][:200]}); {hint}"
+        ) from exc
+    url = folder_url(constants.ENDPOINT, options.repo, commit.oid, path_in_repo)
+    ledger.append(bundle.dir, {"destination": "hf", "status": "uploaded", "repo": options.repo,
+                               "path": path_in_repo, "revision": commit.oid, "url": url,
+                               "content_hash": chash})  # fmt: skip
+    _record_link(bundle, url)
+    return url
+
+
+def _record_link(bundle: Bundle, url: str) -> None:
+    metadata = bundle.metadata()
+    if metadata.get("links", {}).get("hf_upload_url") != url:
+        metadata.setdefault("links", {})["hf_upload_url"] = url
+        write_json(bundle.metadata_path, metadata)

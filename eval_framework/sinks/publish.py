@@ -1,0 +1,137 @@
+"""Send finished bundles to their sinks: Hugging Face first (its URL belongs in the W&B run),
+then W&B. A failing sink never stops the others; the error names what is missing and the exact
+``eval_framework upload`` command that finishes it."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eval_framework.errors import ExportError
+from eval_framework.results import Bundle, write_json
+from eval_framework.sinks import ledger
+from eval_framework.sinks.hf_hub import HfUploadOptions, upload_bundle
+from eval_framework.sinks.wandb_sink import LiveRun, LogReport, log_bundle
+from eval_framework.sinks.wandb_spec import WandbOptions, build_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    wandb: WandbOptions | None = None
+    hf: HfUploadOptions | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.wandb is not None or self.hf is not None
+
+
+@dataclass
+class PublishReport:
+    bundle_dir: Path
+    hf_url: str | None = None
+    wandb: LogReport | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def upload_command(bundle_dirs: list[Path], options: PublishOptions) -> str:
+    parts = ["eval_framework", "upload", *(str(d) for d in bundle_dirs)]
+    w = options.wandb
+    if w is not None:
+        parts += ["--wandb-project", w.project]
+        for flag, value in (("--wandb-entity", w.entity), ("--wandb-group", w.group),
+                            ("--wandb-run-id", w.run_id), ("--wandb-registry", w.registry)):  # fmt: skip
+            if value:
+                parts += [flag, value]
+        for t in w.tags:
+            parts += ["--wandb-tags", t]
+        if not w.upload_results:
+            parts.append("--no-wandb-upload-results")
+    if options.hf is not None:
+        parts += ["--hf-upload-repo", options.hf.repo]
+        if options.hf.directory:
+            parts += ["--hf-upload-dir", options.hf.directory]
+    return shlex.join(parts)
+
+
+def publish(bundle_dir: Path, options: PublishOptions, live: LiveRun | None = None) -> PublishReport:
+    """Upload and log one finished bundle. Raises ExportError after trying every sink."""
+    report = PublishReport(bundle_dir)
+    if options.hf is not None:
+        try:
+            report.hf_url = upload_bundle(bundle_dir, options.hf)
+        except ExportError as exc:
+            report.errors.append(str(exc))
+    if options.wandb is not None:
+        try:
+            report.wandb = live.finished(bundle_dir) if live else log_bundle(bundle_dir, options.wandb)
+        except ExportError as exc:
+            report.errors.append(str(exc))
+        else:
+            if report.wandb.url:
+                _record_link(Bundle(bundle_dir), "wandb_run_url", report.wandb.url)
+    if report.errors:
+        raise ExportError(
+            f"{'; '.join(report.errors)}. The evaluation itself is complete in {bundle_dir}; "
+            f"finish the export with: {upload_command([bundle_dir], options)}"
+        )
+    return report
+
+
+def _record_link(bundle: Bundle, name: str, url: str) -> None:
+    metadata = bundle.metadata()
+    if metadata.get("links", {}).get(name) != url:
+        metadata.setdefault("links", {})[name] = url
+        write_json(bundle.metadata_path, metadata)
+
+
+def find_bundles(paths: list[Path]) -> list[Path]:
+    """Bundles named directly, or found below the given directories (finished ones only)."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise ExportError(f"{path} does not exist; pass bundle directories or a directory holding them")
+        if Bundle(path).exists():
+            found.append(path)
+            continue
+        below = sorted(
+            p.parent for p in path.rglob("metadata.json") if "wandb" not in p.parts[len(path.parts) :]
+        )
+        found += [b for b in below if Bundle(b).exists()]
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise ExportError(
+            f"no evaluation bundles (directories with metadata.json) under {', '.join(map(str, paths))}"
+        )
+    return unique
+
+
+def plan(bundle_dir: Path, options: PublishOptions) -> dict[str, Any]:
+    """What ``upload --dry-run`` prints for one bundle: nothing is sent."""
+    bundle = Bundle(bundle_dir)
+    out: dict[str, Any] = {"bundle": str(bundle_dir), "complete": bundle.is_complete()}
+    if not out["complete"]:
+        out["skip"] = "not finished; rerun the evaluation first"
+        return out
+    if options.wandb is not None:
+        spec = build_spec(bundle, options.wandb)
+        before = ledger.last(bundle_dir, "wandb", project=spec.project, run_id=spec.run_id, status="logged")
+        artifact = f"{spec.artifact_name}:{spec.artifact_alias}"
+        out["wandb"] = {
+            "action": "update" if before else "create",
+            "run": "/".join(p for p in (spec.entity or "<default entity>", spec.project, spec.run_id)),
+            "group": spec.group, "job_type": spec.job_type, "name": spec.name, "tags": list(spec.tags),
+            "summary_keys": len(spec.summary),
+            "artifact": artifact if options.wandb.upload_results else None,
+            "lineage": spec.checkpoint.qualified_name,
+            "registry_link": options.wandb.registry,
+        }  # fmt: skip
+    if options.hf is not None:
+        path = "/".join(p for p in (options.hf.directory.strip("/"), bundle_dir.name) if p)
+        done = ledger.last(bundle_dir, "hf", repo=options.hf.repo, path=path, status="uploaded")
+        out["hf"] = {"repo": options.hf.repo, "path": path, "action": "skip (uploaded)" if done else "commit"}
+    return out

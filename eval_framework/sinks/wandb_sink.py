@@ -1,0 +1,318 @@
+"""Log bundles to W&B: one run per evaluation, grouped by checkpoint, with lineage and results.
+
+The same ``log_bundle`` serves live logging (the run was opened when the evaluation started, so a
+preemption is recorded on it) and ``eval_framework upload`` (the run is opened here). The run id
+comes from the evaluation's identity, so repeats update one run.
+
+Online-only calls (``use_artifact`` of the checkpoint version, linking into a registry) cannot be
+made by an offline run; they are recorded as pending in the bundle's export ledger and made by a
+later online ``upload`` of the same bundle, which resumes the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from eval_framework import cleanup
+from eval_framework.errors import ConfigError, ExportError, missing_extra
+from eval_framework.redact import scrub
+from eval_framework.results import Bundle
+from eval_framework.sinks import ledger
+from eval_framework.sinks.wandb_spec import (
+    RESULTS_ARTIFACT_TYPE,
+    Mode,
+    RunSpec,
+    WandbOptions,
+    build_spec,
+    stage_artifact_files,
+    table_rows,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Attempts and the cap on the wait between them, for every W&B call; tests set the wait to 0.
+ATTEMPTS = 4
+RETRY_WAIT_MAX = 30.0
+
+
+class WandbLogError(ExportError):
+    """The evaluation finished but W&B logging did not."""
+
+
+@dataclass
+class LogReport:
+    """What one ``log_bundle`` did; ``pending`` lists what an online upload still has to do."""
+
+    run_id: str
+    mode: Mode
+    url: str | None = None
+    offline_dir: Path | None = None
+    logged: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+
+    @property
+    def sync_command(self) -> str | None:
+        return f"wandb sync {shlex.quote(str(self.offline_dir))}" if self.offline_dir else None
+
+
+def _wandb() -> Any:
+    try:
+        import wandb
+    except ImportError as exc:
+        raise missing_extra("wandb", "wandb") from exc
+    return wandb
+
+
+def has_api_key() -> bool:
+    from eval_framework.registry.wandb_client import _has_key
+
+    return _has_key()
+
+
+def choose_mode(options: WandbOptions) -> tuple[Mode, str | None]:
+    """The mode to run in, and a message when it is not what was asked for."""
+    wanted = options.mode or os.environ.get("WANDB_MODE") or "online"
+    if wanted not in ("online", "offline", "disabled"):
+        raise ConfigError(f"--wandb-mode {wanted!r} is not one of online, offline, disabled")
+    if wanted == "online" and not has_api_key():
+        return "offline", (
+            "no W&B API key found (WANDB_API_KEY in the environment or .env): logging offline; "
+            "results stay local until synced"
+        )
+    return wanted, None  # type: ignore[return-value]
+
+
+def _transient(exc: BaseException) -> bool:
+    wandb = _wandb()
+    if isinstance(exc, wandb.errors.UsageError | ConfigError | TypeError | ValueError):
+        return False
+    return isinstance(exc, Exception)
+
+
+def _call(what: str, fn: Callable[[], T]) -> T:
+    """One W&B call with capped exponential backoff on transient failures."""
+
+    @retry(
+        retry=retry_if_exception(_transient),
+        stop=stop_after_attempt(ATTEMPTS),
+        wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
+        reraise=True,
+    )
+    def attempt() -> T:
+        return fn()
+
+    try:
+        return attempt()
+    except Exception as exc:
+        raise WandbLogError(f"W&B {what} failed after retries: {scrub(str(exc))[:300]}") from exc
+
+
+def open_run(bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | None = None) -> Any:
+    """``wandb.init`` for this bundle's run (resuming it if it exists)."""
+    wandb = _wandb()
+    spec = spec or build_spec(bundle, options)
+    run_dir = bundle.dir  # the SDK adds the wandb/ part (WANDB_SUBDIR)
+    settings = wandb.Settings(
+        silent=True,
+        console="off",
+        disable_git=True,
+        disable_code=True,
+        save_code=False,
+        x_disable_meta=True,  # command line args could hold secrets; environment is in the bundle
+        x_disable_stats=True,
+        x_save_requirements=False,
+    )
+    return _call(
+        "run start",
+        lambda: wandb.init(
+            project=spec.project,
+            entity=spec.entity,
+            id=spec.run_id,
+            resume="allow",
+            group=spec.group,
+            job_type=spec.job_type,
+            name=spec.name,
+            tags=list(spec.tags),
+            notes=spec.notes,
+            config=spec.config,
+            dir=str(run_dir),
+            mode=mode,
+            settings=settings,
+            reinit="create_new",
+        ),
+    )
+
+
+def _offline_dir(run: Any) -> Path | None:
+    try:
+        return Path(run.dir).parent if run.settings._offline else None
+    except AttributeError:
+        return None
+
+
+def apply(run: Any, bundle: Bundle, options: WandbOptions, mode: Mode, report: LogReport) -> RunSpec:
+    """Write the bundle's records into an open run: config, summary, table, results artifact,
+    lineage and registry link (the last two online only)."""
+    wandb = _wandb()
+    spec = build_spec(bundle, options)
+    _call("config update", lambda: run.config.update(spec.config, allow_val_change=True))
+    run.notes = spec.notes
+    _call("summary update", lambda: run.summary.update(spec.summary))
+    report.logged += ["config", "summary"]
+    columns, rows = table_rows(bundle, options.table_rows)
+    table = wandb.Table(columns=columns, data=rows)
+    _call("samples table", lambda: run.log({f"{spec.task}/samples": table}))
+    report.logged.append("samples table")
+    artifact = None
+    if options.upload_results:
+        artifact = wandb.Artifact(
+            spec.artifact_name, type=RESULTS_ARTIFACT_TYPE, metadata=spec.artifact_metadata
+        )
+        for name, path in stage_artifact_files(bundle).items():
+            artifact.add_file(str(path), name=name, policy="immutable")
+        artifact.add(wandb.Table(columns=columns, data=rows), "samples_table")
+        aliases = [spec.artifact_alias]
+        _call("results artifact", lambda: run.log_artifact(artifact, aliases=aliases))
+        report.logged.append(f"results artifact {spec.artifact_name}:{spec.artifact_alias}")
+    online = mode == "online"
+    inputs = [spec.checkpoint.qualified_name] if spec.checkpoint.qualified_name else []
+    inputs += list(options.extra_inputs())
+    for name in inputs:
+        if online:
+            # The exact version (never a moving alias) becomes an input of the run.
+            _call(f"lineage to {name}", lambda name=name: run.use_artifact(name))  # type: ignore[misc]
+            report.logged.append(f"lineage {name}")
+        else:
+            report.pending.append(f"lineage {name}")
+    if options.registry and artifact is not None:
+        target = registry_target(options.registry)
+        if online:
+            _call("registry link", lambda: run.link_artifact(artifact, target))
+            report.logged.append(f"link {target}")
+        else:
+            report.pending.append("registry link")
+    return spec
+
+
+def registry_target(registry: str) -> str:
+    """``--wandb-registry evals`` or ``evals/<collection>``; the default collection is 'eval-results'."""
+    name, _, collection = registry.partition("/")
+    name = name.removeprefix("wandb-registry-")
+    return f"wandb-registry-{name}/{collection or 'eval-results'}"
+
+
+def finish(run: Any, exit_code: int = 0) -> None:
+    try:
+        run.finish(exit_code=exit_code)
+    except Exception as exc:  # a failed flush must not hide the evaluation's own outcome
+        log.warning("W&B run.finish failed: %s", scrub(str(exc)))
+
+
+def log_bundle(
+    bundle_dir: Path, options: WandbOptions, run: Any | None = None, mode: Mode | None = None
+) -> LogReport:
+    """Log one finished bundle into its run (opened here unless ``run`` is given) and record the
+    outcome in the bundle's export ledger. Raises WandbLogError naming what was not logged."""
+    bundle = Bundle(bundle_dir)
+    if not bundle.is_complete():
+        raise ConfigError(f"{bundle_dir} is not a finished evaluation bundle; finish or rerun it first")
+    if mode is None:
+        mode, note = choose_mode(options)
+        if note:
+            log.warning(note)
+    spec = build_spec(bundle, options)
+    report = LogReport(run_id=spec.run_id, mode=mode)
+    if mode == "disabled":
+        return report
+    own = run is None
+    try:
+        if run is None:
+            run = open_run(bundle, options, mode, spec)
+        apply(run, bundle, options, mode, report)
+        report.url = getattr(run, "url", None) if mode == "online" else None
+        report.offline_dir = _offline_dir(run)
+    except WandbLogError as exc:
+        ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, "failed", report, error=str(exc)))
+        if own and run is not None:
+            finish(run, exit_code=1)
+        raise WandbLogError(f"{exc} (logged before that: {', '.join(report.logged) or 'nothing'})") from exc
+    if own:
+        finish(run)
+    status = "logged" if mode == "online" else "offline"
+    ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, status, report))
+    return report
+
+
+class LiveRun:
+    """Live logging around one evaluation: the run opens when the evaluation starts (so a crash or
+    preemption is recorded on it) and receives the bundle's records when it finishes."""
+
+    def __init__(self, options: WandbOptions) -> None:
+        self.options = options
+        self.mode, self.note = choose_mode(options)
+        self.run: Any = None
+        self.error: WandbLogError | None = None
+        self.bundle_dir: Path | None = None
+
+    def started(self, bundle: Bundle) -> None:
+        self.bundle_dir = bundle.dir
+        if self.mode == "disabled":
+            return
+        cleanup.install_sigterm_handler()  # SIGTERM (preemption) must reach interrupted()
+        try:
+            self.run = open_run(bundle, self.options, self.mode)
+        except WandbLogError as exc:  # the evaluation goes on; logging is retried at the end
+            log.warning("%s; evaluating anyway, logging is retried when it finishes", exc)
+            self.error = exc
+
+    def interrupted(self, exc: BaseException) -> None:
+        """The evaluation stopped early (preemption, Ctrl-C, crash): a later rerun resumes the run."""
+        if self.run is None:
+            return
+        try:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                self.run.mark_preempting()
+        except Exception as error:
+            log.warning("could not mark the W&B run as preempted: %s", scrub(str(error)))
+        finish(self.run, exit_code=1)
+        self.run = None
+
+    def finished(self, bundle_dir: Path) -> LogReport:
+        exit_code = 1
+        try:
+            report = log_bundle(bundle_dir, self.options, run=self.run, mode=self.mode)
+            exit_code = 0
+            return report
+        finally:
+            if self.run is not None:
+                finish(self.run, exit_code)
+                self.run = None
+
+
+def log_to_training_run(
+    run: Any, bundle_dir: Path, step: int, step_metric: str = "trainer/global_step", prefix: str = "eval"
+) -> dict[str, Any]:
+    """Log a finished bundle's scores into an existing (training) run at a training step.
+
+    W&B drops a logged step lower than the run's current one, so the scores are keyed to
+    ``step_metric`` with ``define_metric`` instead of the run's own step. Returns what was logged.
+    """
+    bundle = Bundle(bundle_dir)
+    if not bundle.is_complete():
+        raise ConfigError(f"{bundle_dir} is not a finished evaluation bundle; finish or rerun it first")
+    spec = build_spec(bundle, WandbOptions(project=str(getattr(run, "project", "") or "training")))
+    run.define_metric(step_metric)
+    run.define_metric(f"{prefix}/{spec.task}/*", step_metric=step_metric)
+    values: dict[str, Any] = {step_metric: step}
+    values.update({f"{prefix}/{k}": v for k, v in spec.summary.items() if v is not None})
+    run.log(values)
+    return values

@@ -1,0 +1,67 @@
+"""Uploading bundles to a Hugging Face dataset repo, against a faithful fake ``HfApi``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval_framework.errors import ConfigError
+from eval_framework.sinks import hf_hub
+from eval_framework.sinks.hf_hub import HfUploadError, HfUploadOptions, upload_bundle
+from tests.fakes.hf_hub import VALID_TOKEN, FakeHub
+from tests.sinks.conftest import EVAL
+from tests.wandb_log_reader import read_run, run_files
+
+
+@pytest.fixture
+def hub(monkeypatch) -> FakeHub:
+    fake = FakeHub()
+    monkeypatch.setattr(hf_hub, "hf_api", fake.api)
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    return fake
+
+
+def test_one_commit_per_bundle_and_the_url_is_recorded(hub, bundle):
+    url = upload_bundle(bundle, HfUploadOptions("my-org/evals", "nightly"))
+    repo = hub.repos["my-org/evals"]
+    assert len(repo.commits) == 1
+    assert url == f"https://huggingface.co/datasets/my-org/evals/tree/{repo.commits[0]}/nightly/{bundle.name}"
+    names = ("metadata.json", "results.json", "samples.jsonl", "eval.log")
+    assert sorted(repo.files) == sorted(f"nightly/{bundle.name}/{n}" for n in names)
+    assert repo.files[f"nightly/{bundle.name}/results.json"] == (bundle / "results.json").read_bytes()
+    assert json.loads((bundle / "metadata.json").read_text())["links"]["hf_upload_url"] == url
+    assert upload_bundle(bundle, HfUploadOptions("my-org/evals", "nightly")) == url
+    assert len(repo.commits) == 1  # the same results are not committed twice
+
+
+def test_the_wandb_run_links_to_the_upload(cli, hub, tmp_path):
+    result = cli(*EVAL, "--output-dir", tmp_path / "out", "--hf-upload-repo", "my-org/evals",
+                 "--wandb-project", "evals", "--wandb-mode", "offline")  # fmt: skip
+    assert result.code == 0, result.err
+    (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    url = json.loads((bundle / "metadata.json").read_text())["links"]["hf_upload_url"]
+    assert url.startswith("https://huggingface.co/datasets/my-org/evals/tree/") and url in result.out
+    (path,) = run_files(bundle / "wandb")
+    log = read_run(path)
+    assert log.config["hf_upload_url"] == url and log.run.notes == f"Full results: {url}"
+
+
+def test_bad_token_and_forbidden_namespace_are_explained(hub, bundle, monkeypatch, cli):
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
+    with pytest.raises(HfUploadError, match=r"HTTP 401.*check HF_TOKEN") as info:
+        upload_bundle(bundle, HfUploadOptions("my-org/evals"))
+    assert "hf_" + "x" * 34 not in str(info.value)
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    with pytest.raises(HfUploadError, match=r"HTTP 403.*write access"):
+        upload_bundle(bundle, HfUploadOptions("someone-else/evals"))
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(ConfigError, match="set HF_TOKEN"):
+        upload_bundle(bundle, HfUploadOptions("my-org/evals"))
+    assert not hub.repos.get("my-org/evals")
+    result = cli("upload", bundle, "--hf-upload-repo", "someone-else/evals")
+    assert result.code == 2 and "HF_TOKEN" in result.err
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    result = cli("upload", bundle, "--hf-upload-repo", "someone-else/evals")
+    assert result.code == 7 and "HTTP 403" in result.err
+    assert f"eval_framework upload {bundle} --hf-upload-repo someone-else/evals" in result.err

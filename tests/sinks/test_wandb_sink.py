@@ -1,0 +1,287 @@
+"""W&B logging through the real SDK in offline mode, asserted by reading the run's transaction
+log back; online-only calls against the fake W&B service."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from eval_framework.results import Bundle
+from eval_framework.sinks import ledger
+from eval_framework.sinks.wandb_sink import LogReport, apply, log_to_training_run
+from eval_framework.sinks.wandb_spec import WandbOptions, build_spec
+from tests.sinks.conftest import EVAL
+from tests.wandb_log_reader import RunLog, read_run, run_files
+
+SECRET_KEY = "s" * 36 + "KEY1"
+USER_MODELS = Path(__file__).parents[1] / "fixtures" / "user_models.py"
+OFFLINE = ("--wandb-project", "evals", "--wandb-mode", "offline")
+
+
+def _runs(bundle: Path) -> list[RunLog]:
+    return [read_run(p) for p in run_files(bundle / "wandb")]
+
+
+def _only_bundle(out: Path) -> Path:
+    (found,) = [p for p in out.iterdir() if p.is_dir()]
+    return found
+
+
+def _our_artifact(log: RunLog):
+    (artifact,) = [a for a in log.artifacts if a.type == "eval-results"]
+    return artifact
+
+
+def test_live_logging_without_a_key_goes_offline_and_says_how_to_sync(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    result = cli(
+        *EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals", "--wandb-tags", "a", "b"
+    )
+    assert result.code == 0, result.err
+    assert "no W&B API key found" in result.err and "logging offline" in result.err
+    bundle = _only_bundle(tmp_path / "out")
+    (log,) = _runs(bundle)
+    assert f"wandb sync {log_dir(bundle)}" in " ".join(result.err.split())
+    assert log.run.run_group == "tiny-letters-v0" and log.run.job_type == "tiny-letters"
+    assert log.run.display_name == "tiny-letters-v0 tiny-letters 2-shot n=24"
+    assert list(log.run.tags) == ["a", "b", "tiny-letters", "2-shot"] and log.run.project == "evals"
+    assert log.config["task_name"] == "tiny-letters" and log.config["num_fewshot"] == 2
+    assert log.config["num_samples"] == 24 and log.config["language"] == "en"
+    assert log.config["eval_framework_version"] and log.config["checkpoint_name"] == "tiny-letters-v0"
+    results = json.loads((bundle / "results.json").read_text())["metrics"]
+    assert log.summary["tiny-letters/acc"] == results["overall"]["acc"]["value"]
+    assert log.summary["tiny-letters/acc/stderr"] == results["overall"]["acc"]["stderr"]
+    assert log.summary["tiny-letters/reverse/acc_norm/n"] == results["subjects"]["reverse"]["acc_norm"]["n"]
+    assert log.summary["tiny-letters/samples/_type"] == "table-file"
+    assert log.summary["tiny-letters/samples/nrows"] == 24
+    artifact = _our_artifact(log)
+    spec = build_spec(Bundle(bundle), WandbOptions(project="evals"))
+    assert artifact.name == spec.artifact_name and spec.artifact_alias in artifact.aliases
+    assert sorted(e.path for e in artifact.manifest.contents) == [
+        "eval.log", "metadata.json", "results.json", "samples.jsonl", "samples_table.table.json"]  # fmt: skip
+    assert log.exit_code == 0 and log.preempting == 0
+    entry = ledger.last(bundle, "wandb")
+    assert entry is not None and entry["status"] == "offline" and entry["run_id"] == log.run.run_id
+
+
+def log_dir(bundle: Path) -> Path:
+    (path,) = run_files(bundle / "wandb")
+    return path.parent
+
+
+def _comparable(log: RunLog) -> dict:
+    volatile = ("_runtime", "_timestamp", "_wandb", "artifact_path", "_latest_artifact_path")
+    summary = {k: v for k, v in log.summary.items() if not any(part in k for part in volatile)}
+    artifact = _our_artifact(log)
+    return {
+        "run": (
+            log.run.run_id,
+            log.run.run_group,
+            log.run.job_type,
+            log.run.display_name,
+            list(log.run.tags),
+            log.run.notes,
+            log.run.project,
+        ),
+        "config": log.config,
+        "summary": summary,
+        "artifact": (
+            artifact.name,
+            list(artifact.aliases),
+            artifact.digest,
+            sorted((e.path, e.digest) for e in artifact.manifest.contents),
+        ),
+        "exit": log.exit_code,
+    }
+
+
+def test_upload_gives_the_same_records_as_live_logging(cli, tmp_path):
+    live = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals", "--wandb-mode", "offline")
+    assert live.code == 0, live.err
+    bundle = _only_bundle(tmp_path / "out")
+    up = cli("upload", tmp_path / "out", "--wandb-project", "evals", "--wandb-mode", "offline")
+    assert up.code == 0, up.err
+    first, second = _runs(bundle)
+    assert _comparable(first) == _comparable(second)
+    assert first.run.run_id == second.run.run_id  # one run, updated: exactly once
+
+
+def test_dry_run_says_create_then_update(cli, bundle):
+    plan = json.loads(cli("upload", bundle.parent, "--wandb-project", "evals", "--dry-run").out)
+    assert plan[0]["wandb"]["action"] == "create" and plan[0]["wandb"]["group"] == "tiny-letters-v0"
+    assert not run_files(bundle / "wandb")  # nothing was created
+    spec = build_spec(Bundle(bundle), WandbOptions(project="evals"))
+    ledger.append(bundle, ledger.wandb_entry(spec, "online", "logged", LogReport(spec.run_id, "online")))
+    plan = json.loads(cli("upload", bundle, "--wandb-project", "evals", "--dry-run").out)
+    assert plan[0]["wandb"]["action"] == "update"
+
+
+def test_wandb_failure_keeps_the_bundle_and_prints_the_upload_command(cli, tmp_path, monkeypatch):
+    import wandb
+
+    calls = []
+
+    def unreachable(*args, **kwargs):
+        calls.append(1)
+        raise wandb.errors.CommError("Run initialization has timed out after 90.0 sec.")
+
+    monkeypatch.setattr(wandb, "init", unreachable)
+    result = cli(
+        *EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals", "--wandb-mode", "offline"
+    )
+    assert result.code == 7
+    bundle = _only_bundle(tmp_path / "out")
+    assert Bundle(bundle).is_complete()  # the evaluation finished regardless
+    assert "W&B run start failed" in result.err and "timed out" in result.err
+    assert len(calls) >= 4  # retried at start and again at the end
+    command = result.err.split("finish the export with: ")[1].split()
+    assert command[:3] == ["eval_framework", "upload", str(bundle)] and "--wandb-project" in command
+    assert ledger.last(bundle, "wandb")["status"] == "failed"
+    monkeypatch.undo()
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    again = cli(*command[1:], "--wandb-mode", "offline")
+    assert again.code == 0, again.err
+    (log,) = _runs(bundle)
+    assert log.summary["tiny-letters/acc/n"] == 24
+
+
+SLOW_EVAL = """
+import sys
+from eval_framework.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_mid_evaluation_records_preemption_and_the_rerun_resumes_the_run(tmp_path, letters_task):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "EF_TEST_SLEEP": "20",
+           "WANDB_SILENT": "true"}  # fmt: skip
+    args = ["--models", str(USER_MODELS), "--llm-name", "HashLLM",
+            "--task-name", str(letters_task), "--batch-size", "1", "--output-dir", str(tmp_path / "out"),
+            "--wandb-project", "evals", "--wandb-mode", "offline"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_EVAL, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((tmp_path / "out").glob("*/wandb/offline-run-*/*.wandb")):
+        time.sleep(0.05)  # the run opens when the evaluation starts; scoring then sleeps
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    bundle = _only_bundle(tmp_path / "out")
+    assert not Bundle(bundle).is_complete()
+    (interrupted,) = _runs(bundle)
+    assert interrupted.preempting == 1 and interrupted.exit_code != 0
+    env["EF_TEST_SLEEP"] = "0"
+    done = subprocess.run([sys.executable, "-c", SLOW_EVAL, *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    first, resumed = _runs(bundle)
+    assert resumed.run.run_id == first.run.run_id and resumed.exit_code == 0
+    assert resumed.summary["letters/acc/n"] == 6
+
+
+def test_no_secret_reaches_anything_logged(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", SECRET_KEY)
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "t" * 34)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-" + "z" * 29)
+    secret_arg = "sk-" + "q" * 40
+    result = cli("--models", USER_MODELS, "--llm-name", "HashLLM",
+                 "--llm-args", f"api_key={secret_arg}", "--task-name", "tiny-letters", "--num-samples", "8",
+                 "--output-dir", tmp_path / "out", *OFFLINE)  # fmt: skip
+    assert result.code == 0, result.err
+    secrets = [SECRET_KEY, "hf_" + "t" * 34, "aws-secret-" + "z" * 29, secret_arg]
+    scanned = 0
+    for path in [*(tmp_path / "out").rglob("*"), *(tmp_path / "wandb-data").rglob("*")]:
+        if path.is_file():
+            data = path.read_bytes()
+            scanned += 1
+            for secret in secrets:
+                assert secret.encode() not in data, f"{secret[:6]}... found in {path}"
+    assert scanned > 10 and run_files(_only_bundle(tmp_path / "out") / "wandb")
+    for secret in secrets:
+        assert secret not in result.out + result.err
+
+
+def test_training_loop_scores_keyed_to_a_step_metric(bundle, tmp_path):
+    import wandb
+
+    run = wandb.init(project="train", mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True))
+    run.log({"loss": 1.0}, step=500)  # the run is already far ahead
+    logged = log_to_training_run(run, bundle, step=100)
+    run.finish()
+    (path,) = run_files(tmp_path / "wandb")
+    log = read_run(path)
+    history = [h for h in log.history if "trainer/global_step" in h]
+    assert history and history[-1]["trainer/global_step"] == 100
+    assert history[-1]["eval/tiny-letters/acc"] == logged["eval/tiny-letters/acc"]
+    assert "metric" in log.kinds  # define_metric recorded, so W&B plots against the step metric
+
+
+class RecordingRun:
+    """Stands in for an *online* ``wandb.Run`` (none can start without the service): records the
+    online-only calls and resolves ``use_artifact`` names through the real SDK, answered by the
+    fake W&B service, as the run would."""
+
+    def __init__(self) -> None:
+        import wandb
+
+        self.api = wandb.Api()
+        self.config = _Updatable()
+        self.summary = _Updatable()
+        self.notes = ""
+        self.logged: list[dict] = []
+        self.used: list = []
+        self.artifacts: list = []
+        self.links: list = []
+
+    def log(self, data: dict) -> None:
+        self.logged.append(data)
+
+    def log_artifact(self, artifact, aliases=None):
+        self.artifacts.append((artifact, aliases))
+        return artifact
+
+    def use_artifact(self, name: str):
+        artifact = self.api.artifact(name)  # raises like the SDK for an unknown version
+        self.used.append(artifact)
+        return artifact
+
+    def link_artifact(self, artifact, target: str):
+        self.links.append((artifact.name, target))
+
+
+class _Updatable(dict):
+    def update(self, values=(), allow_val_change=False, **kwargs):
+        super().update(values, **kwargs)
+
+
+def test_online_lineage_and_registry_link_use_the_exact_version(cli, fake_wandb, tmp_path, monkeypatch):
+    from tests.registry.test_resolver import _register_shipped
+
+    _register_shipped(fake_wandb)
+    fake_wandb.add_version("wandb-registry-data", "tokenizer", [fake_wandb.stored_file("t.json", b"{}")])
+    result = cli("--checkpoint", "tiny:prod", "--task-name", "tiny-letters", "--num-samples", "8",
+                 "--output-dir", tmp_path / "out", *OFFLINE)  # fmt: skip
+    assert result.code == 0, result.err
+    bundle = _only_bundle(tmp_path / "out")
+    (log,) = _runs(bundle)
+    assert log.run.run_group == "tiny:v0"  # grouped by checkpoint name and registry version
+    assert log.config["checkpoint_version"] == "v0" and "prod" in log.config["checkpoint_aliases"]
+    assert log.config["checkpoint_qualified_name"] == "acme-org/wandb-registry-model/tiny:v0"
+    assert ledger.last(bundle, "wandb")["pending"] == ["lineage acme-org/wandb-registry-model/tiny:v0"]
+    assert "--wandb-mode online" in result.err  # says how to finish lineage online
+
+    monkeypatch.setenv("WANDB_ADDITIONAL_ARTIFACT_REFERENCES", "wandb-registry-data/tokenizer:v0")
+    run = RecordingRun()
+    report = LogReport("x", "online")
+    apply(run, Bundle(bundle), WandbOptions(project="evals", registry="evals"), "online", report)
+    assert [a.qualified_name for a in run.used] == [
+        "acme-org/wandb-registry-model/tiny:v0", "acme-org/wandb-registry-data/tokenizer:v0"]  # fmt: skip
+    ((artifact, _aliases),) = run.artifacts
+    assert run.links == [(artifact.name, "wandb-registry-evals/eval-results")]
+    assert report.pending == [] and "lineage acme-org/wandb-registry-model/tiny:v0" in report.logged
