@@ -75,9 +75,10 @@ HfUploadRepo = Annotated[
 HfUploadDir = Annotated[str | None, typer.Option(help="Folder inside --hf-upload-repo.")]
 
 
-def _sink_flags(**values: Any) -> dict[str, Any]:
-    tags = values.pop("wandb_tags")
-    out = {k: v for k, v in values.items()}
+def _sink_flags(params: dict[str, Any]) -> dict[str, Any]:
+    """The --wandb-* and --hf-* values among a command's parameters (both commands take them all)."""
+    out = {k: v for k, v in params.items() if k.startswith(("wandb_", "hf_"))}
+    tags = out.get("wandb_tags")
     out["wandb_tags"] = tuple(t.strip() for v in tags for t in v.split(",") if t.strip()) if tags else None
     return out
 
@@ -172,6 +173,7 @@ def evaluate_command(
     ] = False,
 ) -> None:
     """Evaluate a model on a task (the root command), or run a subcommand."""
+    sink_params = dict(locals())
     _setup_logging(verbose)
     load_env(env_file)
     if ctx.invoked_subcommand is not None:
@@ -200,19 +202,7 @@ def evaluate_command(
         "task_data_dir": task_data_dir,
         "overwrite": overwrite or None,
         "context": context,
-        **_sink_flags(
-            wandb_project=wandb_project,
-            wandb_entity=wandb_entity,
-            wandb_group=wandb_group,
-            wandb_run_id=wandb_run_id,
-            wandb_tags=wandb_tags,
-            wandb_mode=wandb_mode,
-            wandb_upload_results=wandb_upload_results,
-            wandb_registry=wandb_registry,
-            wandb_table_rows=wandb_table_rows,
-            hf_upload_repo=hf_upload_repo,
-            hf_upload_dir=hf_upload_dir,
-        ),
+        **_sink_flags(sink_params),
     }
     file_values = read_config_file(config) if config else {}
     cfg = build_config(file_values, flags)
@@ -292,11 +282,7 @@ def upload_command_cli(
     from eval_framework.errors import ConfigError
     from eval_framework.sinks.publish import find_bundles, plan
 
-    values = _sink_flags(wandb_project=wandb_project, wandb_entity=wandb_entity, wandb_group=wandb_group,
-                         wandb_run_id=wandb_run_id, wandb_tags=wandb_tags, wandb_mode=wandb_mode,
-                         wandb_upload_results=wandb_upload_results, wandb_registry=wandb_registry,
-                         wandb_table_rows=wandb_table_rows, hf_upload_repo=hf_upload_repo,
-                         hf_upload_dir=hf_upload_dir)  # fmt: skip
+    values = _sink_flags(dict(locals()))
     cfg = build_config({}, {"llm_name": "upload", "task_name": "upload", **values})
     sinks = cfg.publish_options()
     if not sinks.any:
