@@ -285,3 +285,20 @@ def test_online_lineage_and_registry_link_use_the_exact_version(cli, fake_wandb,
     ((artifact, _aliases),) = run.artifacts
     assert run.links == [(artifact.name, "wandb-registry-evals/eval-results")]
     assert report.pending == [] and "lineage acme-org/wandb-registry-model/tiny:v0" in report.logged
+
+
+def test_failure_mid_run_names_what_was_logged_and_what_was_not(cli, tmp_path, monkeypatch):
+    from wandb.sdk import wandb_run
+
+    def refused(self, *args, **kwargs):
+        raise RuntimeError("HTTP 500: artifact upload failed")
+
+    monkeypatch.setattr(wandb_run.Run, "log_artifact", refused)
+    result = cli(*EVAL, "--output-dir", tmp_path / "out", *OFFLINE)
+    assert result.code == 7
+    bundle = _only_bundle(tmp_path / "out")
+    assert Bundle(bundle).is_complete()
+    assert "W&B samples table failed" in result.err and "logged before that: config, summary)" in result.err
+    (log,) = _runs(bundle)
+    assert log.exit_code == 1 and log.summary["tiny-letters/acc/n"] == 24  # what got through is kept
+    assert f"eval_framework upload {bundle} --wandb-project evals" in result.err
