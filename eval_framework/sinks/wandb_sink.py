@@ -93,7 +93,14 @@ def choose_mode(options: WandbOptions) -> tuple[Mode, str | None]:
 
 def _transient(exc: BaseException) -> bool:
     wandb = _wandb()
-    if isinstance(exc, wandb.errors.UsageError | ConfigError | TypeError | ValueError):
+    permanent = (
+        wandb.errors.UsageError,
+        wandb.errors.AuthenticationError,
+        ConfigError,
+        TypeError,
+        ValueError,
+    )
+    if isinstance(exc, permanent):
         return False
     return isinstance(exc, Exception)
 
@@ -150,6 +157,19 @@ def open_run(bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | 
             reinit="create_new",
         ),
     )
+
+
+def open_run_or_offline(bundle: Bundle, options: WandbOptions, mode: Mode) -> tuple[Any, Mode]:
+    """Open the run; a key the server rejects means logging offline (said once), not losing the run."""
+    try:
+        return open_run(bundle, options, mode), mode
+    except WandbLogError as exc:
+        wandb = _wandb()
+        if mode != "online" or not isinstance(exc.__cause__, wandb.errors.AuthenticationError):
+            raise
+        log.warning("W&B rejected the API key (check WANDB_API_KEY): logging offline; results stay local "
+                    "until synced")  # fmt: skip
+        return open_run(bundle, options, "offline"), "offline"
 
 
 def _offline_dir(run: Any) -> Path | None:
@@ -236,7 +256,8 @@ def log_bundle(
     own = run is None
     try:
         if run is None:
-            run = open_run(bundle, options, mode, spec)
+            run, mode = open_run_or_offline(bundle, options, mode)
+            report.mode = mode
         apply(run, bundle, options, mode, report)
         report.url = getattr(run, "url", None) if mode == "online" else None
         report.offline_dir = _offline_dir(run)
@@ -269,7 +290,7 @@ class LiveRun:
             return
         cleanup.install_sigterm_handler()  # SIGTERM (preemption) must reach interrupted()
         try:
-            self.run = open_run(bundle, self.options, self.mode)
+            self.run, self.mode = open_run_or_offline(bundle, self.options, self.mode)
         except WandbLogError as exc:  # the evaluation goes on; logging is retried at the end
             log.warning("%s; evaluating anyway, logging is retried when it finishes", exc)
             self.error = exc

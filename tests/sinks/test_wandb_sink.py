@@ -302,3 +302,26 @@ def test_failure_mid_run_names_what_was_logged_and_what_was_not(cli, tmp_path, m
     (log,) = _runs(bundle)
     assert log.exit_code == 1 and log.summary["tiny-letters/acc/n"] == 24  # what got through is kept
     assert f"eval_framework upload {bundle} --wandb-project evals" in result.err
+
+
+def test_a_rejected_key_logs_offline_instead_of_losing_the_run(cli, tmp_path, monkeypatch):
+    import wandb
+
+    real_init = wandb.init
+    modes = []
+
+    def init(*args, **kwargs):
+        modes.append(kwargs["mode"])
+        if kwargs["mode"] == "online":
+            raise wandb.errors.AuthenticationError("API key verification failed: 401 Unauthorized")
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(wandb, "init", init)
+    monkeypatch.setenv("WANDB_API_KEY", SECRET_KEY)
+    result = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals")
+    assert result.code == 0, result.err
+    assert modes[0] == "online" and modes.count("online") == 1 and "offline" in modes  # not retried
+    bundle = _only_bundle(tmp_path / "out")
+    (log,) = _runs(bundle)
+    assert log.summary["tiny-letters/acc/n"] == 24 and "wandb sync" in result.err
+    assert SECRET_KEY not in result.err
