@@ -14,6 +14,7 @@ import pytest
 
 from eval_framework.cli import main
 from eval_framework.embedded import checkpoint_dir
+from tests.wandb_log_reader import flush_service
 
 # Hub libraries read these when imported (test modules import transformers at collection), so
 # they are set before anything else: the suite never reaches a hub, and caches stay private.
@@ -66,6 +67,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
     def run(*args: str) -> CliResult:
         capsys.readouterr()
         code = main([str(a) for a in args])
+        flush_service()  # what the process's exit would do: W&B logs complete before tests read them
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 

@@ -113,6 +113,21 @@ def read_run(path: Path) -> RunLog:
     return out
 
 
+def flush_service() -> None:
+    """Make finished runs' transaction logs complete on disk.
+
+    ``run.finish()`` returns before the SDK's service has flushed the log (a small run's file can
+    still be just its header); the service flushes when it shuts down, which a real process does
+    at exit. In-process tests shut it down here, as that exit would.
+    """
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()
+
+
 def run_files(wandb_dir: Path) -> list[Path]:
-    """Every offline run's transaction log under ``wandb_dir`` (oldest first)."""
+    """Every offline run's transaction log under ``wandb_dir`` (oldest first), flushed first."""
+    flush_service()
     return sorted(wandb_dir.rglob("offline-run-*/run-*.wandb"))
