@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,13 +101,18 @@ def _transient(exc: BaseException) -> bool:
         TypeError,
         ValueError,
     )
-    if isinstance(exc, permanent):
+    if isinstance(exc, permanent) or _CLIENT_ERROR.search(str(exc)):
         return False
     return isinstance(exc, Exception)
 
 
-def _call(what: str, fn: Callable[[], T]) -> T:
-    """One W&B call with capped exponential backoff on transient failures."""
+# Answers that retrying cannot change (408 timeouts and 429 rate limits are retried).
+_CLIENT_ERROR = re.compile(r"\b(40[0-7]|409|410|422)\b|not found|permission denied", re.IGNORECASE)
+
+
+def _call(what: str, fn: Callable[[], T], hint: str = "") -> T:
+    """One W&B call with capped exponential backoff on transient failures; ``hint`` says what
+    to check when it fails for good."""
 
     @retry(
         retry=retry_if_exception(_transient),
@@ -120,7 +126,9 @@ def _call(what: str, fn: Callable[[], T]) -> T:
     try:
         return attempt()
     except Exception as exc:
-        raise WandbLogError(f"W&B {what} failed after retries: {scrub(str(exc))[:300]}") from exc
+        how = "failed after retries" if _transient(exc) else "failed"
+        advice = f"; {hint}" if hint else ""
+        raise WandbLogError(f"W&B {what} {how}: {scrub(str(exc))[:300]}{advice}") from exc
 
 
 def open_run(bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | None = None) -> Any:
@@ -209,14 +217,17 @@ def apply(run: Any, bundle: Bundle, options: WandbOptions, mode: Mode, report: L
     for name in inputs:
         if online:
             # The exact version (never a moving alias) becomes an input of the run.
-            _call(f"lineage to {name}", lambda name=name: run.use_artifact(name))  # type: ignore[misc]
+            _call(f"lineage to {name}", lambda name=name: run.use_artifact(name),  # type: ignore[misc]
+                  hint="check the checkpoint reference and WANDB_ADDITIONAL_ARTIFACT_REFERENCES")  # fmt: skip
             report.logged.append(f"lineage {name}")
         else:
             report.pending.append(f"lineage {name}")
     if options.registry and artifact is not None:
         target = registry_target(options.registry)
         if online:
-            _call("registry link", lambda: run.link_artifact(artifact, target))
+            _call("registry link", lambda: run.link_artifact(artifact, target),
+                  hint=f"check that --wandb-registry names a registry of your organization ({target}) "
+                  "that you may link into")  # fmt: skip
             report.logged.append(f"link {target}")
         else:
             report.pending.append("registry link")

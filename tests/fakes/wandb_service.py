@@ -38,6 +38,8 @@ class FakeVersion:
     source_index: int
     files: list[FakeFile]
     run: tuple[str, str, str] | None = ("alice", "train", "run-abc")
+    type: str = "model"
+    source_project: tuple[str, str] = (USER, "train")  # (entity, project) it was logged to
 
     @property
     def digest(self) -> str:
@@ -57,7 +59,9 @@ class FakeWandb:
         self.s3, self.bucket = s3, bucket
         s3.create_bucket(Bucket=bucket)
         self.collections: dict[tuple[str, str, str], FakeCollection] = {}
+        self.registries: set[str] = set()  # registry projects with no collection yet
         self.calls: list[str] = []
+        self.uses: list[tuple[str, str, str, str]] = []  # (entity, project, run, artifact id): lineage
         self.down = False
         self._ids = 0
 
@@ -74,15 +78,34 @@ class FakeWandb:
 
     def add_version(self, project: str, name: str, files: list[FakeFile], aliases: tuple[str, ...] = (),
                     entity: str = ORG_ENTITY, source_index: int | None = None) -> str:  # fmt: skip
+        """A registry version (linked from a training project's collection)."""
         coll = self.collections.setdefault((entity, project, name), FakeCollection(entity, project, name))
-        index = len(coll.members)
-        source = index + 3 if source_index is None else source_index  # source indices differ on purpose
-        version = FakeVersion(self._next_id(), f"{name}-source", source, files)
+        source = len(coll.members) + 3 if source_index is None else source_index  # indices differ on purpose
+        return self._add_member(coll, FakeVersion(self._next_id(), f"{name}-source", source, files), aliases)
+
+    def add_registry(self, name: str) -> None:
+        """An (empty) registry of the org: ``wandb-registry-<name>``."""
+        self.registries.add(f"wandb-registry-{name}")
+
+    def commit_logged(self, entity: str, project: str, name: str, type_: str, files: list[FakeFile],
+                      aliases: tuple[str, ...], run_id: str) -> str:  # fmt: skip
+        """What the server holds once a run's ``log_artifact`` upload has committed."""
+        coll = self.collections.setdefault((entity, project, name), FakeCollection(entity, project, name))
+        version = FakeVersion(self._next_id(), name, len(coll.members), files, run=(entity, project, run_id),
+                              type=type_, source_project=(entity, project))  # fmt: skip
+        for index, (member, member_aliases) in enumerate(coll.members):
+            if member.digest == version.digest:  # unchanged contents make no new version
+                member_aliases.update(aliases)
+                return f"v{index}"
+        return self._add_member(coll, version, aliases)
+
+    @staticmethod
+    def _add_member(coll: FakeCollection, version: FakeVersion, aliases: tuple[str, ...]) -> str:
         for _, other_aliases in coll.members:
             other_aliases.discard("latest")
             other_aliases.difference_update(aliases)
         coll.members.append((version, {"latest", *aliases}))
-        return f"v{index}"
+        return f"v{len(coll.members) - 1}"
 
     # ---- the seam -------------------------------------------------------------------------
     def authenticate(self, api: Any, timeout: float | None = None) -> None:
@@ -150,9 +173,11 @@ class FakeWandb:
             "artifact": {
                 "__typename": "Artifact", "id": version.id,
                 "artifactSequence": {"__typename": "ArtifactSequence", "name": version.source_collection,
-                                     "project": self._project(None, "train", USER)},
-                "versionIndex": version.source_index, "artifactType": {"name": "model"}, "description": "",
-                "metadata": "{}", "ttlDurationSeconds": -1, "ttlIsInherited": True, "tags": [],
+                                     "project": self._project(None, version.source_project[1],
+                                                              version.source_project[0])},
+                "versionIndex": version.source_index, "artifactType": {"name": version.type},
+                "description": "", "metadata": "{}", "ttlDurationSeconds": -1, "ttlIsInherited": True,
+                "tags": [],
                 "historyStep": None, "state": "COMMITTED", "size": sum(f.size for f in version.files),
                 "digest": version.digest, "digestAlgorithm": "MANIFEST_MD5", "commitHash": "c0ffee",
                 "fileCount": len(version.files), "createdAt": "2026-11-01T00:00:00",
@@ -201,12 +226,12 @@ class FakeWandb:
 
     def _op_ProjectArtifactCollection(self, v: dict[str, Any]) -> dict[str, Any]:
         coll = self.collections.get((v["entity"], v["project"], v["name"]))
-        if coll is None or v["type"] != "model":
+        if coll is None or v["type"] != coll.members[0][0].type:
             return {"project": {"artifactType": None}}
         return {"project": {"artifactType": {"artifactCollection": {
             "__typename": "ArtifactPortfolio", "id": f"C:{coll.entity}/{coll.project}/{coll.name}",
             "name": coll.name, "description": "", "createdAt": "2026-11-01T00:00:00", "updatedAt": None,
-            "project": self._project(coll, coll.project, coll.entity), "type": {"name": "model"},
+            "project": self._project(coll, coll.project, coll.entity), "type": {"name": v["type"]},
             "tags": {"edges": []}}}}}  # fmt: skip
 
     def _op_ArtifactCollectionAliases(self, v: dict[str, Any]) -> dict[str, Any]:
@@ -224,3 +249,31 @@ class FakeWandb:
         entity, project, run_id = run
         return {"artifact": {"createdBy": {"__typename": "Run", "id": f"R:{run_id}", "name": run_id,
                                            "project": self._project(None, project, entity)}}}  # fmt: skip
+
+    def _op_UseArtifact(self, v: dict[str, Any]) -> dict[str, Any]:
+        """A run declares an artifact version as its input: the lineage edge."""
+        version = self._version(v["artifactID"])
+        self.uses.append((v["entityName"], v["projectName"], v["runName"], version.id))
+        return {"useArtifact": {"artifact": {"id": version.id, "digest": version.digest, "description": "",
+                                             "state": "COMMITTED", "createdAt": "2026-11-01T00:00:00",
+                                             "metadata": "{}"}}}  # fmt: skip
+
+    def _op_LinkArtifact(self, v: dict[str, Any]) -> dict[str, Any]:
+        """Link a version into a registry collection (created on first link); linking the same
+        version again returns its membership. An unknown registry fails like the server."""
+        from wandb.sdk.lib.service.service_connection import WandbApiFailedError
+
+        given = v["input"]
+        entity, project, name = given["entityName"], given["projectName"], given["artifactPortfolioName"]
+        known = self.registries | {k[1] for k in self.collections if k[0] == entity}
+        if project not in known:
+            raise WandbApiFailedError(f"404 Not Found: project {entity}/{project} not found")
+        version = self._version(given["artifactID"])
+        aliases = tuple(a["alias"] for a in given.get("aliases") or [])
+        coll = self.collections.setdefault((entity, project, name), FakeCollection(entity, project, name))
+        for index, (member, member_aliases) in enumerate(coll.members):
+            if member.id == version.id:
+                member_aliases.update(aliases)
+                return {"result": {"versionIndex": index}}
+        index = int(self._add_member(coll, version, aliases)[1:])
+        return {"result": {"versionIndex": index}}

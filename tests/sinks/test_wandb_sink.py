@@ -11,10 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from eval_framework.results import Bundle
 from eval_framework.sinks import ledger
-from eval_framework.sinks.wandb_sink import LogReport, apply, log_to_training_run
+from eval_framework.sinks.wandb_sink import LogReport, WandbLogError, apply, log_to_training_run
 from eval_framework.sinks.wandb_spec import WandbOptions, build_spec
+from tests.fakes.wandb_online_run import OnlineRun
+from tests.fakes.wandb_service import VALID_KEY
 from tests.sinks.conftest import EVAL
 from tests.wandb_log_reader import RunLog, read_run, run_files
 
@@ -222,45 +226,9 @@ def test_training_loop_scores_keyed_to_a_step_metric(bundle, tmp_path):
     assert "metric" in log.kinds  # define_metric recorded, so W&B plots against the step metric
 
 
-class RecordingRun:
-    """Stands in for an *online* ``wandb.Run`` (none can start without the service): records the
-    online-only calls and resolves ``use_artifact`` names through the real SDK, answered by the
-    fake W&B service, as the run would."""
-
-    def __init__(self) -> None:
-        import wandb
-
-        self.api = wandb.Api()
-        self.config = _Updatable()
-        self.summary = _Updatable()
-        self.notes = ""
-        self.logged: list[dict] = []
-        self.used: list = []
-        self.artifacts: list = []
-        self.links: list = []
-
-    def log(self, data: dict) -> None:
-        self.logged.append(data)
-
-    def log_artifact(self, artifact, aliases=None):
-        self.artifacts.append((artifact, aliases))
-        return artifact
-
-    def use_artifact(self, name: str):
-        artifact = self.api.artifact(name)  # raises like the SDK for an unknown version
-        self.used.append(artifact)
-        return artifact
-
-    def link_artifact(self, artifact, target: str):
-        self.links.append((artifact.name, target))
-
-
-class _Updatable(dict):
-    def update(self, values=(), allow_val_change=False, **kwargs):
-        super().update(values, **kwargs)
-
-
 def test_online_lineage_and_registry_link_use_the_exact_version(cli, fake_wandb, tmp_path, monkeypatch):
+    import wandb
+
     from tests.registry.test_resolver import _register_shipped
 
     _register_shipped(fake_wandb)
@@ -277,14 +245,37 @@ def test_online_lineage_and_registry_link_use_the_exact_version(cli, fake_wandb,
     assert "--wandb-mode online" in result.err  # says how to finish lineage online
 
     monkeypatch.setenv("WANDB_ADDITIONAL_ARTIFACT_REFERENCES", "wandb-registry-data/tokenizer:v0")
-    run = RecordingRun()
-    report = LogReport("x", "online")
-    apply(run, Bundle(bundle), WandbOptions(project="evals", registry="evals"), "online", report)
-    assert [a.qualified_name for a in run.used] == [
-        "acme-org/wandb-registry-model/tiny:v0", "acme-org/wandb-registry-data/tokenizer:v0"]  # fmt: skip
-    ((artifact, _aliases),) = run.artifacts
-    assert run.links == [(artifact.name, "wandb-registry-evals/eval-results")]
-    assert report.pending == [] and "lineage acme-org/wandb-registry-model/tiny:v0" in report.logged
+    fake_wandb.add_registry("evals")
+    run = OnlineRun(fake_wandb, run_id=build_spec(Bundle(bundle), WandbOptions(project="evals")).run_id)
+    options = WandbOptions(project="evals", registry="evals")
+    report = LogReport(run.id, "online")
+    spec = apply(run, Bundle(bundle), options, "online", report)
+    api = wandb.Api()
+    checkpoint = api.artifact("wandb-registry-model/tiny:v0")
+    tokenizer = api.artifact("wandb-registry-data/tokenizer:v0")
+    # The lineage edges the server records: this run used exactly these versions.
+    assert fake_wandb.uses == [("alice", "evals", run.id, a.id) for a in (checkpoint, tokenizer)]
+    linked = api.artifact("wandb-registry-evals/eval-results:latest")
+    logged = api.artifact(f"alice/evals/{spec.artifact_name}:{spec.artifact_alias}")  # the content-hash alias
+    assert linked.id == logged.id and linked.type == "eval-results"
+    assert {"UseArtifact", "LinkArtifact"} <= set(fake_wandb.calls)  # through the SDK's own mutations
+    assert report.pending == [] and "link wandb-registry-evals/eval-results" in report.logged
+    assert "lineage acme-org/wandb-registry-model/tiny:v0" in report.logged
+
+    apply(run, Bundle(bundle), options, "online", LogReport(run.id, "online"))  # the same bundle again
+    assert len(fake_wandb.collections[("acme-org", "wandb-registry-evals", "eval-results")].members) == 1
+    assert len(fake_wandb.collections[("alice", "evals", spec.artifact_name)].members) == 1
+
+
+def test_linking_into_a_registry_that_does_not_exist_names_it(bundle, fake_wandb):
+    run = OnlineRun(fake_wandb)
+    report = LogReport(run.id, "online")
+    with pytest.raises(WandbLogError, match=r"registry link.*wandb-registry-nope.*not found") as info:
+        apply(run, Bundle(bundle), WandbOptions(project="evals", registry="nope"), "online", report)
+    assert "results artifact" in " ".join(report.logged)  # what went through before the failure
+    assert "check that --wandb-registry names a registry" in str(info.value)
+    assert fake_wandb.calls.count("LinkArtifact") == 1  # a 404 is not retried
+    assert VALID_KEY not in str(info.value)
 
 
 def test_failure_mid_run_names_what_was_logged_and_what_was_not(cli, tmp_path, monkeypatch):
