@@ -209,11 +209,11 @@ def evaluate_command(
     sinks = cfg.publish_options()
     live = None
     if sinks.wandb is not None:
-        from eval_framework.sinks.wandb_sink import LiveRun
+        from eval_framework.sinks.wandb_sink import LiveRun, say_once
 
         live = LiveRun(sinks.wandb)
         if live.note:
-            stderr.print(f"[yellow]W&B: {live.note}[/yellow]")
+            say_once(live.note)
     with progress_bar(f"{cfg.llm_name} · {cfg.task_name}") as update:
         outcome = evaluate(cfg, progress=update, hooks=live)
     if outcome.reused:
@@ -293,13 +293,6 @@ def upload_command_cli(
     if dry_run:
         print(json.dumps([plan(b, sinks) for b in bundles], indent=2))
         return
-    if sinks.wandb is not None:
-        from eval_framework.reporting import stderr
-        from eval_framework.sinks.wandb_sink import choose_mode
-
-        _, note = choose_mode(sinks.wandb)
-        if note:
-            stderr.print(f"[yellow]W&B: {note}[/yellow]")
     finished = [b for b in bundles if Bundle(b).is_complete()]
     for skipped in sorted(set(bundles) - set(finished)):
         print(f"skipping {skipped}: not a finished evaluation", file=sys.stderr)

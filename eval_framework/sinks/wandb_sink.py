@@ -11,6 +11,7 @@ later online ``upload`` of the same bundle, which resumes the same run.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -79,16 +80,37 @@ def has_api_key() -> bool:
     return _has_key()
 
 
+NO_KEY = ("no W&B API key found (WANDB_API_KEY in the environment or .env): logging offline; "
+          "results stay local until synced")  # fmt: skip
+KEY_REJECTED = ("the server rejected the API key (check WANDB_API_KEY): logging offline; results stay "
+                "local until synced")  # fmt: skip
+
+# Per process, so that uploading many bundles says it once and asks the server once: keys the
+# server rejected (as hashes: a corrected key is tried again) and warnings already given.
+_rejected_keys: set[str] = set()
+_said: set[str] = set()
+
+
+def _key_hash() -> str:
+    return hashlib.sha256(os.environ.get("WANDB_API_KEY", "").encode()).hexdigest()
+
+
+def say_once(message: str) -> None:
+    """Warn about the W&B setup once per process, not once per bundle."""
+    if message not in _said:
+        _said.add(message)
+        log.warning("W&B: %s", message)
+
+
 def choose_mode(options: WandbOptions) -> tuple[Mode, str | None]:
     """The mode to run in, and a message when it is not what was asked for."""
     wanted = options.mode or os.environ.get("WANDB_MODE") or "online"
     if wanted not in ("online", "offline", "disabled"):
         raise ConfigError(f"--wandb-mode {wanted!r} is not one of online, offline, disabled")
     if wanted == "online" and not has_api_key():
-        return "offline", (
-            "no W&B API key found (WANDB_API_KEY in the environment or .env): logging offline; "
-            "results stay local until synced"
-        )
+        return "offline", NO_KEY
+    if wanted == "online" and _key_hash() in _rejected_keys:
+        return "offline", KEY_REJECTED
     return wanted, None  # type: ignore[return-value]
 
 
@@ -175,8 +197,8 @@ def open_run_or_offline(bundle: Bundle, options: WandbOptions, mode: Mode) -> tu
         wandb = _wandb()
         if mode != "online" or not isinstance(exc.__cause__, wandb.errors.AuthenticationError):
             raise
-        log.warning("W&B rejected the API key (check WANDB_API_KEY): logging offline; results stay local "
-                    "until synced")  # fmt: skip
+        _rejected_keys.add(_key_hash())
+        say_once(KEY_REJECTED)
         return open_run(bundle, options, "offline"), "offline"
 
 
@@ -259,7 +281,7 @@ def log_bundle(
     if mode is None:
         mode, note = choose_mode(options)
         if note:
-            log.warning(note)
+            say_once(note)
     spec = build_spec(bundle, options)
     report = LogReport(run_id=spec.run_id, mode=mode)
     if mode == "disabled":

@@ -21,6 +21,8 @@ def _wandb_quiet(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_ADDITIONAL_ARTIFACT_REFERENCES", raising=False)
     monkeypatch.setattr(wandb_sink, "RETRY_WAIT_MAX", 0.0)
+    monkeypatch.setattr(wandb_sink, "_said", set())  # each test is a fresh process for these
+    monkeypatch.setattr(wandb_sink, "_rejected_keys", set())
 
 
 @pytest.fixture

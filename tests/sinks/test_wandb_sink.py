@@ -295,11 +295,12 @@ def test_failure_mid_run_names_what_was_logged_and_what_was_not(cli, tmp_path, m
     assert f"eval_framework upload {bundle} --wandb-project evals" in result.err
 
 
-def test_a_rejected_key_logs_offline_instead_of_losing_the_run(cli, tmp_path, monkeypatch):
+def _rejecting_init(monkeypatch) -> list[str]:
+    """``wandb.init`` as it behaves when the server rejects the key (online only)."""
     import wandb
 
     real_init = wandb.init
-    modes = []
+    modes: list[str] = []
 
     def init(*args, **kwargs):
         modes.append(kwargs["mode"])
@@ -309,10 +310,29 @@ def test_a_rejected_key_logs_offline_instead_of_losing_the_run(cli, tmp_path, mo
 
     monkeypatch.setattr(wandb, "init", init)
     monkeypatch.setenv("WANDB_API_KEY", SECRET_KEY)
+    return modes
+
+
+def test_a_rejected_key_logs_offline_instead_of_losing_the_run(cli, tmp_path, monkeypatch):
+    modes = _rejecting_init(monkeypatch)
     result = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals")
     assert result.code == 0, result.err
-    assert modes[0] == "online" and modes.count("online") == 1 and "offline" in modes  # not retried
+    assert modes == ["online", "offline"]  # not retried
     bundle = _only_bundle(tmp_path / "out")
     (log,) = _runs(bundle)
     assert log.summary["tiny-letters/acc/n"] == 24 and "wandb sync" in result.err
     assert SECRET_KEY not in result.err
+
+
+def test_uploading_many_bundles_says_it_once(cli, tmp_path, monkeypatch):
+    for n in ("16", "24"):
+        assert cli(*EVAL[:-1], n, "--output-dir", tmp_path / "out").code == 0
+    modes = _rejecting_init(monkeypatch)
+    result = cli("upload", tmp_path / "out", "--wandb-project", "evals")
+    assert result.code == 0, result.err
+    assert modes == ["online", "offline", "offline"]  # the server is asked once
+    assert result.err.count("rejected the API key") == 1 and result.err.count("wandb sync") == 2
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    result = cli("upload", tmp_path / "out", "--wandb-project", "evals")
+    assert result.code == 0 and result.err.count("no W&B API key found") == 1
