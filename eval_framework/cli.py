@@ -76,9 +76,10 @@ HfUploadDir = Annotated[str | None, typer.Option(help="Folder inside --hf-upload
 
 
 def _sink_flags(params: dict[str, Any]) -> dict[str, Any]:
-    """The --wandb-* and --hf-* values among a command's parameters (both commands take them all)."""
+    """The --wandb-* and --hf-* values among a command's parameters or a config file's keys."""
     out = {k: v for k, v in params.items() if k.startswith(("wandb_", "hf_"))}
     tags = out.get("wandb_tags")
+    tags = [tags] if isinstance(tags, str) else tags  # a config file may give "a,b" or [a, b]
     out["wandb_tags"] = tuple(t.strip() for v in tags for t in v.split(",") if t.strip()) if tags else None
     return out
 
@@ -271,6 +272,10 @@ def upload_command_cli(
     wandb_table_rows: WandbTableRows = None,
     hf_upload_repo: HfUploadRepo = None,
     hf_upload_dir: HfUploadDir = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML file with any of these options (flags win; other keys are ignored)."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option(help="Show what would be created or updated; send nothing.")
     ] = False,
@@ -283,7 +288,8 @@ def upload_command_cli(
     from eval_framework.sinks.publish import find_bundles, plan
 
     values = _sink_flags(dict(locals()))
-    cfg = build_config({}, {"llm_name": "upload", "task_name": "upload", **values})
+    file_values = _sink_flags(read_config_file(config)) if config else {}
+    cfg = build_config(file_values, {"llm_name": "upload", "task_name": "upload", **values})
     sinks = cfg.publish_options()
     if not sinks.any:
         raise ConfigError("nothing to upload to: pass --wandb-project and/or --hf-upload-repo")

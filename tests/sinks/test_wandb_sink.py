@@ -116,6 +116,35 @@ def test_upload_gives_the_same_records_as_live_logging(cli, tmp_path):
     assert first.run.run_id == second.run.run_id  # one run, updated: exactly once
 
 
+def test_run_id_group_results_and_table_flags(cli, bundle, tmp_path):
+    result = cli("upload", bundle, "--wandb-project", "evals", "--wandb-mode", "offline",
+                 "--wandb-run-id", "train-run-7", "--wandb-group", "sweep-3", "--no-wandb-upload-results",
+                 "--wandb-table-rows", "5", "--wandb-entity", "acme")  # fmt: skip
+    assert result.code == 0, result.err
+    (log,) = _runs(bundle)
+    assert log.run.run_id == "train-run-7" and log.run.run_group == "sweep-3" and log.run.entity == "acme"
+    assert log.summary["tiny-letters/samples/nrows"] == 5
+    assert not [a for a in log.artifacts if a.type == "eval-results"]  # results not uploaded
+    config = tmp_path / "sinks.yaml"
+    config.write_text("llm_name: hf\nwandb_project: evals\nwandb_mode: offline\nwandb_tags: x,y\n")
+    assert cli("upload", bundle, "--config", config).code == 0
+    assert list(_runs(bundle)[-1].run.tags)[:2] == ["x", "y"]
+    assert cli("upload", bundle, "--config", config, "--wandb-tags", "z").code == 0
+    assert list(_runs(bundle)[-1].run.tags)[:1] == ["z"]  # the flag wins over the file
+    config.write_text("wandb_project: evals\nwandb_mode: disabled\nwandb_tags: [x, y]\n")
+    result = cli("upload", bundle, "--config", config)
+    assert result.code == 0, result.err
+    assert len(_runs(bundle)) == 3  # disabled: nothing more was logged
+
+
+def test_bad_wandb_flags_are_refused_before_anything_runs(cli, bundle):
+    result = cli("upload", bundle, "--wandb-project", "evals", "--wandb-run-id", "no/slashes")
+    assert result.code == 2 and "wandb_run_id" in result.err.replace("-", "_")
+    result = cli("upload", bundle, "--wandb-project", "evals", "--wandb-mode", "sometimes")
+    assert result.code == 2 and "online" in result.err
+    assert not run_files(bundle / "wandb")
+
+
 def test_dry_run_says_create_then_update(cli, bundle):
     plan = json.loads(cli("upload", bundle.parent, "--wandb-project", "evals", "--dry-run").out)
     assert plan[0]["wandb"]["action"] == "create" and plan[0]["wandb"]["group"] == "tiny-letters-v0"
