@@ -130,4 +130,6 @@ def flush_service() -> None:
 def run_files(wandb_dir: Path) -> list[Path]:
     """Every offline run's transaction log under ``wandb_dir`` (oldest first), flushed first."""
     flush_service()
-    return sorted(wandb_dir.rglob("offline-run-*/run-*.wandb"))
+    # Directory names carry the start time to the second only; the last write orders runs that
+    # started within one second.
+    return sorted(wandb_dir.rglob("offline-run-*/run-*.wandb"), key=lambda p: (p.stat().st_mtime_ns, p))

@@ -16,7 +16,8 @@ import logging
 import os
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from eval_framework.results import Bundle
 from eval_framework.sinks import ledger
 from eval_framework.sinks.wandb_spec import (
     RESULTS_ARTIFACT_TYPE,
+    WANDB_SUBDIR,
     Mode,
     RunSpec,
     WandbOptions,
@@ -209,6 +211,22 @@ def _offline_dir(run: Any) -> Path | None:
         return None
 
 
+@contextmanager
+def _sdk_staging_in(bundle: Bundle) -> Iterator[None]:
+    """The SDK copies logged tables into a staging dir under ``WANDB_DATA_DIR`` (the user's home by
+    default) until they are uploaded; an offline run is synced later, maybe from another machine,
+    so they are staged inside the bundle like the other artifact files."""
+    before = os.environ.get("WANDB_DATA_DIR")
+    os.environ["WANDB_DATA_DIR"] = str(bundle.dir / WANDB_SUBDIR / "sdk-data")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("WANDB_DATA_DIR", None)
+        else:
+            os.environ["WANDB_DATA_DIR"] = before
+
+
 def apply(run: Any, bundle: Bundle, options: WandbOptions, mode: Mode, report: LogReport) -> RunSpec:
     """Write the bundle's records into an open run: config, summary, table, results artifact,
     lineage and registry link (the last two online only)."""
@@ -220,7 +238,8 @@ def apply(run: Any, bundle: Bundle, options: WandbOptions, mode: Mode, report: L
     report.logged += ["config", "summary"]
     columns, rows = table_rows(bundle, options.table_rows)
     table = wandb.Table(columns=columns, data=rows)
-    _call("samples table", lambda: run.log({f"{spec.task}/samples": table}))
+    with _sdk_staging_in(bundle):
+        _call("samples table", lambda: run.log({f"{spec.task}/samples": table}))
     report.logged.append("samples table")
     artifact = None
     if options.upload_results:
@@ -229,7 +248,8 @@ def apply(run: Any, bundle: Bundle, options: WandbOptions, mode: Mode, report: L
         )
         for name, path in stage_artifact_files(bundle).items():
             artifact.add_file(str(path), name=name, policy="immutable")
-        artifact.add(wandb.Table(columns=columns, data=rows), "samples_table")
+        with _sdk_staging_in(bundle):
+            artifact.add(wandb.Table(columns=columns, data=rows), "samples_table")
         aliases = [spec.artifact_alias]
         _call("results artifact", lambda: run.log_artifact(artifact, aliases=aliases))
         report.logged.append(f"results artifact {spec.artifact_name}:{spec.artifact_alias}")

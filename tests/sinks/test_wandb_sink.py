@@ -70,6 +70,9 @@ def test_live_logging_without_a_key_goes_offline_and_says_how_to_sync(cli, tmp_p
     assert sorted(e.path for e in artifact.manifest.contents) == [
         "eval.log", "metadata.json", "results.json", "samples.jsonl", "samples_table.table.json"]  # fmt: skip
     assert log.exit_code == 0 and log.preempting == 0
+    # Everything a later `wandb sync` uploads (our files and the SDK's table files) is in the bundle.
+    staged = [Path(e.local_path) for a in log.artifacts for e in a.manifest.contents]
+    assert len(staged) == 6 and all(p.is_relative_to(bundle) and p.is_file() for p in staged), staged
     entry = ledger.last(bundle, "wandb")
     assert entry is not None and entry["status"] == "offline" and entry["run_id"] == log.run.run_id
 
