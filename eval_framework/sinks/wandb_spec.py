@@ -145,6 +145,19 @@ def summary_values(task: str, results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def dataset_revision(task_meta: dict[str, Any]) -> str | None:
+    """One comparable value for the runs table: the pinned hub revision of a built-in task, or
+    a digest of a file task's data files (``sha256:<12 hex>``)."""
+    identity = task_meta.get("identity", {})
+    if identity.get("revision"):
+        return str(identity["revision"])
+    files = identity.get("data_sha256")
+    if not files:
+        return None
+    joined = "".join(f"{k}={v};" for k, v in sorted(files.items()))
+    return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()[:12]
+
+
 def build_spec(bundle: Bundle, options: WandbOptions) -> RunSpec:
     metadata = bundle.metadata()
     task_meta = metadata.get("task", {})
@@ -174,6 +187,8 @@ def build_spec(bundle: Bundle, options: WandbOptions) -> RunSpec:
         "seed": task_meta.get("seed"),
         "metrics": task_meta.get("metrics", []),
         "dataset": task_meta.get("dataset"),
+        "dataset_revision": dataset_revision(task_meta),
+        "prompt_version": task_meta.get("identity", {}).get("prompt_version"),
         "eval_framework_version": metadata.get("framework", {}).get("version"),
         "evaluation_hash": metadata.get("natural_key"),  # "key" in a name would be masked as a secret
         "bundle": bundle.dir.name,

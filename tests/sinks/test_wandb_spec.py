@@ -8,7 +8,13 @@ import json
 from eval_framework.results import Bundle
 from eval_framework.sinks import wandb_spec
 from eval_framework.sinks.wandb_names import artifact_name, metric_key, shorten
-from eval_framework.sinks.wandb_spec import WandbOptions, build_spec, stage_artifact_files, table_rows
+from eval_framework.sinks.wandb_spec import (
+    WandbOptions,
+    build_spec,
+    dataset_revision,
+    stage_artifact_files,
+    table_rows,
+)
 
 
 def test_shortening_is_deterministic_and_keeps_names_apart():
@@ -48,6 +54,12 @@ def test_spec_of_a_bundle(bundle):
     }
     expected |= {"eval_framework_version", "dataset", "hf_upload_url", "evaluation_hash"}
     assert expected <= set(spec.config)
+    data = json.loads((bundle / "metadata.json").read_text())["task"]["identity"]["data_sha256"]
+    assert set(data) == {"eval", "fewshot"}  # a file task: its revision is the digest of its data
+    revision = spec.config["dataset_revision"]
+    assert revision.startswith("sha256:") and len(revision) == 19
+    assert dataset_revision({"identity": {"data_sha256": {**data, "eval": "0" * 64}}}) != revision
+    assert dataset_revision({"identity": {"revision": "abc123", "data_sha256": data}}) == "abc123"
     assert spec.artifact_alias.startswith("content-") and len(spec.content_hash) == 64
 
 
