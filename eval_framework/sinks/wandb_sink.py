@@ -116,6 +116,10 @@ def choose_mode(options: WandbOptions) -> tuple[Mode, str | None]:
     return wanted, None  # type: ignore[return-value]
 
 
+# Answers that retrying cannot change (408 timeouts and 429 rate limits are retried).
+_CLIENT_ERROR = re.compile(r"\b(40[0-7]|409|410|422)\b|not found|permission denied", re.IGNORECASE)
+
+
 def _transient(exc: BaseException) -> bool:
     wandb = _wandb()
     permanent = (
@@ -128,10 +132,6 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, permanent) or _CLIENT_ERROR.search(str(exc)):
         return False
     return isinstance(exc, Exception)
-
-
-# Answers that retrying cannot change (408 timeouts and 429 rate limits are retried).
-_CLIENT_ERROR = re.compile(r"\b(40[0-7]|409|410|422)\b|not found|permission denied", re.IGNORECASE)
 
 
 def _call(what: str, fn: Callable[[], T], hint: str = "") -> T:
