@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -138,6 +139,54 @@ def _etag_matches(path: Path, etag: str, size: int) -> bool:
     return bool(fitting) and etag in _multipart_etags(path, fitting)
 
 
+_HEX_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def file_ref_path(entry: ManifestEntry) -> Path | None:
+    """The local path of a ``file://`` reference."""
+    if not entry.ref or not entry.ref.startswith("file://"):
+        return None
+    return Path(unquote(urlparse(entry.ref).path))
+
+
+def digest_is_of_uri(entry: ManifestEntry) -> bool:
+    """A ``file://`` reference added with ``checksum=False`` (usual for large checkpoints) records
+    the MD5 of the file's URI, not of its content: only its size says anything about the file."""
+    path = file_ref_path(entry)
+    if path is None:
+        return False
+    uris = {path.as_uri(), path.resolve().as_uri()}
+    return entry.digest in {base64.b64encode(hashlib.md5(uri.encode()).digest()).decode() for uri in uris}
+
+
+def content_md5(entry: ManifestEntry) -> str | None:
+    """The entry's content MD5 as hex, from whichever form its digest takes (base64 for W&B-stored
+    files, hex or base64 for file://, the ETag of a single-part S3 object); None when the digest
+    is not an MD5 of the content (a multipart ETag)."""
+    if digest_is_of_uri(entry):
+        return None
+    digest = entry.digest.strip('"').lower() if entry.scheme == "s3" else entry.digest
+    if _HEX_MD5.match(digest.lower()):
+        return digest.lower()
+    if entry.scheme == "s3":
+        return None
+    try:
+        raw = base64.b64decode(digest, validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 16 else None
+
+
+def same_contents(a: Sequence[ManifestEntry], b: Sequence[ManifestEntry]) -> bool:
+    """Whether two versions hold the same files (path, size, MD5), wherever each keeps them."""
+
+    def files(entries: Sequence[ManifestEntry]) -> dict[str, tuple[int, str | None]]:
+        return {e.path: (e.size, content_md5(e)) for e in entries}
+
+    ours = files(a)
+    return bool(ours) and ours == files(b) and all(md5 is not None for _, md5 in ours.values())
+
+
 def verify_file(path: Path, entry: ManifestEntry) -> bool:
     """Size first (cheap), then the manifest digest."""
     try:
@@ -147,6 +196,8 @@ def verify_file(path: Path, entry: ManifestEntry) -> bool:
         return False
     if entry.scheme == "s3":
         return _etag_matches(path, entry.digest, entry.size)
+    if digest_is_of_uri(entry):
+        return True  # the size matched; the digest says nothing about the content
     md5 = _md5_hex(path)
     if entry.scheme == "file":
         return md5 == entry.digest or base64.b64encode(bytes.fromhex(md5)).decode() == entry.digest

@@ -11,11 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlparse
 
 from eval_framework.errors import ArtifactWaitTimeout, ConfigError
 from eval_framework.registry.checkpoint_root import safe_join
-from eval_framework.registry.download import ManifestEntry, verify_file
+from eval_framework.registry.download import ManifestEntry, file_ref_path, verify_file
 
 WAIT_ENV = "WANDB_ARTIFACT_WAIT_TIMEOUT_SEC"
 DEFAULT_WAIT_SEC = 3600.0
@@ -36,12 +35,6 @@ def wait_timeout() -> float:
     return value
 
 
-def _local_path(entry: ManifestEntry) -> Path | None:
-    if not entry.ref or not entry.ref.startswith("file://"):
-        return None
-    return Path(unquote(urlparse(entry.ref).path))
-
-
 @dataclass
 class TwinCheck:
     usable: bool
@@ -54,7 +47,7 @@ def check_twin(entries: Sequence[ManifestEntry], verify_limit: int = CHEAP_VERIF
     check = TwinCheck(usable=True)
     verify = sum(e.size for e in entries) <= verify_limit
     for entry in entries:
-        path = _local_path(entry)
+        path = file_ref_path(entry)
         if path is None:
             check.problems.append(f"{entry.path}: not a file:// reference")
         elif not path.is_file():

@@ -26,8 +26,8 @@ from eval_framework.registry.destination import (
     persistent_root,
     version_dirname,
 )
-from eval_framework.registry.download import ByteSource, ManifestEntry, download, plan_download
-from eval_framework.registry.local_twin import check_twin, in_place_root, wait_timeout, wait_until
+from eval_framework.registry.download import ByteSource, ManifestEntry, download, plan_download, same_contents
+from eval_framework.registry.local_twin import TwinCheck, check_twin, in_place_root, wait_timeout, wait_until
 from eval_framework.registry.reference import DEFAULT_REGISTRY, CheckpointRef, parse_reference
 from eval_framework.registry.wandb_client import ArtifactIdentity, WandbRegistry
 
@@ -55,6 +55,21 @@ class ResolvedCheckpoint:
         return {"path": str(self.path), "reference": self.reference, "in_place": self.in_place,
                 "destination": str(self.destination), "downloaded_bytes": self.downloaded_bytes,
                 **self.identity.as_dict()}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which version is evaluated, and whether the ``-local`` twin's files are used in place."""
+
+    reference: str  #: the version the result belongs to
+    identity: ArtifactIdentity
+    artifact: Any  #: that version's SDK object
+    entries: list[ManifestEntry] = field(default_factory=list)  #: the twin's, when in place
+    check: TwinCheck | None = None  #: the twin's files here, when in place
+
+    @property
+    def in_place(self) -> bool:
+        return self.check is not None
 
 
 @dataclass
@@ -106,32 +121,40 @@ class Resolver:
     def parse(self, text: str) -> CheckpointRef:
         return parse_reference(text, self.options.default_registry)
 
-    def _usable_twin(self, ref: CheckpointRef) -> tuple[Any, list[ManifestEntry]] | None:
-        """The twin and its entries when all its files are here; waits for the upload otherwise."""
+    def choose(self, ref: CheckpointRef) -> Choice:
+        """The version to evaluate and where its files come from (one decision for the result's
+        identity, ``--dry-run`` and the fetch, so they always agree)."""
         twin = ref.local_twin()
-        if not self.client.exists(twin):
-            return None
-        artifact = self.client.artifact(twin)
-        entries = self.client.entries(artifact, twin)
-        check = check_twin(entries)
-        if check.usable:
-            return artifact, entries
-        log.warning("%s exists but not all its files are here (%s); waiting for %s",
-                    twin, "; ".join(check.problems[:3]), ref)  # fmt: skip
-        wait_until(lambda: self.client.exists(ref), ref.path, wait_timeout())
-        return None
+        if self.client.exists(twin):
+            artifact = self.client.artifact(twin)
+            entries = self.client.entries(artifact, twin)
+            check = check_twin(entries)
+            if check.usable:
+                return self._in_place(ref, artifact, entries, check)
+            log.warning("%s exists but not all its files are here (%s); waiting for %s",
+                        twin, "; ".join(check.problems[:3]), ref)  # fmt: skip
+            wait_until(lambda: self.client.exists(ref), ref.path, wait_timeout())
+        artifact = self.client.artifact(ref)
+        return Choice(ref.path, self.client.identity(artifact), artifact)
+
+    def _in_place(
+        self, ref: CheckpointRef, twin: Any, entries: list[ManifestEntry], check: TwinCheck
+    ) -> Choice:
+        """The twin's files, used where they are. Once the upload has the same files, the result
+        belongs to the uploaded version (grouped and keyed with evaluations that downloaded it)."""
+        if self.client.exists(ref):
+            uploaded = self.client.artifact(ref)
+            if same_contents(entries, self.client.entries(uploaded, ref, with_urls=False)):
+                return Choice(ref.path, self.client.identity(uploaded), uploaded, entries, check)
+        return Choice(ref.local_twin().path, self.client.identity(twin), twin, entries, check)
 
     def plan(self, text: str) -> ResolvePlan:
         ref = self.parse(text)
-        twin = self._usable_twin(ref)
-        if twin is not None:
-            artifact, entries = twin
-            return ResolvePlan(
-                ref.local_twin().path, self.client.identity(artifact), "(in place)", entries, [], True
-            )
-        artifact = self.client.artifact(ref)
-        identity = self.client.identity(artifact)
-        entries = self.client.entries(artifact, ref)
+        choice = self.choose(ref)
+        if choice.in_place:
+            return ResolvePlan(choice.reference, choice.identity, "(in place)", choice.entries, [], True)
+        identity = choice.identity
+        entries = self.client.entries(choice.artifact, ref)
         root = persistent_root(self.options.artifact_dir)
         if root is None:
             return ResolvePlan(ref.path, identity, "(a temporary directory)", entries, entries)
@@ -143,16 +166,14 @@ class Resolver:
                 progress: Callable[[int], None] | None = None) -> ResolvedCheckpoint:  # fmt: skip
         """Resolve and fetch; temporary files live until ``stack`` closes."""
         ref = self.parse(text)
-        twin = self._usable_twin(ref)
-        if twin is not None:
-            artifact, entries = twin
+        choice = self.choose(ref)
+        if choice.check is not None:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=TEMP_PREFIX)))
-            root = in_place_root(check_twin(entries), scratch)
+            root = in_place_root(choice.check, scratch)
             path = find_checkpoint_root(root, self.options.checkpoint_subdir)
-            log.info("using %s in place at %s", ref.local_twin(), root)
-            return ResolvedCheckpoint(path, ref.local_twin().path, self.client.identity(artifact), True, root)
-        artifact = self.client.artifact(ref)
-        identity = self.client.identity(artifact)
+            log.info("using the files of %s in place at %s", ref.local_twin(), root)
+            return ResolvedCheckpoint(path, choice.reference, choice.identity, True, root)
+        artifact, identity = choice.artifact, choice.identity
         dest = stack.enter_context(checkpoint_destination(ref, identity.version, self.options.artifact_dir))
         cache_skip = self.options.cache_skip
         if cache_skip is None:
@@ -172,12 +193,8 @@ class Resolver:
 
 
 def registry_identity(text: str, client: WandbRegistry | None = None) -> dict[str, Any]:
-    """The version a reference points at now (one lookup, no download): for result identity."""
+    """The version a reference would be evaluated at now (lookups only, no download): for the
+    result's identity, decided exactly as the fetch decides."""
     resolver = Resolver(client)
-    ref = resolver.parse(text)
-    for candidate in (ref, ref.local_twin()):
-        if resolver.client.exists(candidate):
-            ident = resolver.client.identity(resolver.client.artifact(candidate))
-            return {"qualified_name": ident.qualified_name, "digest": ident.digest}
-    resolver.client.artifact(ref)  # raises the not-found error with its explanation
-    raise AssertionError("unreachable")
+    ident = resolver.choose(resolver.parse(text)).identity
+    return {"qualified_name": ident.qualified_name, "digest": ident.digest}

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import httpx
 
 from eval_framework.errors import ConfigError, missing_extra
-from eval_framework.registry.download import DownloadError, ManifestEntry, TransientError
+from eval_framework.registry.download import DownloadError, ManifestEntry, TransientError, file_ref_path
 
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
 
@@ -108,8 +107,8 @@ class FileSource:
     """``file://`` references on a shared filesystem (copied, for artifacts used elsewhere)."""
 
     def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
-        assert entry.ref is not None
-        path = Path(unquote(urlparse(entry.ref).path))
+        path = file_ref_path(entry)
+        assert path is not None
         try:
             with path.open("rb") as handle:
                 handle.seek(start)

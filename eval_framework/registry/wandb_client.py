@@ -107,12 +107,12 @@ class WandbRegistry:
         except Exception as exc:
             raise self._translate(exc, ref) from exc
 
-    def entries(self, artifact: Any, ref: CheckpointRef) -> list[ManifestEntry]:
-        """Manifest entries with signed URLs for W&B-stored files."""
+    def entries(self, artifact: Any, ref: CheckpointRef, with_urls: bool = True) -> list[ManifestEntry]:
+        """Manifest entries, with signed URLs for W&B-stored files unless only compared."""
         try:
             raw = list(artifact.manifest.entries.values())
             urls: dict[str, str] = {}
-            if any(not e.ref for e in raw):
+            if with_urls and any(not e.ref for e in raw):
                 cursor: str | None = None
                 while True:
                     page = artifact._fetch_file_urls(cursor)

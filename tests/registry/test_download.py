@@ -326,3 +326,19 @@ def test_part_files_of_dead_processes_on_this_host_are_swept(tmp_path):
     download([_abcd()], dest, {"wandb": _Flaky(0)})
     assert not stale.exists() and mine.exists() and other_host.exists()
     assert (dest / "f").read_bytes() == b"abcd"
+
+
+def test_content_md5_from_every_digest_form_and_same_contents():
+    data = b"shard bytes"
+    md5 = hashlib.md5(data).hexdigest()
+    b64 = base64.b64encode(bytes.fromhex(md5)).decode()
+    stored = ManifestEntry("w.bin", len(data), b64)
+    assert dl.content_md5(stored) == md5
+    assert dl.content_md5(ManifestEntry("w.bin", len(data), md5, ref="file:///x/w.bin")) == md5
+    assert dl.content_md5(ManifestEntry("w.bin", len(data), f'"{md5}"', ref="s3://b/w.bin")) == md5
+    assert dl.content_md5(ManifestEntry("w.bin", len(data), f"{md5}-3", ref="s3://b/w.bin")) is None
+    on_s3 = ManifestEntry("w.bin", len(data), md5, ref="s3://b/w.bin")
+    assert dl.same_contents([stored], [on_s3])  # the same file, wherever each version keeps it
+    assert not dl.same_contents([stored], [ManifestEntry("w.bin", len(data) + 1, b64)])
+    assert not dl.same_contents([stored], [ManifestEntry("other.bin", len(data), b64)])
+    assert not dl.same_contents([], [])

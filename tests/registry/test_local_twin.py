@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from eval_framework.errors import ArtifactWaitTimeout, ConfigError
-from eval_framework.registry.download import ManifestEntry
+from eval_framework.registry.download import ManifestEntry, digest_is_of_uri, same_contents
 from eval_framework.registry.local_twin import (
     check_twin,
     in_place_root,
@@ -99,3 +99,27 @@ def test_wait_timeout_from_env(monkeypatch):
     monkeypatch.setenv("WANDB_ARTIFACT_WAIT_TIMEOUT_SEC", "soon")
     with pytest.raises(ConfigError, match="not a number"):
         wait_timeout()
+
+
+def _sdk_entries(directory: Path, checksum: bool) -> list[ManifestEntry]:
+    """file:// entries exactly as the wandb SDK records them (``add_reference``)."""
+    import wandb
+
+    artifact = wandb.Artifact("twin", type="model")
+    artifact.add_reference(f"file://{directory}", checksum=checksum)
+    return [ManifestEntry(str(e.path), int(e.size or 0), str(e.digest), ref=str(e.ref))
+            for e in artifact.manifest.entries.values()]  # fmt: skip
+
+
+def test_twins_recorded_by_the_sdk_with_or_without_checksums(tmp_path):
+    shared = tmp_path / "shared" / "ckpt"
+    shared.mkdir(parents=True)
+    (shared / "config.json").write_bytes(b'{"model_type": "gpt2"}')
+    (shared / "model.safetensors").write_bytes(b"w" * 4096)
+    with_md5, uri_only = _sdk_entries(shared, checksum=True), _sdk_entries(shared, checksum=False)
+    assert check_twin(with_md5).usable and check_twin(uri_only).usable
+    assert not any(digest_is_of_uri(e) for e in with_md5) and all(digest_is_of_uri(e) for e in uri_only)
+    assert same_contents(with_md5, with_md5) and not same_contents(uri_only, uri_only)  # content unknown
+    (shared / "model.safetensors").write_bytes(b"x" * 4096)  # same size, other content
+    assert not check_twin(with_md5).usable  # the content digest catches it
+    assert check_twin(uri_only).usable  # only the size can be checked

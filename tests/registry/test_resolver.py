@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -11,13 +12,13 @@ import pytest
 
 from eval_framework.embedded import checkpoint_dir
 from eval_framework.errors import ArtifactWaitTimeout
-from eval_framework.registry.resolver import ResolveOptions, Resolver
+from eval_framework.registry.resolver import ResolveOptions, Resolver, registry_identity
 from tests.fakes.wandb_service import FakeFile
 
 
-def _register_shipped(fake, name: str = "tiny") -> dict[str, bytes]:
-    """The shipped v2 checkpoint as W&B-stored files under hf/, aliased 'prod'."""
-    files = {f"hf/{p.name}": p.read_bytes() for p in sorted(checkpoint_dir("v2").iterdir())}
+def _register_shipped(fake, name: str = "tiny", version: str = "v2") -> dict[str, bytes]:
+    """A shipped checkpoint (v2 unless told) as W&B-stored files under hf/, aliased 'prod'."""
+    files = {f"hf/{p.name}": p.read_bytes() for p in sorted(checkpoint_dir(version).iterdir())}
     stored = [fake.stored_file(path, data) for path, data in files.items()]
     fake.add_version("wandb-registry-model", name, stored, aliases=("prod",))
     return files
@@ -30,8 +31,8 @@ def _local_twin(fake, tmp_path: Path, name: str = "tiny-local", missing: bool = 
     for src in sorted(checkpoint_dir("v2").iterdir()):
         data = src.read_bytes()
         (shared / src.name).write_bytes(data)
-        entries.append(FakeFile(f"hf/{src.name}", len(data), hashlib.md5(data).hexdigest(),
-                                ref=f"file://{shared / src.name}"))  # fmt: skip
+        digest = base64.b64encode(hashlib.md5(data).digest()).decode()  # as the SDK records it
+        entries.append(FakeFile(f"hf/{src.name}", len(data), digest, ref=f"file://{shared / src.name}"))
     if missing:
         (shared / "model.safetensors").unlink()
     fake.add_version("wandb-registry-model", name, entries, aliases=("prod",))
@@ -67,6 +68,28 @@ def test_local_twin_used_in_place(fake_wandb, tmp_path):
         resolved = Resolver().resolve("tiny:prod", stack)
     assert resolved.in_place and resolved.path == shared and resolved.reference.endswith("tiny-local:prod")
     assert "GetArtifactMembershipFileUrls" not in fake_wandb.calls  # nothing was downloaded
+
+
+def test_a_twin_holding_the_uploaded_files_belongs_to_the_uploaded_version(fake_wandb, tmp_path):
+    _register_shipped(fake_wandb)
+    shared = _local_twin(fake_wandb, tmp_path)
+    with contextlib.ExitStack() as stack:
+        resolved = Resolver().resolve("tiny:prod", stack)
+    assert resolved.in_place and resolved.path == shared and resolved.downloaded_bytes == 0
+    assert resolved.identity.qualified_name == "acme-org/wandb-registry-model/tiny:v0"
+    assert "GetArtifactMembershipFileUrls" not in fake_wandb.calls  # compared, not downloaded
+    # The result's identity (computed before loading) names the same version.
+    assert registry_identity("tiny:prod")["qualified_name"] == resolved.identity.qualified_name
+
+
+def test_a_twin_holding_other_files_keeps_its_own_identity(fake_wandb, tmp_path):
+    _register_shipped(fake_wandb, version="v0")  # the upload at 'prod' is another checkpoint
+    shared = _local_twin(fake_wandb, tmp_path)
+    with contextlib.ExitStack() as stack:
+        resolved = Resolver().resolve("tiny:prod", stack)
+    assert resolved.in_place and resolved.path == shared
+    assert resolved.identity.qualified_name == "acme-org/wandb-registry-model/tiny-local:v0"
+    assert registry_identity("tiny:prod")["qualified_name"] == resolved.identity.qualified_name
 
 
 def test_incomplete_twin_waits_then_fails_naming_the_variable(fake_wandb, tmp_path, monkeypatch):
