@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from dotenv import load_dotenv
+from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eval_framework.errors import ConfigError, EvalFrameworkError
@@ -34,6 +34,7 @@ ENV_VARS: dict[str, str] = {
     "HF_TOKEN": "Hugging Face token for gated models, datasets and result uploads",
     "WANDB_MODE": "online, offline or disabled (the --wandb-mode default)",
     "WANDB_ADDITIONAL_ARTIFACT_REFERENCES": "comma-separated artifacts every logged run also uses (lineage)",
+    "WANDB_INIT_TIMEOUT": "seconds a W&B run may take to start (the SDK's setting, default 90)",
     "OPENAI_API_KEY": "API key for the OpenAI-compatible backend",
     "EVAL_FRAMEWORK_DEBUG": "1 prints full tracebacks",
 }
@@ -105,13 +106,21 @@ def load_env(env_file: Path | None) -> Path | None:
     if env_file is not None:
         if not env_file.is_file():
             raise ConfigError(f"--env-file {env_file} does not exist; create it or drop the flag")
-        load_dotenv(env_file, override=False)
+        _set_unset(env_file)
         return env_file
     default = Path.cwd() / ".env"
     if default.is_file():
-        load_dotenv(default, override=False)
+        _set_unset(default)
         return default
     return None
+
+
+def _set_unset(path: Path) -> None:
+    """Variables the environment does not set yet. An empty value (``NAME=``, as in .env.example)
+    means "not set": exported as "", it would reach libraries that cannot parse it."""
+    for name, value in dotenv_values(path).items():
+        if value and name not in os.environ:
+            os.environ[name] = value
 
 
 def read_yaml_mapping(

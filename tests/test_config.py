@@ -56,6 +56,27 @@ def test_env_file_flag(cli, tmp_path, monkeypatch):
     assert missing.code == 2 and "does not exist" in missing.err
 
 
+def test_a_copy_of_env_example_leaves_blank_variables_unset(cli, tmp_path, monkeypatch):
+    from eval_framework.config import ENV_VARS
+
+    for name in ENV_VARS:  # start unset; restored afterwards whatever load_env sets
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+    for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    env = tmp_path / ".env"
+    env.write_text((Path(__file__).parents[1] / ".env.example").read_text())
+    assert cli("--env-file", env, "tasks").code == 0
+    import os
+
+    assert "WANDB_MODE" not in os.environ and "WANDB_INIT_TIMEOUT" not in os.environ  # blank: unset
+    assert os.environ["WANDB_CACHE_SKIP"] == "true"  # values given are loaded
+    result = cli("--env-file", env, "--llm-name", "embedded", "--llm-args", "version=v0", "--task-name",
+                 "tiny-letters", "--num-samples", "4", "--output-dir", tmp_path / "out",
+                 "--wandb-project", "evals", "--wandb-mode", "offline")  # fmt: skip
+    assert result.code == 0, result.err
+
+
 def test_config_file_layers_under_flags(cli, letters_task, tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(

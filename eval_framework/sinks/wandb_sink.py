@@ -134,13 +134,13 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, Exception)
 
 
-def _call(what: str, fn: Callable[[], T], hint: str = "") -> T:
+def _call(what: str, fn: Callable[[], T], hint: str = "", attempts: int = ATTEMPTS) -> T:
     """One W&B call with capped exponential backoff on transient failures; ``hint`` says what
     to check when it fails for good."""
 
     @retry(
         retry=retry_if_exception(_transient),
-        stop=stop_after_attempt(ATTEMPTS),
+        stop=stop_after_attempt(attempts),
         wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
         reraise=True,
     )
@@ -150,12 +150,14 @@ def _call(what: str, fn: Callable[[], T], hint: str = "") -> T:
     try:
         return attempt()
     except Exception as exc:
-        how = "failed after retries" if _transient(exc) else "failed"
+        how = "failed after retries" if _transient(exc) and attempts > 1 else "failed"
         advice = f"; {hint}" if hint else ""
         raise WandbLogError(f"W&B {what} {how}: {scrub(str(exc))[:300]}{advice}") from exc
 
 
-def open_run(bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | None = None) -> Any:
+def open_run(
+    bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | None = None, attempts: int = ATTEMPTS
+) -> Any:
     """``wandb.init`` for this bundle's run (resuming it if it exists)."""
     wandb = _wandb()
     spec = spec or build_spec(bundle, options)
@@ -188,13 +190,16 @@ def open_run(bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | 
             settings=settings,
             reinit="create_new",
         ),
+        attempts=attempts,
     )
 
 
-def open_run_or_offline(bundle: Bundle, options: WandbOptions, mode: Mode) -> tuple[Any, Mode]:
+def open_run_or_offline(
+    bundle: Bundle, options: WandbOptions, mode: Mode, attempts: int = ATTEMPTS
+) -> tuple[Any, Mode]:
     """Open the run; a key the server rejects means logging offline (said once), not losing the run."""
     try:
-        return open_run(bundle, options, mode), mode
+        return open_run(bundle, options, mode, attempts=attempts), mode
     except WandbLogError as exc:
         wandb = _wandb()
         if mode != "online" or not isinstance(exc.__cause__, wandb.errors.AuthenticationError):
@@ -343,8 +348,10 @@ class LiveRun:
             return
         cleanup.install_sigterm_handler()  # SIGTERM (preemption) must reach interrupted()
         try:
-            self.run, self.mode = open_run_or_offline(bundle, self.options, self.mode)
-        except WandbLogError as exc:  # the evaluation goes on; logging is retried at the end
+            # One attempt: the evaluation must not wait minutes for an unreachable server (each
+            # attempt may take WANDB_INIT_TIMEOUT); logging is retried, in full, at the end.
+            self.run, self.mode = open_run_or_offline(bundle, self.options, self.mode, attempts=1)
+        except WandbLogError as exc:  # the evaluation goes on
             log.warning("%s; evaluating anyway, logging is retried when it finishes", exc)
             self.error = exc
 
