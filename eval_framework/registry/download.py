@@ -165,7 +165,7 @@ def content_md5(entry: ManifestEntry) -> str | None:
     is not an MD5 of the content (a multipart ETag)."""
     if digest_is_of_uri(entry):
         return None
-    digest = entry.digest.strip('"').lower() if entry.scheme == "s3" else entry.digest
+    digest = entry.digest.strip('"') if entry.scheme == "s3" else entry.digest
     if _HEX_MD5.match(digest.lower()):
         return digest.lower()
     if entry.scheme == "s3":

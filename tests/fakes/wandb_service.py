@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +82,8 @@ class FakeWandb:
         """A registry version (linked from a training project's collection)."""
         coll = self.collections.setdefault((entity, project, name), FakeCollection(entity, project, name))
         source = len(coll.members) + 3 if source_index is None else source_index  # indices differ on purpose
-        return self._add_member(coll, FakeVersion(self._next_id(), f"{name}-source", source, files), aliases)
+        version = FakeVersion(self._next_id(), f"{name}-source", source, files)
+        return f"v{self._add_member(coll, version, aliases)}"
 
     def add_registry(self, name: str) -> None:
         """An (empty) registry of the org: ``wandb-registry-<name>``."""
@@ -93,19 +95,26 @@ class FakeWandb:
         coll = self.collections.setdefault((entity, project, name), FakeCollection(entity, project, name))
         version = FakeVersion(self._next_id(), name, len(coll.members), files, run=(entity, project, run_id),
                               type=type_, source_project=(entity, project))  # fmt: skip
-        for index, (member, member_aliases) in enumerate(coll.members):
-            if member.digest == version.digest:  # unchanged contents make no new version
-                member_aliases.update(aliases)
-                return f"v{index}"
-        return self._add_member(coll, version, aliases)
+        # Unchanged contents make no new version.
+        return f"v{self._member_or_add(coll, version, aliases, lambda m: m.digest == version.digest)}"
 
     @staticmethod
-    def _add_member(coll: FakeCollection, version: FakeVersion, aliases: tuple[str, ...]) -> str:
+    def _add_member(coll: FakeCollection, version: FakeVersion, aliases: tuple[str, ...]) -> int:
         for _, other_aliases in coll.members:
             other_aliases.discard("latest")
             other_aliases.difference_update(aliases)
         coll.members.append((version, {"latest", *aliases}))
-        return f"v{len(coll.members) - 1}"
+        return len(coll.members) - 1
+
+    @classmethod
+    def _member_or_add(cls, coll: FakeCollection, version: FakeVersion, aliases: tuple[str, ...],
+                       same: Callable[[FakeVersion], bool]) -> int:  # fmt: skip
+        """The index of the member ``same`` picks (it gains ``aliases``), else of ``version`` added."""
+        for index, (member, member_aliases) in enumerate(coll.members):
+            if same(member):
+                member_aliases.update(aliases)
+                return index
+        return cls._add_member(coll, version, aliases)
 
     # ---- the seam -------------------------------------------------------------------------
     def authenticate(self, api: Any, timeout: float | None = None) -> None:
@@ -271,9 +280,5 @@ class FakeWandb:
         version = self._version(given["artifactID"])
         aliases = tuple(a["alias"] for a in given.get("aliases") or [])
         coll = self.collections.setdefault((entity, project, name), FakeCollection(entity, project, name))
-        for index, (member, member_aliases) in enumerate(coll.members):
-            if member.id == version.id:
-                member_aliases.update(aliases)
-                return {"result": {"versionIndex": index}}
-        index = int(self._add_member(coll, version, aliases)[1:])
+        index = self._member_or_add(coll, version, aliases, lambda m: m.id == version.id)  # linked again
         return {"result": {"versionIndex": index}}
