@@ -7,9 +7,22 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.errors import LiveError
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
+from eval_framework.registry.progress import DownloadBar
 from eval_framework.runner import EvalOutcome, ProgressFn
 
 
@@ -41,6 +54,58 @@ def progress_bar(description: str) -> Iterator[ProgressFn]:
             bar.update(task_id, completed=done, total=total)
 
         yield update
+
+
+class _RichDownloadBar:
+    """Draws only once there is something to fetch: a complete, verified copy shows nothing."""
+
+    def __init__(self, bar: Progress, description: str) -> None:
+        self._bar, self._description = bar, description
+        self._task: TaskID | None = None
+
+    def start(self, total: int) -> None:
+        if total <= 0 or self._task is not None:
+            return
+        self._task = self._bar.add_task(escape(self._description), total=total)
+        try:
+            self._bar.start()  # nested under the evaluation's bar when that one is drawing
+        except LiveError:  # rich < 14 allows one live display per console: go without
+            self._bar.disable = True
+
+    def advance(self, nbytes: int) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task, nbytes)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._bar.stop()
+
+
+@contextmanager
+def download_bar(description: str, console: Console | None = None) -> Iterator[DownloadBar]:
+    """A checkpoint download's bar (bytes, rate, time left) on stderr, only when it is a terminal.
+
+    Install with ``registry.progress.set_download_bar_factory``. Transient, and removed however
+    the download ends (success, error, SIGTERM's SystemExit), so the terminal line stays clean.
+    """
+    console = stderr if console is None else console
+    bar = _RichDownloadBar(
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+            transient=True,
+        ),
+        description,
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def _fmt(value: float | None, pct: bool = True) -> str:

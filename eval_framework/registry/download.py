@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -281,7 +282,16 @@ def _stop_if_asked() -> None:
         raise SystemExit(143)  # SIGTERM arrived: workers stop instead of finishing the download
 
 
-def _fetch_one(entry: ManifestEntry, dest: Path, source: ByteSource, workers: int, attempts: int) -> None:
+def _fetch_one(
+    entry: ManifestEntry,
+    dest: Path,
+    source: ByteSource,
+    workers: int,
+    attempts: int,
+    report: Callable[[int], None] = lambda _: None,
+) -> None:
+    """Fetch, verify and publish one file; ``report`` gets each range's size once it is written
+    (after any retries, so nothing is counted twice)."""
     _stop_if_asked()
     target = safe_join(dest, entry.path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -302,6 +312,7 @@ def _fetch_one(entry: ManifestEntry, dest: Path, source: ByteSource, workers: in
                 if len(data) != span[1] - span[0] + 1:
                     raise DownloadError(f"{entry.path}: short read at bytes {span[0]}-{span[1]}")
                 os.pwrite(fd, data, span[0])
+                report(len(data))
 
             if len(ranges) > 1:
                 _run_all(write, ranges, workers)
@@ -350,8 +361,14 @@ def download(
     workers: int = 16,
     attempts: int = 5,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> DownloadPlan:
-    """Fetch what is missing or wrong into ``dest``; returns the plan that was carried out."""
+    """Fetch what is missing or wrong into ``dest``; returns the plan that was carried out.
+
+    ``on_total`` gets the plan's ``bytes_needed`` once, before anything is fetched; ``progress``
+    then gets byte increments as ranges are written, summing to exactly that total on success.
+    Calls to ``progress`` are serialised, so it need not be thread-safe.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     cleanup.install_sigterm_handler()
     sweep_stale_parts(dest)
@@ -362,20 +379,24 @@ def download(
     missing = {e.scheme for e in plan.todo} - set(sources)
     if missing:
         raise DownloadError(f"no way to fetch {', '.join(sorted(missing))} entries")
+    if on_total:
+        on_total(plan.bytes_needed)
+    lock = threading.Lock()
+
+    def report(nbytes: int) -> None:
+        if progress:
+            with lock:  # ranges complete on several worker threads at once
+                progress(nbytes)
 
     def one(entry: ManifestEntry) -> None:
-        _fetch_one(entry, dest, sources[entry.scheme], max(1, workers // 4), attempts)
-        if progress:
-            progress(entry.size)
+        _fetch_one(entry, dest, sources[entry.scheme], max(1, workers // 4), attempts, report)
 
     small = [e for e in plan.todo if e.size < RANGED_THRESHOLD]
     large = [e for e in plan.todo if e.size >= RANGED_THRESHOLD]
     try:
         _run_all(one, small, workers)
         for entry in large:  # ranges of one large file at a time keep memory and disk writes steady
-            _fetch_one(entry, dest, sources[entry.scheme], workers, attempts)
-            if progress:
-                progress(entry.size)
+            _fetch_one(entry, dest, sources[entry.scheme], workers, attempts, report)
     except EvalFrameworkError:
         raise
     except TransientError as exc:

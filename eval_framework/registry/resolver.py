@@ -28,6 +28,7 @@ from eval_framework.registry.destination import (
 )
 from eval_framework.registry.download import ByteSource, ManifestEntry, download, plan_download, same_contents
 from eval_framework.registry.local_twin import TwinCheck, check_twin, in_place_root, wait_timeout, wait_until
+from eval_framework.registry.progress import download_bar
 from eval_framework.registry.reference import DEFAULT_REGISTRY, CheckpointRef, parse_reference
 from eval_framework.registry.wandb_client import ArtifactIdentity, WandbRegistry
 
@@ -164,7 +165,9 @@ class Resolver:
 
     def resolve(self, text: str, stack: contextlib.ExitStack,
                 progress: Callable[[int], None] | None = None) -> ResolvedCheckpoint:  # fmt: skip
-        """Resolve and fetch; temporary files live until ``stack`` closes."""
+        """Resolve and fetch; temporary files live until ``stack`` closes. Without ``progress``
+        (byte increments), the download reports to the process's bar factory (silent unless the
+        command line installed one)."""
         ref = self.parse(text)
         choice = self.choose(ref)
         if choice.check is not None:
@@ -183,7 +186,11 @@ class Resolver:
             entries = self.client.entries(artifact, ref)
             # The lock only saves duplicate transfers; each file is verified regardless.
             with FileLock(str(dest.parent / f".{dest.name}.lock")):
-                plan = download(entries, dest, _sources, progress=progress)
+                if progress is not None:
+                    plan = download(entries, dest, _sources, progress=progress)
+                else:
+                    with download_bar(f"{ref.name}:{identity.version}") as bar:
+                        plan = download(entries, dest, _sources, progress=bar.advance, on_total=bar.start)
             fetched = plan.bytes_needed
         else:
             log.info("WANDB_CACHE_SKIP=false: downloading %s through the W&B cache", ref)
