@@ -1,15 +1,72 @@
-"""Keep secrets out of bundles, logs and messages."""
+"""Keep secrets out of bundles, logs and messages.
+
+A name is secret when one of its words (split at ``_``, ``-``, ``.`` and camelCase) is a secret
+word: ``api_key``, ``HF_TOKEN``, ``awsSecretAccessKey`` are; ``max_tokens``, ``num_tokens`` are not
+(``tokens`` is another word). Names that contain a secret word but hold no secret (tokenizer
+settings such as ``pad_token``, bookkeeping such as ``natural_key``) are on an explicit
+allow-list. Free text is scrubbed of the values of known secret variables, of values registered
+at run time (secret-named ``--llm-args``), and of anything written as ``<secret name>=value`` or
+``<secret name>: value``.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "***"
-_SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|credential|authorization)", re.IGNORECASE)
+#: Words that make a name secret wherever they appear in it.
+SECRET_WORDS = frozenset(
+    {
+        "key",
+        "apikey",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "credential",
+        "credentials",
+        "authorization",
+        "auth",
+        "cookie",
+        "signature",
+    }
+)
+#: Names with a secret word that are known to hold no secret (compared lower-case).
+NOT_SECRET = frozenset(
+    {
+        # tokenizer settings and special tokens
+        "pad_token",
+        "bos_token",
+        "eos_token",
+        "unk_token",
+        "sep_token",
+        "cls_token",
+        "mask_token",
+        "pad_token_id",
+        "bos_token_id",
+        "eos_token_id",
+        "unk_token_id",
+        "add_bos_token",
+        "add_eos_token",
+        "token_id",
+        "token_ids",
+        # our own bookkeeping
+        "natural_key",
+        "sort_key",
+        "primary_key",
+        "key_field",
+        "metric_key",
+        "auth_mode",
+        "auth_host",
+    }
+)
 #: Environment variables whose values are secrets wherever they appear.
 SECRET_ENV_VARS = (
     "WANDB_API_KEY",
@@ -20,10 +77,40 @@ SECRET_ENV_VARS = (
     "HUGGING_FACE_HUB_TOKEN",
     "OPENAI_API_KEY",
 )
+#: Shortest value treated as a secret in free text (shorter ones would mask ordinary words).
+MIN_SECRET_LEN = 6
+
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_registered: set[str] = set()
+_registered_lock = threading.Lock()
+
+
+def name_words(name: str) -> list[str]:
+    """``awsSecretAccessKey`` -> aws, secret, access, key; ``HF_TOKEN`` -> hf, token."""
+    return [w.lower() for w in _WORD.findall(name)]
 
 
 def is_secret_key(name: str) -> bool:
-    return bool(_SECRET_KEY.search(name))
+    """Whether a setting called ``name`` holds a secret (by whole words, with an allow-list)."""
+    if name.lower() in NOT_SECRET:
+        return False
+    return any(word in SECRET_WORDS for word in name_words(name))
+
+
+def register_secret(value: object) -> None:
+    """Scrub this value from every later message and log line of the process."""
+    if isinstance(value, str) and len(value) >= MIN_SECRET_LEN:
+        with _registered_lock:
+            _registered.add(value)
+
+
+def register_secrets_in(mapping: Mapping[str, Any]) -> None:
+    """Register the values of secret-named keys, nested mappings included."""
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            register_secrets_in(value)
+        elif is_secret_key(str(key)):
+            register_secret(value)
 
 
 def redact(value: Any) -> Any:
@@ -41,16 +128,36 @@ def redact(value: Any) -> Any:
 
 
 def _secret_values() -> list[str]:
-    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS]
-    return sorted({v for v in values if len(v) >= 6}, key=len, reverse=True)
+    values = {os.environ.get(name, "") for name in SECRET_ENV_VARS}
+    with _registered_lock:
+        values |= _registered
+    return sorted((v for v in values if len(v) >= MIN_SECRET_LEN), key=len, reverse=True)
+
+
+# ``api_key=abc``, ``api_key:abc``, ``"api_key": "abc"``, ``--hf-token abc`` is not matched (a flag
+# value is not known to be the secret's spelling); the name must be a whole identifier.
+_ASSIGNMENT = re.compile(
+    r"""(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>["']?\s*[:=]\s*["']?)(?P<value>[^\s"',;)}\]]+)"""
+)
+
+
+_BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{6,}")
+
+
+def _mask_assignment(match: re.Match[str]) -> str:
+    name = match.group("name").rsplit(".", 1)[-1]
+    if not is_secret_key(name) or match.group("value") == REDACTED:
+        return match.group(0)
+    return f"{match.group('name')}{match.group('sep')}{REDACTED}"
 
 
 def scrub(text: str) -> str:
-    """Replace the values of known secret environment variables inside free text."""
+    """Mask secrets inside free text: known secret values, and values written after a secret name."""
     for secret in _secret_values():
         if secret in text:
             text = text.replace(secret, REDACTED)
-    return text
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return _ASSIGNMENT.sub(_mask_assignment, text)
 
 
 class ScrubFilter(logging.Filter):
