@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -179,8 +181,12 @@ def evaluate_command(
     load_env(env_file)
     if ctx.invoked_subcommand is not None:
         return
-    from eval_framework.reporting import progress_bar, stderr, stdout, summary_table
+    from eval_framework.registry.progress import set_download_bar_factory
+    from eval_framework.reporting import download_bar, progress_bar, stderr, stdout, summary_table
     from eval_framework.runner import evaluate
+    from eval_framework.sinks.publish import preflight
+
+    set_download_bar_factory(download_bar)
 
     parsed_args = parse_llm_args(llm_args) if llm_args else {}
     if checkpoint:
@@ -208,6 +214,8 @@ def evaluate_command(
     file_values = read_config_file(config) if config else {}
     cfg = build_config(file_values, flags)
     sinks = cfg.publish_options()
+    preflight(sinks)  # a missing extra or token costs seconds, not an evaluation
+    _say_on_interrupt(f"finished samples are saved under {cfg.output_dir}; rerun the same command to resume")
     live = None
     if sinks.wandb is not None:
         from eval_framework.sinks.wandb_sink import LiveRun, say_once
@@ -293,6 +301,11 @@ def upload_command_cli(
     sinks = cfg.publish_options()
     if not sinks.any:
         raise ConfigError("nothing to upload to: pass --wandb-project and/or --hf-upload-repo")
+    _say_on_interrupt("what was already logged is kept and recorded; rerun the same command to finish")
+    if not dry_run:
+        from eval_framework.sinks.publish import preflight
+
+        preflight(sinks)
     bundles = find_bundles(paths)
     if wandb_run_id and len(bundles) > 1:
         raise ConfigError("--wandb-run-id names one run: pass exactly one bundle with it")
@@ -300,8 +313,13 @@ def upload_command_cli(
         print(json.dumps([plan(b, sinks) for b in bundles], indent=2))
         return
     finished = [b for b in bundles if Bundle(b).is_complete()]
+    if not finished:
+        raise ConfigError(
+            f"none of the {len(bundles)} bundle(s) found is a finished evaluation; rerun the evaluations "
+            "first (upload --dry-run says what each one lacks)"
+        )
     for skipped in sorted(set(bundles) - set(finished)):
-        print(f"skipping {skipped}: not a finished evaluation", file=sys.stderr)
+        print(f"skipping {skipped}: not a finished evaluation (rerun it to finish it)", file=sys.stderr)
     _publish_and_report(finished, sinks)
 
 
@@ -405,31 +423,104 @@ def demo_command(
         stdout.print(f"{version}: {outcome.bundle_dir}")
 
 
+#: What a user is told when a command is interrupted; each command says what it keeps.
+_on_interrupt = ["nothing finished is lost; rerun the same command"]
+
+
+def _say_on_interrupt(text: str) -> None:
+    _on_interrupt[0] = text
+
+
+def _debug(args: list[str]) -> bool:
+    # Read when an error is shown, not at start: .env (loaded by the command) may set it.
+    return "-v" in args or "--verbose" in args or os.environ.get("EVAL_FRAMEWORK_DEBUG", "").strip() == "1"
+
+
+def _error(message: str, args: list[str], exc: BaseException | None = None) -> None:
+    """The one line a failure prints (the traceback first with -v), scrubbed of secrets."""
+    if exc is not None and _debug(args):
+        print(scrub("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+    print(f"error: {scrub(message)}", file=sys.stderr)
+
+
+def _usage_message(exc: click.ClickException) -> str:
+    """click's usage error as one line, naming the command whose --help lists the options."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "eval_framework"
+    message = exc.format_message().strip().rstrip(".")
+    return f"{message[:1].lower()}{message[1:]}; see '{command} --help'"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (also used by tests)."""
-    args = expand_multi_value_options(list(sys.argv[1:] if argv is None else argv))
-    debug = "-v" in args or "--verbose" in args or os.environ.get("EVAL_FRAMEWORK_DEBUG") == "1"
+    from eval_framework import cleanup
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    args = expand_multi_value_options(args) if not _names_subcommand(args) else args
+    cleanup.install_sigterm_handler()  # SIGTERM (a scheduler's stop) exits through our handlers
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name="eval_framework", standalone_mode=False)
     except EvalFrameworkError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {scrub(str(exc))}", file=sys.stderr)
+        _error(str(exc), args, exc)
         return exc.exit_code
     except (click.exceptions.Exit, typer.Exit) as exc:
-        return int(getattr(exc, "exit_code", 0) or 0)
-    except (click.ClickException, typer.TyperException) as exc:  # newer typer ships its own click
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            print(f"error: {exc}", file=sys.stderr)
+        code = int(getattr(exc, "exit_code", 0) or 0)
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # typer turns Ctrl-C into Exit(130)
+            _error(f"interrupted: {_on_interrupt[0]}", args)
+        return code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        if exc.ctx is not None:
+            print(exc.ctx.get_help())
+        return 2
+    except click.ClickException as exc:
+        _error(_usage_message(exc), args)
         return int(getattr(exc, "exit_code", 2))
-    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
-        print("interrupted; finished samples are saved and a rerun resumes", file=sys.stderr)
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt) as exc:
+        _error(f"interrupted: {_on_interrupt[0]}", args, exc)
         return 130
+    except SystemExit as exc:
+        if exc.code == 128 + signal.SIGTERM:
+            _error(f"stopped by SIGTERM: {_on_interrupt[0]}", args)
+            return int(exc.code)
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            _error(f"the disk is full ({exc.strerror}); free space and {_on_interrupt[0]}", args, exc)
+            return 5
+        _error(f"{type(exc).__name__}: {exc}; rerun with -v for details", args, exc)
+        return 1
+    except Exception as exc:  # a bug: still one line, with the way to the traceback
+        _error(
+            f"unexpected {type(exc).__name__}: {exc} (this is a bug in eval_framework; rerun with -v and "
+            "report the traceback)",
+            args,
+            exc,
+        )
+        return 1
     return int(result) if isinstance(result, int) else 0
+
+
+def _names_subcommand(args: list[str]) -> bool:
+    """Whether the command line runs a subcommand. Only the root command takes several values after
+    one flag (``--llm-args a=1 b=2``): a subcommand has positional arguments that must stay theirs
+    (``upload --wandb-tags nightly out/``)."""
+    root = typer.main.get_command(app)
+    takes_value = {
+        opt
+        for param in root.params
+        if isinstance(param, click.Option) and not param.is_flag
+        for opt in param.opts
+    }
+    subcommands = set(getattr(root, "commands", {}))
+    tokens = iter(args)
+    for token in tokens:
+        if token.startswith("-"):
+            if token in takes_value:
+                next(tokens, None)
+            continue
+        return token in subcommands
+    return False
 
 
 def run() -> None:

@@ -6,6 +6,8 @@ process environment first (never overriding variables that are already set).
 
 from __future__ import annotations
 
+import difflib
+import io
 import logging
 import os
 from pathlib import Path
@@ -16,7 +18,8 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eval_framework.errors import ConfigError, EvalFrameworkError
-from eval_framework.redact import redact
+from eval_framework.redact import redact, register_secrets_in
+from eval_framework.textfiles import read_text, yaml_error
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +121,8 @@ def load_env(env_file: Path | None) -> Path | None:
 def _set_unset(path: Path) -> None:
     """Variables the environment does not set yet. An empty value (``NAME=``, as in .env.example)
     means "not set": exported as "", it would reach libraries that cannot parse it."""
-    for name, value in dotenv_values(path).items():
+    text = read_text(path, f"env file {path}", ConfigError)
+    for name, value in dotenv_values(stream=io.StringIO(text)).items():
         if value and name not in os.environ:
             os.environ[name] = value
 
@@ -127,12 +131,11 @@ def read_yaml_mapping(
     path: Path, what: str, error: type[EvalFrameworkError], expected: str
 ) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; every failure is ``error`` naming ``what``."""
+    text = read_text(path, what, error)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise error(f"cannot read {what}: {exc.strerror}; check the path") from exc
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise error(f"{what} is not valid YAML: {exc}") from exc
+        raise yaml_error(path, what, exc, error) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -146,13 +149,23 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> EvalConfig:
-    """Merge layers (flags win over the file; None means 'not given') and validate."""
-    merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    """Merge layers (flags win over the file; None means 'not given', in the file too) and validate."""
+    given = [file_values, flag_values]
+    merged = {k: v for layer in given for k, v in layer.items() if v is not None}
+    register_secrets_in(merged.get("llm_args") or {})
     try:
         return EvalConfig(**merged)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = "--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")
+        loc = [str(p) for p in first["loc"]]
+        if first["type"] == "extra_forbidden" and len(loc) == 1:
+            close = difflib.get_close_matches(loc[0], list(EvalConfig.model_fields), n=2)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise ConfigError(
+                f"unknown option {loc[0]!r} in the --config file{hint}; see eval_framework --help "
+                "for the options (write them with underscores or dashes)"
+            ) from exc
+        where = "--" + loc[0].replace("_", "-") + "".join(f".{p}" for p in loc[1:])
         raise ConfigError(f"invalid {where}: {first['msg']}; see eval_framework --help") from exc
 
 

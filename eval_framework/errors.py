@@ -62,9 +62,12 @@ class ExportError(EvalFrameworkError):
     exit_code = 7
 
 
-def missing_extra(package: str, extra: str) -> ModelError:
-    """Error for an optional dependency that is not installed."""
-    return ModelError(
+def missing_extra(
+    package: str, extra: str, error: type[EvalFrameworkError] = ModelError
+) -> EvalFrameworkError:
+    """Error for an optional dependency that is not installed (a model's by default; sinks and
+    data readers pass their own class so the exit code says which part is missing it)."""
+    return error(
         f"the optional dependency '{package}' is not installed; "
         f"install it with: pip install 'eval_framework[{extra}]'"
     )

@@ -34,8 +34,8 @@ def parse_llm_args(pairs: Iterable[str]) -> dict[str, Any]:
         parts = key.split(".")
         if not sep or not key or any(not p.isidentifier() for p in parts):
             raise ConfigError(
-                f"bad --llm-args entry {pair!r}: expected key=value with a Python-identifier key "
-                "(nested keys as a.b=value), e.g. --llm-args checkpoint=./ckpt dtype=bfloat16"
+                f"bad --llm-args entry {pair!r}: expected NAME=VALUE with a Python-identifier name "
+                "(nested names as a.b=VALUE), e.g. --llm-args checkpoint=./ckpt dtype=bfloat16"
             )
         node = result
         for part in parts[:-1]:

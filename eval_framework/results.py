@@ -1,37 +1,60 @@
 """The results bundle: one directory per evaluation, the single source of truth.
 
 <output_dir>/<model>__<task>__<k>shot__<n>__<key12>/
-    metadata.json   identity, redacted config, timings, environment, links, status
-    samples.jsonl   one line per sample, appended as results arrive (the resume point)
-    results.json    aggregated metrics with stderr and n, overall and per subject
-    eval.log        the run's log
-    exports.jsonl   ledger of exports (one line per destination)
+    metadata.json          identity, redacted config, timings, environment, links, status
+    samples.jsonl          one line per sample, appended as results arrive (the resume point)
+    results.json           aggregated metrics with stderr and n, overall and per subject
+    eval.log               the run's log
+    exports.jsonl          ledger of exports (one line per destination)
+    samples.rejected.jsonl sample lines that were damaged and recomputed (kept, never read back)
+
+Every file is read through the models in ``bundle_schema``. A bundle is *complete* only when all
+three files are valid and agree (status complete, one valid row per sample, same evaluation
+key); anything less is resumed, never silently reused.
+
+``--overwrite`` evaluates into a hidden sibling (``.<name>.overwrite``) and swaps it in only when
+it is complete, so the old bundle stays authoritative whatever kills the process; a swap cut
+short is finished (or undone) by the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+from pydantic import BaseModel, ValidationError
 
+from eval_framework.bundle_schema import SCHEMA_VERSION, MetadataFile, ResultsFile, SampleRow, problem
 from eval_framework.errors import OutputError
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+__all__ = ["SCHEMA_VERSION", "Bundle", "BundleDamaged", "bundle_dirname", "natural_key"]
+
 METADATA = "metadata.json"
 SAMPLES = "samples.jsonl"
 RESULTS = "results.json"
 LOG = "eval.log"
 EXPORTS = "exports.jsonl"
+REJECTED = "samples.rejected.jsonl"
+OVERWRITE_SUFFIX = ".overwrite"
+OLD_SUFFIX = ".old"
+
+
+class BundleDamaged(OutputError):
+    """A bundle file exists but cannot be read as what it should be."""
 
 
 def canonical_json(value: Any) -> str:
@@ -56,18 +79,37 @@ def bundle_dirname(
     return f"{slug(model_name)}__{slug(Path(task_name).stem)}__{num_fewshot}shot__{n}__{key[:12]}"
 
 
+def write_failure(path: Path, exc: OSError) -> OutputError:
+    """A failed write of a bundle file, said so that the user knows nothing finished is lost."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        why = "the disk is full" if exc.errno != errno.EFBIG else "the file size limit was reached"
+        return OutputError(
+            f"cannot write {path}: {why} ({exc.strerror}); free space (or pass another --output-dir) and "
+            "rerun the same command: finished samples are kept and the rerun resumes"
+        )
+    return OutputError(
+        f"cannot write {path}: {exc.strerror or exc}; fix the output directory and rerun the same "
+        "command: finished samples are kept and the rerun resumes"
+    )
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same directory and os.replace: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise write_failure(path, exc) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_failure(path, exc) from exc
         raise
 
 
@@ -77,11 +119,66 @@ def write_json(path: Path, data: Any) -> None:
     )
 
 
-def read_json(path: Path) -> Any:
+def _damaged(path: Path, why: str) -> BundleDamaged:
+    return BundleDamaged(
+        f"{path} is damaged ({why}); rerun the evaluation with --overwrite to recompute it (the damaged "
+        "bundle is replaced only once the new one is complete)"
+    )
+
+
+def read_validated(path: Path, model: type[BaseModel]) -> dict[str, Any]:
+    """A bundle JSON file checked against its model; BundleDamaged when it is not one."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise OutputError(f"{path} is corrupt ({exc.msg}); move it away or rerun with --overwrite") from exc
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise OutputError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _damaged(path, "not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise _damaged(path, "not a JSON object")
+    version = data.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise OutputError(
+            f"{path} was written by a newer eval_framework (bundle schema {version}, this one reads up "
+            f"to {SCHEMA_VERSION}); upgrade eval_framework to read it"
+        )
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        raise _damaged(path, problem(exc)) from exc
+    return data
+
+
+@dataclass(frozen=True)
+class SampleLine:
+    """A valid samples.jsonl line and where it is."""
+
+    number: int
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BadLine:
+    number: int
+    reason: str
+    text: str
+
+
+@dataclass
+class SampleScan:
+    rows: list[SampleLine] = field(default_factory=list)
+    bad: list[BadLine] = field(default_factory=list)
+
+
+def check_row(data: Any) -> str | None:
+    """Why a parsed samples.jsonl line is not a sample row, or None when it is one."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not a row object"
+    try:
+        SampleRow.model_validate(data)
+    except ValidationError as exc:
+        return problem(exc)
+    return None
 
 
 class Bundle:
@@ -108,24 +205,86 @@ class Bundle:
         return self.metadata_path.is_file()
 
     def metadata(self) -> dict[str, Any]:
-        data = read_json(self.metadata_path)
-        version = data.get("schema_version", 0)
-        if version > SCHEMA_VERSION:
-            raise OutputError(
-                f"{self.dir} was written by a newer eval_framework (schema {version}); upgrade to read it"
-            )
-        return data
+        return read_validated(self.metadata_path, MetadataFile)
 
     def results(self) -> dict[str, Any]:
-        return read_json(self.results_path)
+        return read_validated(self.results_path, ResultsFile)
+
+    def scan_samples(self) -> SampleScan:
+        """Every line of samples.jsonl, valid or not (a torn last line is left out: it is the part
+        of a row a killed process did not finish; ``truncate_torn_tail`` removes it)."""
+        scan = SampleScan()
+        if not self.samples_path.is_file():
+            return scan
+        data = self.samples_path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        for number, raw in enumerate(data[:end].splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                parsed = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                reason: str | None = "not valid JSON"
+            else:
+                reason = check_row(parsed)
+            text = raw.decode("utf-8", errors="replace")
+            if reason is None:
+                scan.rows.append(SampleLine(number, parsed))
+            else:
+                scan.bad.append(BadLine(number, reason, text))
+        return scan
+
+    def truncate_torn_tail(self) -> None:
+        """Cut an unfinished last line (a process killed mid-write) so appends start on a new line."""
+        if not self.samples_path.is_file():
+            return
+        data = self.samples_path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            log.info("cutting an unfinished last line off %s", self.samples_path)
+            with self.samples_path.open("r+b") as handle:
+                handle.truncate(end)
+
+    def read_samples(self) -> list[dict[str, Any]]:
+        """The valid sample rows (a complete bundle has no others)."""
+        return [line.row for line in self.scan_samples().rows]
+
+    def problems(self) -> str | None:
+        """Why this bundle is not a complete, consistent evaluation, or None when it is one.
+        Raises BundleDamaged when metadata.json itself cannot be read."""
+        metadata = self.metadata()
+        if metadata["status"] != "complete":
+            return "not finished"
+        if not self.results_path.is_file():
+            return "results.json is missing"
+        try:
+            results = self.results()
+        except BundleDamaged as exc:
+            return str(exc).split(";")[0]
+        if results["natural_key"] != metadata["natural_key"]:
+            return "results.json belongs to another evaluation"
+        scan = self.scan_samples()
+        if scan.bad:
+            first = scan.bad[0]
+            return f"{self.samples_path}:{first.number} is not a valid sample row ({first.reason})"
+        indices = sorted(line.row["index"] for line in scan.rows)
+        if indices != list(range(metadata["task"]["num_samples"])):
+            return f"{self.samples_path} does not hold exactly one row per sample"
+        return None
 
     def is_complete(self) -> bool:
-        return self.results_path.is_file() and self.exists() and self.metadata().get("status") == "complete"
+        """A complete, consistent evaluation (damaged or unfinished bundles are not)."""
+        if not self.exists():
+            return False
+        try:
+            return self.problems() is None
+        except BundleDamaged:
+            return False
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Keeps two processes from doing the same work; correctness never depends on it."""
-        # Beside the bundle, not inside it: --overwrite moves the bundle directory aside.
+        # Beside the bundle, not inside it: --overwrite swaps the bundle directory.
         lock = FileLock(str(self.dir.parent / f".{self.dir.name}.lock"))
         try:
             lock.acquire(timeout=0)
@@ -139,35 +298,77 @@ class Bundle:
         finally:
             lock.release()
 
-    def read_samples(self) -> list[dict[str, Any]]:
-        """Finished sample rows. A torn last line (process killed mid-write) is cut off the file."""
-        if not self.samples_path.is_file():
-            return []
-        data = self.samples_path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end != len(data):
-            with self.samples_path.open("r+b") as handle:
-                handle.truncate(end)
-        rows = []
-        for number, line in enumerate(data[:end].splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise OutputError(
-                    f"{self.samples_path}:{number} is corrupt; move the bundle away or rerun with --overwrite"
-                ) from exc
-        return rows
-
     def append_samples(self, rows: Iterable[Mapping[str, Any]]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
         if not text:
             return
-        with self.samples_path.open("a", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with self.samples_path.open("a", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise write_failure(self.samples_path, exc) from exc
+
+    def keep_only(self, lines: list[SampleLine], rejected: list[BadLine]) -> None:
+        """Rewrite samples.jsonl with only ``lines``; the rejected lines are kept aside in
+        samples.rejected.jsonl, never deleted."""
+        if rejected:
+            text = "".join(
+                json.dumps({"line": b.number, "reason": b.reason, "text": b.text}, ensure_ascii=False) + "\n"
+                for b in rejected
+            )
+            try:
+                with (self.dir / REJECTED).open("a", encoding="utf-8") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                raise write_failure(self.dir / REJECTED, exc) from exc
+        body = "".join(json.dumps(line.row, ensure_ascii=False, default=str) + "\n" for line in lines)
+        atomic_write_text(self.samples_path, body)
+
+    # --overwrite -------------------------------------------------------------------------------
+    @property
+    def overwrite_dir(self) -> Path:
+        return self.dir.with_name(f".{self.dir.name}{OVERWRITE_SUFFIX}")
+
+    @property
+    def _old_dir(self) -> Path:
+        return self.dir.with_name(f".{self.dir.name}{OLD_SUFFIX}")
+
+    def unsynced_offline_runs(self) -> list[Path]:
+        """W&B runs logged offline into this bundle that ``wandb sync`` has not marked synced."""
+        runs = self.dir / "wandb"
+        if not runs.is_dir():
+            return []
+        return sorted(
+            log_file.parent
+            for log_file in runs.glob("offline-run-*/run-*.wandb")
+            if not log_file.with_name(log_file.name + ".synced").exists()
+        )
+
+    def promote(self, new: Bundle) -> None:
+        """Put the complete bundle ``new`` in this one's place; the old one goes only afterwards."""
+        old = self._old_dir
+        if old.exists():
+            shutil.rmtree(old)
+        if self.dir.exists():
+            os.replace(self.dir, old)
+        os.replace(new.dir, self.dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def finish_interrupted_swap(self) -> None:
+        """Complete (or undo) a ``promote`` that a killed process left half done."""
+        old, new = self._old_dir, Bundle(self.overwrite_dir)
+        if not self.dir.exists() and old.exists():
+            if new.is_complete():
+                log.info("finishing an interrupted --overwrite of %s", self.dir)
+                os.replace(new.dir, self.dir)
+            else:
+                os.replace(old, self.dir)
+        if self.dir.exists() and old.exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def ensure_writable(directory: Path) -> None:
@@ -184,19 +385,6 @@ def ensure_writable(directory: Path) -> None:
         ) from exc
 
 
-@contextlib.contextmanager
-def replacing(bundle: Bundle) -> Iterator[None]:
-    """For --overwrite: keep the old bundle aside until the new one completes, restore it on failure."""
-    if not bundle.dir.exists():
-        yield
-        return
-    backup = bundle.dir.with_name(f"{bundle.dir.name}.replaced-{int(time.time())}")
-    os.replace(bundle.dir, backup)
-    bundle.dir.mkdir(parents=True)
-    try:
-        yield
-    except BaseException:
-        shutil.rmtree(bundle.dir, ignore_errors=True)
-        os.replace(backup, bundle.dir)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
+def is_bundle_dir_name(name: str) -> bool:
+    """Hidden siblings (a pending --overwrite, a swap in progress) are not bundles of their own."""
+    return not name.startswith(".") and ".replaced-" not in name

@@ -1,9 +1,17 @@
-"""The evaluation loop: select samples, score them in batches, stream rows, aggregate."""
+"""The evaluation loop: plan, then resume or reuse, score in batches, stream rows, aggregate.
+
+Order matters for "bad input loses nothing": everything that can be checked without the model
+(task, prompts, model class and arguments, identity, an unsynced W&B run in the way of
+--overwrite) is checked before anything is created, and the model is loaded before the bundle
+directory is made, so a failure there leaves no half-made bundle behind.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -14,19 +22,21 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Protocol
 
+from eval_framework.bundle_schema import MetadataFile, ResultsFile
 from eval_framework.config import EvalConfig
 from eval_framework.errors import EvalFrameworkError, ModelError, OutputError, TaskError
 from eval_framework.metrics import aggregate, score_multiple_choice
-from eval_framework.models.base import GenerationRequest, LoglikelihoodRequest
-from eval_framework.models.loading import find_model_class, instantiate
-from eval_framework.redact import ScrubFilter
+from eval_framework.models.base import BaseLLM, GenerationRequest, LoglikelihoodRequest
+from eval_framework.models.loading import check_llm_args, find_model_class, instantiate, model_identity
+from eval_framework.redact import ScrubFilter, register_secrets_in
 from eval_framework.results import (
     SCHEMA_VERSION,
+    BadLine,
     Bundle,
+    SampleLine,
     bundle_dirname,
     ensure_writable,
     natural_key,
-    replacing,
     write_json,
 )
 from eval_framework.tasks.base import Task
@@ -56,6 +66,25 @@ class EvalOutcome:
     reused: bool  #: True when a finished bundle was found and nothing was recomputed
 
 
+@dataclass(frozen=True)
+class EvalPlan:
+    """Everything decided before touching the model or the output directory."""
+
+    config: EvalConfig
+    task: Task
+    prepared: list[PreparedSample]
+    model_cls: type
+    llm_args: dict[str, Any]  #: checked against the constructor, values converted to its types
+    key: str
+    display: str
+    identity: dict[str, Any]
+
+    @property
+    def bundle_name(self) -> str:
+        c = self.config
+        return bundle_dirname(self.display, self.task.name, c.num_fewshot, c.num_samples, self.key)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -70,9 +99,17 @@ def _environment() -> dict[str, Any]:
     return env
 
 
+class _BundleLogHandler(logging.FileHandler):
+    """eval.log; a failed write (disk full) must not print logging's own traceback: the next bundle
+    write reports the problem as one line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 @contextmanager
 def _bundle_log(path: Path) -> Iterator[None]:
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _BundleLogHandler(path, encoding="utf-8", delay=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(ScrubFilter())
     root = logging.getLogger("eval_framework")
@@ -157,6 +194,8 @@ def _score_generation(
     rows = []
     for (index, prepared), text in zip(batch, outputs, strict=True):
         s = prepared.sample
+        if not isinstance(text, str):
+            raise ModelError(f"the model's generate() returned {type(text).__name__}, not str")
         extracted = task.extract_answer(text)
         rows.append(
             {
@@ -169,111 +208,230 @@ def _score_generation(
     return rows
 
 
-def plan(config: EvalConfig) -> tuple[Task, list[PreparedSample], type, str, str, dict[str, Any]]:
-    """Everything decided before touching the model: task, prompts, identity, bundle name."""
+def make_plan(config: EvalConfig) -> EvalPlan:
+    """Everything decided before touching the model: task, prompts, arguments, identity."""
+    register_secrets_in(config.llm_args)
+    model_cls = find_model_class(config.llm_name, config.models)
+    llm_args = check_llm_args(model_cls, config.llm_args)
     task = get_task(config.task_name, config.subjects, config.task_data_dir)
     samples = select_samples(task.eval_samples(), config.num_samples, config.seed)
     if not samples:
         raise TaskError(f"task {task.name} has no samples to evaluate")
     prepared = [prepare(task, s, config.num_fewshot, config.seed) for s in samples]
-    model_cls = find_model_class(config.llm_name, config.models)
     settings = {
         "num_fewshot": config.num_fewshot,
         "num_samples": config.num_samples,
         "seed": config.seed,
         "max_tokens": config.max_tokens if task.kind == "generation" else None,
     }
-    model_identity = (
-        model_cls.result_identity(config.llm_args)
-        if hasattr(model_cls, "result_identity")
-        else {"class": model_cls.__qualname__}
-    )
-    key = natural_key(model_identity, task.identity(), settings)
+    model_ident = model_identity(model_cls, llm_args)
+    task_ident = task.identity()
     display = (
-        model_cls.display_name_for(config.llm_args)
-        if hasattr(model_cls, "display_name_for")
-        else model_cls.__name__
+        model_cls.display_name_for(llm_args) if hasattr(model_cls, "display_name_for") else model_cls.__name__
     )
-    identity = {"model": model_identity, "task": task.identity(), "settings": settings}
-    return task, prepared, model_cls, key, display, identity
+    return EvalPlan(
+        config=config,
+        task=task,
+        prepared=prepared,
+        model_cls=model_cls,
+        llm_args=llm_args,
+        key=natural_key(model_ident, task_ident, settings),
+        display=display,
+        identity={"model": model_ident, "task": task_ident, "settings": settings},
+    )
 
 
 def evaluate(
     config: EvalConfig,
     progress: ProgressFn | None = None,
-    model: Any | None = None,
+    model: BaseLLM | Any | None = None,
     hooks: RunHooks | None = None,
 ) -> EvalOutcome:
     """Run (or resume, or reuse) one evaluation and return its bundle."""
-    task, prepared, model_cls, key, display, identity = plan(config)
+    plan = make_plan(config)
     ensure_writable(config.output_dir)
-    bundle = Bundle(
-        config.output_dir / bundle_dirname(display, task.name, config.num_fewshot, config.num_samples, key)
-    )
+    bundle = Bundle(config.output_dir / plan.bundle_name)
     with bundle.lock():
-        if bundle.is_complete() and not config.overwrite:
+        bundle.finish_interrupted_swap()
+        if config.overwrite:
+            return _overwrite(plan, bundle, progress, model)
+        done = _resume_point(plan, bundle)
+        if done is None:
             log.info("reusing finished evaluation in %s (pass --overwrite to recompute)", bundle.dir)
             return EvalOutcome(bundle.dir, bundle.results(), bundle.metadata(), reused=True)
-        if config.overwrite:
-            with replacing(bundle):
-                return _run(
-                    config, task, prepared, model_cls, key, display, identity, bundle, progress, model, hooks
-                )
-        return _run(config, task, prepared, model_cls, key, display, identity, bundle, progress, model, hooks)
+        return _run(plan, bundle, done, progress, model, hooks)
 
 
-def _run(
-    config: EvalConfig,
-    task: Task,
-    prepared: list[PreparedSample],
-    model_cls: type,
-    key: str,
-    display: str,
-    identity: dict[str, Any],
-    bundle: Bundle,
-    progress: ProgressFn | None,
-    model: Any | None,
-    hooks: RunHooks | None = None,
-) -> EvalOutcome:
-    bundle.dir.mkdir(parents=True, exist_ok=True)
-    if bundle.exists() and bundle.metadata().get("natural_key") != key:
-        raise OutputError(f"{bundle.dir} holds a different evaluation; move it away or use --overwrite")
-    done = {row["index"]: row for row in bundle.read_samples()}
+def _overwrite(plan: EvalPlan, bundle: Bundle, progress: ProgressFn | None, model: Any) -> EvalOutcome:
+    """Evaluate into a hidden sibling and swap it in only once complete: the old bundle stays
+    authoritative until then, whatever stops the process; a rerun with --overwrite resumes it."""
+    unsynced = bundle.unsynced_offline_runs()
+    if unsynced:
+        raise OutputError(
+            f"--overwrite would delete {len(unsynced)} W&B run(s) logged offline in {bundle.dir} and never "
+            f"synced; sync them first (wandb sync {' '.join(str(p) for p in unsynced)}) or delete them to "
+            "discard, then rerun"
+        )
+    staging = Bundle(bundle.overwrite_dir)
+    try:
+        done = _resume_point(plan, staging)
+    except OutputError:  # our own scratch space: start it again rather than stop on it
+        log.info("discarding an unusable unfinished --overwrite in %s", staging.dir)
+        shutil.rmtree(staging.dir)
+        done = {}
+    if done is None:  # finished before a kill stopped the swap
+        results, metadata = staging.results(), staging.metadata()
+    else:
+        outcome = _run(plan, staging, done, progress, model, hooks=None)
+        results, metadata = outcome.results, outcome.metadata
+    bundle.promote(staging)
+    return EvalOutcome(bundle.dir, results, metadata, reused=False)
+
+
+def _resume_point(plan: EvalPlan, bundle: Bundle) -> dict[int, dict[str, Any]] | None:
+    """None when ``bundle`` is a complete evaluation of ``plan``; else the sample rows that can be
+    kept (damaged or foreign rows are set aside and recomputed)."""
+    if not bundle.dir.exists():
+        return {}
+    if bundle.exists():
+        metadata = bundle.metadata()
+        if metadata["natural_key"] != plan.key:
+            raise OutputError(
+                f"{bundle.dir} holds a different evaluation; move it away or rerun with --overwrite"
+            )
+        why = bundle.problems()
+        if why is None:
+            return None
+        if metadata["status"] == "complete":
+            log.warning("%s is not a consistent finished evaluation (%s): completing it", bundle.dir, why)
+    bundle.truncate_torn_tail()
+    scan = bundle.scan_samples()
+    keep: list[SampleLine] = []
+    bad = list(scan.bad)
+    done: dict[int, dict[str, Any]] = {}
+    for line in scan.rows:
+        reason = _mismatch(plan, line.row, done)
+        if reason is None:
+            keep.append(line)
+            done[line.row["index"]] = line.row
+        else:
+            bad.append(BadLine(line.number, reason, _line_text(line.row)))
+    if bad:
+        for item in sorted(bad, key=lambda b: b.number):
+            log.warning(
+                "%s:%d is not a usable sample row (%s): it is set aside in samples.rejected.jsonl and "
+                "recomputed",
+                bundle.samples_path,
+                item.number,
+                item.reason,
+            )
+        bundle.keep_only(keep, bad)
+    return done
+
+
+def _line_text(row: dict[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False, default=str)
+
+
+def _mismatch(plan: EvalPlan, row: dict[str, Any], done: dict[int, dict[str, Any]]) -> str | None:
+    """Why a valid row does not belong at its index of this evaluation, or None."""
+    index = row["index"]
+    if index >= len(plan.prepared):
+        return f"index {index} is beyond the {len(plan.prepared)} samples"
+    if index in done:
+        return f"a second row for index {index}"
+    prepared = plan.prepared[index]
+    expected = {
+        "id": prepared.sample.id,
+        "prompt": prepared.sample.prompt,
+        "fewshot_ids": list(prepared.fewshot_ids),
+    }
+    for name, value in expected.items():
+        if row[name] != value:
+            return f"its {name} is not the one of sample {index}"
+    kind = plan.task.kind
+    if (kind == "multiple_choice") != (row.get("choices") is not None):
+        return f"not a {kind.replace('_', ' ')} row"
+    missing = [m for m in plan.task.metrics if m not in row["scores"]]
+    if missing:
+        return f"no score for {', '.join(missing)}"
+    return None
+
+
+def _metadata(plan: EvalPlan, bundle: Bundle, resumed: bool) -> dict[str, Any]:
+    config, task = plan.config, plan.task
     previous = bundle.metadata() if bundle.exists() else {}
-    started = time.time()
-    metadata: dict[str, Any] = {
+    return {
         "schema_version": SCHEMA_VERSION,
-        "natural_key": key,
+        "natural_key": plan.key,
         "status": "running",
         "framework": {"name": "eval_framework", "version": __version__},
         "config": config.redacted(),
-        "model": {"name": display, "identity": identity["model"]},
+        "model": {
+            "name": plan.display,
+            "identity": plan.identity["model"],
+            "details": previous.get("model", {}).get("details"),
+        },
         "task": {
             "name": task.name,
             "kind": task.kind,
             "language": task.language,
-            "subjects": sorted({p.sample.subject for p in prepared if p.sample.subject}),
+            "subjects": sorted({p.sample.subject for p in plan.prepared if p.sample.subject}),
             "num_fewshot": config.num_fewshot,
-            "num_samples": len(prepared),
+            "num_samples": len(plan.prepared),
             "num_samples_requested": config.num_samples,
             "seed": config.seed,
             "metrics": list(task.metrics),
             "dataset": task.dataset_info(),
-            "identity": identity["task"],
+            "identity": plan.identity["task"],
         },
         "timings": {
             "started_at": previous.get("timings", {}).get("started_at", _now()),
-            "resumed_at": _now() if done else None,
+            "resumed_at": _now() if resumed else None,
         },
         "environment": _environment(),
         "links": previous.get("links", {}),
     }
-    write_json(bundle.metadata_path, metadata)
+
+
+def _write_checked(path: Path, data: dict[str, Any], model: type[MetadataFile] | type[ResultsFile]) -> None:
+    model.model_validate(data)  # what we write must read back: a failure here is our bug, said early
+    write_json(path, data)
+
+
+def _run(
+    plan: EvalPlan,
+    bundle: Bundle,
+    done: dict[int, dict[str, Any]],
+    progress: ProgressFn | None,
+    model: Any | None,
+    hooks: RunHooks | None,
+) -> EvalOutcome:
+    config = plan.config
+    started = time.time()
+    pending = [(i, p) for i, p in enumerate(plan.prepared) if i not in done]
+    load_s = None
+    if pending and model is None:
+        # Before the bundle directory exists: a model that fails to load leaves nothing behind.
+        load_start = time.time()
+        model = instantiate(plan.model_cls, plan.llm_args, config.batch_size)
+        load_s = round(time.time() - load_start, 3)
+    try:
+        bundle.dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {bundle.dir}: {exc.strerror}; check --output-dir") from exc
+    metadata = _metadata(plan, bundle, resumed=bool(done))
+    if load_s is not None:
+        metadata["timings"]["model_load_s"] = load_s
+    if pending:
+        describe = getattr(model, "describe", None)
+        metadata["model"]["details"] = describe() if callable(describe) else {}
+    _write_checked(bundle.metadata_path, metadata, MetadataFile)
     if hooks is not None:
         hooks.started(bundle)
     try:
-        return _score_all(config, task, prepared, model_cls, key, display, bundle, progress, model, metadata,
-                          done, started)  # fmt: skip
+        with _bundle_log(bundle.log_path):
+            return _score_all(plan, bundle, pending, done, metadata, model, progress, started)
     except BaseException as exc:
         if hooks is not None:
             hooks.interrupted(exc)
@@ -281,64 +439,46 @@ def _run(
 
 
 def _score_all(
-    config: EvalConfig,
-    task: Task,
-    prepared: list[PreparedSample],
-    model_cls: type,
-    key: str,
-    display: str,
+    plan: EvalPlan,
     bundle: Bundle,
-    progress: ProgressFn | None,
-    model: Any | None,
-    metadata: dict[str, Any],
+    pending: list[tuple[int, PreparedSample]],
     done: dict[int, dict[str, Any]],
+    metadata: dict[str, Any],
+    model: Any,
+    progress: ProgressFn | None,
     started: float,
 ) -> EvalOutcome:
-    with _bundle_log(bundle.log_path):
-        pending = [(i, p) for i, p in enumerate(prepared) if i not in done]
-        log.info(
-            "evaluating %s on %s: %d samples (%d already done) -> %s",
-            display,
-            task.name,
-            len(prepared),
-            len(done),
-            bundle.dir,
+    config, task = plan.config, plan.task
+    log.info("evaluating %s on %s: %d samples (%d already done) -> %s", plan.display, task.name,
+             len(plan.prepared), len(done), bundle.dir)  # fmt: skip
+    total, finished = len(plan.prepared), len(done)
+    if progress:
+        progress(finished, total)
+    chunk = max(config.batch_size * 4, 32)
+    max_tokens = config.max_tokens or task.max_tokens
+    for start in range(0, len(pending), chunk):
+        batch = pending[start : start + chunk]
+        rows = (
+            _score_mc(task, model, batch)
+            if task.kind == "multiple_choice"
+            else _score_generation(task, model, batch, max_tokens)
         )
-        if pending:
-            load_start = time.time()
-            model = model if model is not None else instantiate(model_cls, config.llm_args, config.batch_size)
-            metadata["timings"]["model_load_s"] = round(time.time() - load_start, 3)
-            describe = getattr(model, "describe", None)
-            metadata["model"]["details"] = describe() if callable(describe) else {}
-            write_json(bundle.metadata_path, metadata)
-        total, finished = len(prepared), len(done)
+        bundle.append_samples(rows)
+        done.update((row["index"], row) for row in rows)
+        finished += len(rows)
         if progress:
             progress(finished, total)
-        chunk = max(config.batch_size * 4, 32)
-        max_tokens = config.max_tokens or task.max_tokens
-        for start in range(0, len(pending), chunk):
-            batch = pending[start : start + chunk]
-            rows = (
-                _score_mc(task, model, batch)
-                if task.kind == "multiple_choice"
-                else _score_generation(task, model, batch, max_tokens)
-            )
-            bundle.append_samples(rows)
-            done.update((row["index"], row) for row in rows)
-            finished += len(rows)
-            if progress:
-                progress(finished, total)
-        results = {
-            "schema_version": SCHEMA_VERSION,
-            "task": task.name,
-            "model": display,
-            "natural_key": key,
-            "metrics": aggregate([done[i] for i in sorted(done)], task.metrics),
-        }
-        write_json(bundle.results_path, results)
-        metadata["status"] = "complete"
-        metadata["timings"]["finished_at"] = _now()
-        metadata["timings"]["duration_s"] = round(time.time() - started, 3)
-        write_json(bundle.metadata_path, metadata)
-        log.info("finished %s on %s", display, task.name)
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "task": task.name,
+        "model": plan.display,
+        "natural_key": plan.key,
+        "metrics": aggregate([done[i] for i in sorted(done)], task.metrics),
+    }
+    _write_checked(bundle.results_path, results, ResultsFile)
+    metadata["status"] = "complete"
+    metadata["timings"]["finished_at"] = _now()
+    metadata["timings"]["duration_s"] = round(time.time() - started, 3)
+    _write_checked(bundle.metadata_path, metadata, MetadataFile)
+    log.info("finished %s on %s", plan.display, task.name)
     return EvalOutcome(bundle.dir, results, metadata, reused=False)

@@ -47,6 +47,12 @@ class BaseLLM:
     )
 
     @classmethod
+    def validate_args(cls, llm_args: dict[str, Any]) -> None:
+        """Check argument values that types cannot (a known dtype, an existing version) before
+        anything loads; raise ConfigError naming the argument. ``llm_args`` are already type-checked
+        against the constructor."""
+
+    @classmethod
     def result_identity(cls, llm_args: dict[str, Any]) -> dict[str, Any]:
         """What identifies this model's outputs, computed before loading it (so a finished
         evaluation is recognised without loading weights)."""

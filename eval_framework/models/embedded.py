@@ -13,16 +13,27 @@ class EmbeddedTinyLLM(HuggingFaceLLM):
     """``--llm-name embedded --llm-args version=v2``: one of the shipped tiny-letters checkpoints."""
 
     def __init__(self, version: str = "latest", **kwargs: Any) -> None:
+        self.validate_args({"version": version})
         versions = checkpoint_versions()
         chosen = versions[-1] if version == "latest" else version
-        if chosen not in versions:
-            raise ConfigError(
-                f"unknown embedded version {version!r}; available: {', '.join(versions)}, latest"
-            )
         kwargs.setdefault("device", "cpu")
         kwargs.setdefault("name", f"tiny-letters-{chosen}")
         super().__init__(str(checkpoint_dir(chosen)), **kwargs)
         self.version = chosen
+
+    @classmethod
+    def validate_args(cls, llm_args: dict[str, Any]) -> None:
+        from eval_framework.models.loading import check_signature
+
+        # The other arguments go to HuggingFaceLLM through **kwargs: check them against it.
+        rest = check_signature(HuggingFaceLLM, {k: v for k, v in llm_args.items() if k != "version"})
+        HuggingFaceLLM.validate_args({"checkpoint": "embedded", **rest})
+        version = str(llm_args.get("version", "latest"))
+        versions = checkpoint_versions()
+        if version != "latest" and version not in versions:
+            raise ConfigError(
+                f"unknown --llm-args version={version!r}; embedded versions: {', '.join(versions)}, latest"
+            )
 
     @classmethod
     def _version_dir(cls, llm_args: dict[str, Any]) -> dict[str, Any]:

@@ -69,13 +69,7 @@ class HuggingFaceLLM(BaseLLM):
             self.resolved = Resolver(options=options).resolve(artifact_name, self._stack)
             checkpoint = str(self.resolved.path)
         checkpoint = checkpoint or self.default_checkpoint
-        if not checkpoint:
-            raise ConfigError(
-                f"{type(self).__name__} needs a checkpoint: pass --checkpoint <registry ref> or "
-                "--llm-args checkpoint=<dir or hub id>"
-            )
-        if dtype not in _DTYPES:
-            raise ConfigError(f"unknown dtype {dtype!r} in --llm-args; use one of {', '.join(_DTYPES)}")
+        self.validate_args({"checkpoint": checkpoint, "dtype": dtype})
         self.checkpoint = str(checkpoint)
         self.revision = revision
         self.batch_size = int(batch_size)
@@ -136,6 +130,18 @@ class HuggingFaceLLM(BaseLLM):
 
     # identity -------------------------------------------------------------------------------
     @classmethod
+    def validate_args(cls, llm_args: dict[str, Any]) -> None:
+        super().validate_args(llm_args)
+        if not (llm_args.get("checkpoint") or llm_args.get("artifact_name") or cls.default_checkpoint):
+            raise ConfigError(
+                f"{cls.__name__} needs a checkpoint: pass --checkpoint <registry ref> or "
+                "--llm-args checkpoint=<dir or hub id>"
+            )
+        dtype = llm_args.get("dtype", "auto")
+        if dtype not in _DTYPES:
+            raise ConfigError(f"unknown --llm-args dtype={dtype!r}; use one of {', '.join(_DTYPES)}")
+
+    @classmethod
     def _checkpoint_from(cls, llm_args: dict[str, Any]) -> str | None:
         value = llm_args.get("checkpoint") or cls.default_checkpoint
         return str(value) if value else None
@@ -158,6 +164,11 @@ class HuggingFaceLLM(BaseLLM):
             ident["checkpoint_fingerprint"] = directory_fingerprint(local)
         else:
             ident["checkpoint"] = checkpoint
+            if checkpoint:
+                from eval_framework.models.hub_revision import hub_commit
+
+                # A branch moves; the commit it points at now is what gets evaluated.
+                ident["hub_commit"] = hub_commit(checkpoint, llm_args.get("revision"))
         return ident
 
     @classmethod

@@ -1,4 +1,10 @@
-"""Turn ``--models``/``--llm-name``/``--llm-args`` into a model instance."""
+"""Turn ``--models``/``--llm-name``/``--llm-args`` into a model class, checked arguments, an
+identity, and finally an instance.
+
+Arguments are checked against the constructor (names and annotated types) before anything is
+created, so ``batch_size=abc`` is refused naming the argument and its type, not after a bundle
+directory was made.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,15 @@ import importlib.util
 import inspect
 import logging
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
 from eval_framework.errors import ConfigError, EvalFrameworkError, ModelError
 from eval_framework.models.base import BaseLLM
+from eval_framework.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +35,12 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "openai-compatible": "eval_framework.models.openai_compat:OpenAICompatibleLLM",
     "embedded": "eval_framework.models.embedded:EmbeddedTinyLLM",
 }
+_WHAT_LLM_NAME_TAKES = (
+    "--llm-name takes a class in the --models file, a built-in backend "
+    f"({', '.join(BUILTIN_BACKENDS)}), or an importable path like package.module:Class"
+)
+#: Files that mark a project root: a models file's imports are resolved from there too.
+_PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 
 
 def _is_model_class(obj: Any) -> bool:
@@ -35,14 +51,63 @@ def _is_model_class(obj: Any) -> bool:
     return callable(getattr(obj, "loglikelihood", None)) or callable(getattr(obj, "generate", None))
 
 
+def _why_not_a_model(obj: Any) -> str:
+    if not inspect.isclass(obj):
+        return f"not a model class: it is a {type(obj).__name__}"
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ()))) or "some methods"
+        return f"not a model class: it is abstract ({missing} not implemented)"
+    return (
+        "not a model class: it has no loglikelihood() or generate() method "
+        "(subclass eval_framework.BaseLLM)"
+    )
+
+
+def _package_root(directory: Path) -> Path | None:
+    """The directory above the outermost package holding ``directory`` (None: not in a package)."""
+    if not (directory / "__init__.py").is_file():
+        return None
+    root = directory
+    while (root.parent / "__init__.py").is_file() and root.parent != root:
+        root = root.parent
+    return root.parent
+
+
+def _project_root(directory: Path) -> Path:
+    for candidate in (directory, *directory.parents):
+        if any((candidate / marker).exists() for marker in _PROJECT_MARKERS):
+            return candidate
+    return Path.cwd().resolve()
+
+
+def _module_name(path: Path) -> str:
+    """The dotted name a file has inside its package (``tests.conftest``), or a unique one."""
+    root = _package_root(path.parent)
+    if root is not None:
+        parts = path.relative_to(root).with_suffix("").parts
+        name = ".".join(parts)
+        existing = sys.modules.get(name)
+        same_file = existing is not None and Path(getattr(existing, "__file__", "") or "").resolve() == path
+        if existing is None or same_file:
+            return name
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    return f"eval_framework_user_models_{digest}"
+
+
 def import_models_file(path: Path) -> Any:
-    """Import a user's Python file under a unique module name."""
+    """Import a user's Python file the way the user expects: inside its package when it is in one
+    (so ``from tests.helpers import x`` and relative imports work), with its directory and its
+    project root importable."""
     if not path.is_file():
         raise ModelError(f"--models file {path} does not exist; pass the path of a Python file")
     if path.suffix != ".py":
         raise ModelError(f"--models file {path} is not a .py file")
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    module_name = f"eval_framework_user_models_{digest}"
+    path = path.resolve()
+    root = _package_root(path.parent)
+    for entry in dict.fromkeys([root or path.parent, _project_root(path.parent)]):
+        if str(entry) not in sys.path:
+            sys.path.insert(0, str(entry))
+    module_name = _module_name(path)
     if module_name in sys.modules:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -55,10 +120,16 @@ def import_models_file(path: Path) -> Any:
     except OSError as exc:
         sys.modules.pop(module_name, None)
         raise ModelError(f"cannot read --models file {path}: {exc.strerror}") from exc
+    except SyntaxError as exc:
+        sys.modules.pop(module_name, None)
+        raise ModelError(
+            f"--models file {exc.filename}:{exc.lineno} has a syntax error ({exc.msg}); fix it and retry"
+        ) from exc
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise ModelError(
-            f"importing --models file {path} failed: {type(exc).__name__}: {exc}; fix the file and retry"
+            f"importing --models file {path} failed: {type(exc).__name__}: {exc}; fix the file (or install "
+            "what it imports) and retry"
         ) from exc
     return module
 
@@ -67,13 +138,24 @@ def _class_from_dotted(dotted: str) -> type:
     module_name, sep, attr = dotted.partition(":")
     if not sep:
         module_name, _, attr = dotted.rpartition(".")
+    if not module_name or not attr:
+        raise ModelError(f"--llm-name {dotted!r} is not a class path; {_WHAT_LLM_NAME_TAKES}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ModelError(f"cannot import module {module_name!r} for --llm-name {dotted}: {exc}") from exc
-    cls = getattr(module, attr, None)
-    if cls is None or not _is_model_class(cls):
-        raise ModelError(f"{dotted} is not a model class (needs loglikelihood and/or generate methods)")
+        raise ModelError(
+            f"cannot import module {module_name!r} for --llm-name {dotted} ({exc}); {_WHAT_LLM_NAME_TAKES}: "
+            "is its package installed in this environment?"
+        ) from exc
+    except Exception as exc:
+        raise ModelError(f"importing {module_name!r} for --llm-name {dotted} failed: {exc}") from exc
+    if not hasattr(module, attr):
+        close = difflib.get_close_matches(attr, [n for n in vars(module) if not n.startswith("_")], n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ModelError(f"module {module_name!r} has no {attr!r}{hint}; check --llm-name {dotted}")
+    cls = getattr(module, attr)
+    if not _is_model_class(cls):
+        raise ModelError(f"--llm-name {dotted} is {_why_not_a_model(cls)}")
     return cls
 
 
@@ -81,46 +163,131 @@ def find_model_class(llm_name: str, models_file: Path | None) -> type:
     """Look ``llm_name`` up in the models file, then built-in names, then as a dotted path."""
     if models_file is not None:
         module = import_models_file(models_file)
-        found: dict[str, type] = {
-            name: obj
-            for name, obj in vars(module).items()
-            if _is_model_class(obj) and not name.startswith("_")
-        }
+        defined = {name: obj for name, obj in vars(module).items() if not name.startswith("_")}
+        found: dict[str, type] = {name: obj for name, obj in defined.items() if _is_model_class(obj)}
         if llm_name in found:
             return found[llm_name]
+        if llm_name in defined:
+            raise ModelError(f"{llm_name} in {models_file} is {_why_not_a_model(defined[llm_name])}")
         if llm_name not in BUILTIN_BACKENDS and "." not in llm_name and ":" not in llm_name:
             close = difflib.get_close_matches(llm_name, found, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             # List the file's own classes; imported base classes are noise here.
             own = [n for n, c in found.items() if c.__module__ == module.__name__] or list(found)
             listing = ", ".join(sorted(own)) or "none"
-            raise ModelError(f"class {llm_name!r} not found in {models_file}{hint}; classes found: {listing}")
+            raise ModelError(
+                f"class {llm_name!r} not found in {models_file}{hint}; model classes there: {listing}"
+            )
     if llm_name in BUILTIN_BACKENDS:
         return _class_from_dotted(BUILTIN_BACKENDS[llm_name])
     if "." in llm_name or ":" in llm_name:
         return _class_from_dotted(llm_name)
     close = difflib.get_close_matches(llm_name, BUILTIN_BACKENDS, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise ModelError(
-        f"unknown --llm-name {llm_name!r}{hint}; use a built-in backend ({', '.join(BUILTIN_BACKENDS)}), "
-        "a dotted import path, or a class in the file given with --models"
-    )
+    raise ModelError(f"unknown --llm-name {llm_name!r}{hint}; {_WHAT_LLM_NAME_TAKES}")
+
+
+# Arguments ---------------------------------------------------------------------------------------
+_LENIENT = ConfigDict(coerce_numbers_to_str=True)  # `--llm-args revision=2024` means the text "2024"
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    try:
+        init = next(k.__dict__["__init__"] for k in cls.__mro__ if "__init__" in k.__dict__)
+        return typing.get_type_hints(init)
+    except Exception:  # unresolvable annotations: names are still checked, types are not
+        return {}
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return text or str(annotation).replace("typing.", "")
+
+
+def check_llm_args(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
+    """``llm_args`` checked against ``cls``'s constructor: unknown names and values of the wrong
+    type are refused naming the argument; values come back converted to the annotated types. Then
+    the class's own ``validate_args`` (if any) checks what types cannot (a dtype name, a version)."""
+    checked = check_signature(cls, llm_args)
+    validate = getattr(cls, "validate_args", None)
+    if callable(validate):
+        validate(checked)
+    return checked
+
+
+def check_signature(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
+    """The name and type part of ``check_llm_args``."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return dict(llm_args)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    named = {n: p for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    unknown = [k for k in llm_args if k not in named and not takes_any]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], named, n=2)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise ConfigError(
+            f"{cls.__name__} does not accept --llm-args {', '.join(unknown)}{hint}; "
+            f"accepted: {', '.join(named) or 'none'}"
+        )
+    hints = _type_hints(cls)
+    checked = dict(llm_args)
+    for name, value in llm_args.items():
+        annotation = hints.get(name)
+        if annotation is None or annotation is Any:
+            continue
+        try:
+            checked[name] = TypeAdapter(annotation, config=_LENIENT).validate_python(value)
+        except ValidationError as exc:
+            shown = redact({name: value})[name]
+            raise ConfigError(
+                f"invalid --llm-args {name}={shown!r} for {cls.__name__}: expected {_type_name(annotation)} "
+                f"({exc.errors()[0]['msg'].lower()})"
+            ) from exc
+        except Exception:  # an annotation pydantic cannot check (a user's own class): leave it
+            continue
+    return checked
+
+
+def model_identity(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a model's outputs, computed before loading it."""
+    if hasattr(cls, "result_identity"):
+        identity = dict(cls.result_identity(llm_args))
+    else:
+        identity = {"class": cls.__qualname__, "args": redact(dict(llm_args))}
+    source = class_source_digest(cls)
+    if source is not None:
+        identity["source_sha256"] = source
+    return identity
+
+
+def class_source_digest(cls: type) -> str | None:
+    """sha256 of the source of a user's model class and of its user-written bases: editing the
+    class changes its results' identity. Classes of eval_framework itself are versioned by it."""
+    digest = hashlib.sha256()
+    found = False
+    for klass in cls.__mro__:
+        module = getattr(klass, "__module__", "") or ""
+        if module == "builtins" or module.split(".")[0] == "eval_framework":
+            continue
+        try:
+            digest.update(inspect.getsource(klass).encode())
+            found = True
+        except (OSError, TypeError):
+            continue
+    return digest.hexdigest() if found else None
 
 
 def instantiate(cls: type, llm_args: dict[str, Any], batch_size: int) -> Any:
-    """Build the model; pass batch_size when the constructor takes it and it was not given."""
+    """Build the model from checked arguments; batch_size is passed when the constructor takes it
+    and it was not given."""
     params = inspect.signature(cls).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = dict(llm_args)
     if "batch_size" not in kwargs and ("batch_size" in params or takes_any):
         kwargs["batch_size"] = batch_size
-    unknown = [k for k in kwargs if k not in params and not takes_any]
-    if unknown:
-        accepted = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        raise ConfigError(
-            f"{cls.__name__} does not accept --llm-args {', '.join(unknown)}; "
-            f"accepted: {', '.join(accepted) or 'none'}"
-        )
+    log.info("loading model %s", cls.__qualname__)
     try:
         return cls(**kwargs)
     except EvalFrameworkError:
@@ -133,5 +300,4 @@ def instantiate(cls: type, llm_args: dict[str, Any], batch_size: int) -> Any:
 
 def load_model(llm_name: str, models_file: Path | None, llm_args: dict[str, Any], batch_size: int) -> Any:
     cls = find_model_class(llm_name, models_file)
-    log.info("loading model %s (%s)", llm_name, cls.__qualname__)
-    return instantiate(cls, llm_args, batch_size)
+    return instantiate(cls, check_llm_args(cls, llm_args), batch_size)

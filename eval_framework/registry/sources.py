@@ -32,7 +32,7 @@ class S3Source:
             import botocore.config
             import botocore.exceptions
         except ImportError as exc:
-            raise missing_extra("boto3", "s3") from exc
+            raise missing_extra("boto3", "s3", ConfigError) from exc
         self._errors = botocore.exceptions
         session = boto3.session.Session()
         if session.get_credentials() is None:

@@ -52,7 +52,7 @@ class WandbRegistry:
             import wandb
             import wandb.errors
         except ImportError as exc:
-            raise missing_extra("wandb", "wandb") from exc
+            raise missing_extra("wandb", "wandb", RegistryError) from exc
         self._errors = wandb.errors
         if not _has_key():
             raise RegistryError(

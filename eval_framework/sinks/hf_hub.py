@@ -7,16 +7,20 @@ finds the earlier commit in the ledger and makes no new one.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eval_framework.errors import ConfigError, ExportError, missing_extra
+from eval_framework.net import Kind, advice, classify
 from eval_framework.redact import scrub
 from eval_framework.results import LOG, METADATA, RESULTS, SAMPLES, Bundle, write_json
 from eval_framework.sinks import ledger
 from eval_framework.sinks.wandb_spec import content_hash
+
+log = logging.getLogger(__name__)
 
 BUNDLE_FILES = (METADATA, RESULTS, SAMPLES, LOG)
 
@@ -32,7 +36,15 @@ class HfUploadOptions:
 
 
 def hf_token() -> str:
+    """HF_TOKEN (or the older HUGGING_FACE_HUB_TOKEN), else the token ``hf auth login`` saved."""
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        try:
+            from huggingface_hub import get_token
+
+            token = get_token()
+        except ImportError:
+            token = None
     if not token:
         raise ConfigError(
             "--hf-upload-repo needs a Hugging Face token with write access: set HF_TOKEN in the "
@@ -41,12 +53,48 @@ def hf_token() -> str:
     return token
 
 
+def endpoint() -> str:
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return "https://huggingface.co"
+    return str(constants.ENDPOINT)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A Hub failure in the words every boundary uses (``net.advice``)."""
+    failure = classify(exc)
+    if failure.kind in (Kind.OTHER, Kind.CLIENT, Kind.NOT_FOUND):
+        text = scrub(str(exc)).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return f"the Hugging Face Hub refused the request ({failure.reason}: {text})"
+    return advice(
+        failure, "the Hugging Face Hub", endpoint(), "HF_ENDPOINT", "HF_TOKEN (it needs write access)"
+    )
+
+
+def preflight(options: HfUploadOptions) -> None:
+    """Before an evaluation: the extra is installed, a token is there and the Hub accepts it. A Hub
+    that cannot be reached now is not an error yet (the upload at the end retries and says so)."""
+    token = hf_token()
+    api = hf_api(token)
+    try:
+        api.whoami()
+    except Exception as exc:
+        failure = classify(exc)
+        if failure.kind is Kind.AUTH:
+            raise ConfigError(
+                f"the Hugging Face Hub rejected the token ({failure.reason}): check HF_TOKEN (it needs write "
+                f"access to {options.repo})"
+            ) from exc
+        log.info("Hugging Face Hub preflight: %s", describe_failure(exc))
+
+
 def hf_api(token: str) -> Any:
     """The Hub client (the one seam tests replace)."""
     try:
         from huggingface_hub import HfApi
     except ImportError as exc:
-        raise missing_extra("huggingface_hub", "hub") from exc
+        raise missing_extra("huggingface_hub", "hub", ConfigError) from exc
     return HfApi(token=token)
 
 
@@ -95,6 +143,10 @@ def upload_bundle(bundle_dir: Path, options: HfUploadOptions) -> str:
         raise HfUploadError(
             f"uploading {bundle.dir.name} to {options.repo} failed (HTTP {status}: "
             f"{scrub(str(exc)).splitlines()[0][:200]}); {hint}"
+        ) from exc
+    except Exception as exc:  # transport failures (refused, timeout) come from the HTTP library
+        raise HfUploadError(
+            f"uploading {bundle.dir.name} to {options.repo} failed: {describe_failure(exc)}"
         ) from exc
     url = folder_url(constants.ENDPOINT, options.repo, commit.oid, path_in_repo)
     ledger.append(bundle.dir, {"destination": "hf", "status": "uploaded", "repo": options.repo,

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval_framework.errors import ExportError
-from eval_framework.results import Bundle, write_json
+from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError
+from eval_framework.net import Kind, classify
+from eval_framework.redact import scrub
+from eval_framework.results import Bundle, BundleDamaged, is_bundle_dir_name, write_json
 from eval_framework.sinks import ledger
-from eval_framework.sinks.hf_hub import HfUploadOptions, upload_bundle
+from eval_framework.sinks.hf_hub import HfUploadOptions, describe_failure, upload_bundle
 from eval_framework.sinks.wandb_sink import LiveRun, LogReport, log_bundle
 from eval_framework.sinks.wandb_spec import WandbOptions, build_spec
 
@@ -58,19 +60,49 @@ def upload_command(bundle_dirs: list[Path], options: PublishOptions) -> str:
     return shlex.join(parts)
 
 
+def preflight(options: PublishOptions) -> None:
+    """Checks that cost seconds, made before an evaluation so that a missing extra or token is not
+    found out after hours of it: the wandb and huggingface_hub extras, HF_TOKEN (and whether the Hub
+    accepts it), the W&B mode. A service that cannot be reached right now is not refused here; the
+    export at the end retries it and, if it still fails, names the command that finishes it."""
+    if options.wandb is not None:
+        from eval_framework.sinks.wandb_sink import _wandb, choose_mode
+
+        mode, _ = choose_mode(options.wandb)
+        if mode != "disabled":
+            _wandb()
+    if options.hf is not None:
+        from eval_framework.sinks.hf_hub import preflight as hf_preflight
+
+        hf_preflight(options.hf)
+
+
+def _sink_error(name: str, exc: BaseException) -> str:
+    """One sink's failure as text for the combined message: ours as they are, anything else named."""
+    if isinstance(exc, EvalFrameworkError):
+        return str(exc)
+    if classify(exc).kind is Kind.OTHER:
+        detail = scrub(str(exc)).splitlines()[0][:200] if str(exc).strip() else "no detail"
+        return f"{name} failed: {type(exc).__name__}: {detail}"
+    return f"{name} failed: {describe_failure(exc)}"
+
+
 def publish(bundle_dir: Path, options: PublishOptions, live: LiveRun | None = None) -> PublishReport:
-    """Upload and log one finished bundle. Raises ExportError after trying every sink."""
+    """Upload and log one finished bundle. Every sink is tried whatever another one did (any
+    exception, not only ours, is caught and reported); raises ExportError after trying all."""
     report = PublishReport(bundle_dir)
     if options.hf is not None:
         try:
             report.hf_url = upload_bundle(bundle_dir, options.hf)
-        except ExportError as exc:
-            report.errors.append(str(exc))
+        except Exception as exc:
+            log.debug("Hugging Face upload of %s failed", bundle_dir, exc_info=True)
+            report.errors.append(_sink_error("Hugging Face upload", exc))
     if options.wandb is not None:
         try:
             report.wandb = live.finished(bundle_dir) if live else log_bundle(bundle_dir, options.wandb)
-        except ExportError as exc:
-            report.errors.append(str(exc))
+        except Exception as exc:
+            log.debug("W&B logging of %s failed", bundle_dir, exc_info=True)
+            report.errors.append(_sink_error("W&B logging", exc))
         else:
             if report.wandb.url:
                 _record_link(Bundle(bundle_dir), "wandb_run_url", report.wandb.url)
@@ -90,21 +122,25 @@ def _record_link(bundle: Bundle, name: str, url: str) -> None:
 
 
 def find_bundles(paths: list[Path]) -> list[Path]:
-    """Bundles named directly, or found below the given directories (finished ones only)."""
+    """Bundles named directly, or found below the given directories. Hidden siblings (an unfinished
+    --overwrite, a swap in progress) and W&B run directories are not bundles."""
     found: list[Path] = []
     for path in paths:
         if not path.exists():
-            raise ExportError(f"{path} does not exist; pass bundle directories or a directory holding them")
+            raise ConfigError(f"{path} does not exist; pass bundle directories or a directory holding them")
         if Bundle(path).exists():
             found.append(path)
             continue
         below = sorted(
-            p.parent for p in path.rglob("metadata.json") if "wandb" not in p.parts[len(path.parts) :]
+            p.parent
+            for p in path.rglob("metadata.json")
+            if "wandb" not in p.parts[len(path.parts) :]
+            and all(is_bundle_dir_name(part) for part in p.parent.parts[len(path.parts) :])
         )
         found += [b for b in below if Bundle(b).exists()]
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        raise ExportError(
+        raise ConfigError(
             f"no evaluation bundles (directories with metadata.json) under {', '.join(map(str, paths))}"
         )
     return unique
@@ -115,7 +151,11 @@ def plan(bundle_dir: Path, options: PublishOptions) -> dict[str, Any]:
     bundle = Bundle(bundle_dir)
     out: dict[str, Any] = {"bundle": str(bundle_dir), "complete": bundle.is_complete()}
     if not out["complete"]:
-        out["skip"] = "not finished; rerun the evaluation first"
+        try:
+            why = bundle.problems()
+        except BundleDamaged as exc:
+            why = str(exc).split(";")[0]
+        out["skip"] = f"{why}; rerun the evaluation first"
         return out
     if options.wandb is not None:
         spec = build_spec(bundle, options.wandb)

@@ -11,10 +11,10 @@ later online ``upload`` of the same bundle, which resumes the same run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
-import re
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,10 +25,11 @@ from typing import Any, TypeVar
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from eval_framework import cleanup
-from eval_framework.errors import ConfigError, ExportError, missing_extra
+from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, missing_extra
+from eval_framework.net import RETRYABLE, Failure, Kind, advice, classify
 from eval_framework.redact import scrub
 from eval_framework.results import Bundle
-from eval_framework.sinks import ledger
+from eval_framework.sinks import ledger, wandb_reach
 from eval_framework.sinks.wandb_spec import (
     RESULTS_ARTIFACT_TYPE,
     WANDB_SUBDIR,
@@ -52,6 +53,9 @@ class WandbLogError(ExportError):
     """The evaluation finished but W&B logging did not."""
 
 
+RETRYABLE_OR_REACH = RETRYABLE | {Kind.UNREACHABLE, Kind.AUTH}
+
+
 @dataclass
 class LogReport:
     """What one ``log_bundle`` did; ``pending`` lists what an online upload still has to do."""
@@ -72,20 +76,24 @@ def _wandb() -> Any:
     try:
         import wandb
     except ImportError as exc:
-        raise missing_extra("wandb", "wandb") from exc
+        raise missing_extra("wandb", "wandb", ConfigError) from exc
     return wandb
 
 
 def has_api_key() -> bool:
-    from eval_framework.registry.wandb_client import _has_key
-
-    return _has_key()
+    return wandb_reach.api_key() is not None
 
 
 NO_KEY = ("no W&B API key found (WANDB_API_KEY in the environment or .env): logging offline; "
           "results stay local until synced")  # fmt: skip
 KEY_REJECTED = ("the server rejected the API key (check WANDB_API_KEY): logging offline; results stay "
                 "local until synced")  # fmt: skip
+
+
+def key_malformed(problem: str) -> str:
+    return (f"WANDB_API_KEY is malformed ({problem.rstrip('.')}; no server was asked): logging offline; "
+            "copy the key again from your W&B settings page")  # fmt: skip
+
 
 # Per process, so that uploading many bundles says it once and asks the server once: keys the
 # server rejected (as hashes: a corrected key is tried again) and warnings already given.
@@ -94,7 +102,7 @@ _said: set[str] = set()
 
 
 def _key_hash() -> str:
-    return hashlib.sha256(os.environ.get("WANDB_API_KEY", "").encode()).hexdigest()
+    return hashlib.sha256((wandb_reach.api_key() or "").encode()).hexdigest()
 
 
 def say_once(message: str) -> None:
@@ -109,56 +117,89 @@ def choose_mode(options: WandbOptions) -> tuple[Mode, str | None]:
     wanted = options.mode or os.environ.get("WANDB_MODE") or "online"
     if wanted not in ("online", "offline", "disabled"):
         raise ConfigError(f"--wandb-mode {wanted!r} is not one of online, offline, disabled")
-    if wanted == "online" and not has_api_key():
+    if wanted != "online":
+        return wanted, None  # type: ignore[return-value]
+    key = wandb_reach.api_key()
+    if key is None:
         return "offline", NO_KEY
-    if wanted == "online" and _key_hash() in _rejected_keys:
+    problem = wandb_reach.key_problem(key)
+    if problem:
+        return "offline", key_malformed(problem)
+    if _key_hash() in _rejected_keys:
         return "offline", KEY_REJECTED
-    return wanted, None  # type: ignore[return-value]
+    return "online", None
 
 
-# Answers that retrying cannot change (408 timeouts and 429 rate limits are retried).
-_CLIENT_ERROR = re.compile(r"\b(40[0-7]|409|410|422)\b|not found|permission denied", re.IGNORECASE)
+def _describe(failure: Failure) -> str:
+    return advice(failure, "the W&B server", wandb_reach.base_url(), "WANDB_BASE_URL", "WANDB_API_KEY")
+
+
+def _retrying(fn: Callable[[], T], attempts: int, retry_if: Callable[[BaseException], bool]) -> T:
+    """Capped exponential backoff with jitter (RETRY_WAIT_MAX, zero in tests)."""
+    return retry(
+        retry=retry_if_exception(retry_if),
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
+        reraise=True,
+    )(fn)()
 
 
 def _transient(exc: BaseException) -> bool:
-    wandb = _wandb()
-    permanent = (
-        wandb.errors.UsageError,
-        wandb.errors.AuthenticationError,
-        ConfigError,
-        TypeError,
-        ValueError,
-    )
-    if isinstance(exc, permanent) or _CLIENT_ERROR.search(str(exc)):
+    """Only what another attempt can change: dropped connections, timeouts, 408/429/5xx. Our own
+    errors, usage errors and programming errors (a KeyError) are not retried."""
+    if isinstance(exc, EvalFrameworkError) or not isinstance(exc, Exception):
         return False
-    return isinstance(exc, Exception)
+    wandb = _wandb()
+    if isinstance(exc, wandb.errors.UsageError | wandb.errors.AuthenticationError):
+        return False
+    if not isinstance(exc, wandb.errors.Error | OSError):  # a bug (KeyError, TypeError, ...)
+        return False
+    return classify(exc).retryable
 
 
 def _call(what: str, fn: Callable[[], T], hint: str = "", attempts: int = ATTEMPTS) -> T:
     """One W&B call with capped exponential backoff on transient failures; ``hint`` says what
     to check when it fails for good."""
+    try:
+        return _retrying(fn, attempts, _transient)
+    except Exception as exc:
+        failure = classify(exc)
+        if failure.kind in (Kind.OTHER, Kind.NOT_FOUND, Kind.CLIENT):
+            detail = scrub(str(exc)).splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        else:
+            detail = _describe(failure)
+        how = " after retries" if _transient(exc) and attempts > 1 else ""
+        advice_text = f"; {hint}" if hint and failure.kind not in RETRYABLE_OR_REACH else ""
+        raise WandbLogError(f"W&B {what} failed{how}: {detail}{advice_text}") from exc
 
-    @retry(
-        retry=retry_if_exception(_transient),
-        stop=stop_after_attempt(attempts),
-        wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
-        reraise=True,
-    )
-    def attempt() -> T:
-        return fn()
+
+class _ProbeFailed(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+def check_server(attempts: int = ATTEMPTS) -> Failure | None:
+    """Probe the server before ``wandb.init`` (see ``wandb_reach``): None when it can be used;
+    transient failures are retried with backoff, a refused connection fails at once."""
+
+    def once() -> None:
+        failure = wandb_reach.probe()
+        if failure is not None:
+            raise _ProbeFailed(failure)
 
     try:
-        return attempt()
-    except Exception as exc:
-        how = "failed after retries" if _transient(exc) and attempts > 1 else "failed"
-        advice = f"; {hint}" if hint else ""
-        raise WandbLogError(f"W&B {what} {how}: {scrub(str(exc))[:300]}{advice}") from exc
+        _retrying(once, attempts, lambda exc: isinstance(exc, _ProbeFailed) and exc.failure.retryable)
+    except _ProbeFailed as exc:
+        return exc.failure
+    return None
 
 
-def open_run(
-    bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | None = None, attempts: int = ATTEMPTS
-) -> Any:
-    """``wandb.init`` for this bundle's run (resuming it if it exists)."""
+def open_run(bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | None = None) -> Any:
+    """``wandb.init`` for this bundle's run (resuming it if it exists). Tried once: the SDK retries
+    inside its own init timeout, and after a failed start it keeps the run id registered, so a
+    second start in this process could only fail with "run ID ... is in use"; the SDK's service is
+    shut down after a failure (when no other run is open) so that a later start is a clean one."""
     wandb = _wandb()
     spec = spec or build_spec(bundle, options)
     run_dir = bundle.dir  # the SDK adds the wandb/ part (WANDB_SUBDIR)
@@ -172,41 +213,54 @@ def open_run(
         x_disable_stats=True,
         x_save_requirements=False,
     )
-    return _call(
-        "run start",
-        lambda: wandb.init(
-            project=spec.project,
-            entity=spec.entity,
-            id=spec.run_id,
-            resume="allow",
-            group=spec.group,
-            job_type=spec.job_type,
-            name=spec.name,
-            tags=list(spec.tags),
-            notes=spec.notes,
-            config=spec.config,
-            dir=str(run_dir),
-            mode=mode,
-            settings=settings,
-            reinit="create_new",
-        ),
-        attempts=attempts,
-    )
+    try:
+        return _call(
+            "run start",
+            lambda: wandb.init(
+                project=spec.project,
+                entity=spec.entity,
+                id=spec.run_id,
+                resume="allow",
+                group=spec.group,
+                job_type=spec.job_type,
+                name=spec.name,
+                tags=list(spec.tags),
+                notes=spec.notes,
+                config=spec.config,
+                dir=str(run_dir),
+                mode=mode,
+                settings=settings,
+                reinit="create_new",
+            ),
+            attempts=1,
+        )
+    except WandbLogError:
+        if getattr(wandb, "run", None) is None:
+            with contextlib.suppress(Exception):
+                wandb.teardown()
+        raise
 
 
 def open_run_or_offline(
     bundle: Bundle, options: WandbOptions, mode: Mode, attempts: int = ATTEMPTS
 ) -> tuple[Any, Mode]:
-    """Open the run; a key the server rejects means logging offline (said once), not losing the run."""
-    try:
-        return open_run(bundle, options, mode, attempts=attempts), mode
-    except WandbLogError as exc:
-        wandb = _wandb()
-        if mode != "online" or not isinstance(exc.__cause__, wandb.errors.AuthenticationError):
-            raise
+    """Open the run. Online, the server is probed first (``check_server``, ``attempts`` probes): a
+    server that cannot be reached fails in seconds instead of the SDK's init timeout; a key the
+    server rejects means logging offline (said once), not losing the run."""
+    if mode == "online":
+        failure = check_server(attempts)
+        if failure is not None and failure.kind is not Kind.AUTH:
+            raise WandbLogError(f"W&B run start failed: {_describe(failure)}")
+        if failure is None:
+            try:
+                return open_run(bundle, options, mode), mode
+            except WandbLogError as exc:
+                if classify(exc.__cause__ or exc).kind is not Kind.AUTH:
+                    raise
         _rejected_keys.add(_key_hash())
         say_once(KEY_REJECTED)
-        return open_run(bundle, options, "offline"), "offline"
+        mode = "offline"
+    return open_run(bundle, options, mode), mode
 
 
 def _offline_dir(run: Any) -> Path | None:
@@ -351,8 +405,8 @@ class LiveRun:
             # One attempt: the evaluation must not wait minutes for an unreachable server (each
             # attempt may take WANDB_INIT_TIMEOUT); logging is retried, in full, at the end.
             self.run, self.mode = open_run_or_offline(bundle, self.options, self.mode, attempts=1)
-        except WandbLogError as exc:  # the evaluation goes on
-            log.warning("%s; evaluating anyway, logging is retried when it finishes", exc)
+        except WandbLogError as exc:  # the evaluation goes on; the end says it once if it persists
+            log.info("%s; evaluating anyway, logging is retried when it finishes", exc)
             self.error = exc
 
     def interrupted(self, exc: BaseException) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 from eval_framework.errors import TaskError
+from eval_framework.fingerprint import file_sha256
 from eval_framework.tasks.base import Sample, Task, normalize_number
-from eval_framework.tasks.hf_datasets import DatasetSource, load_split
+from eval_framework.tasks.hf_datasets import DatasetSource, load_split, local_split_file
 
 ARC_REVISION = "210d026faf9955653af8916fad021475a3f00453"
 HELLASWAG_REVISION = "218ec52e09a7e7462a5400043bb9a69a41d06b76"
@@ -128,12 +130,27 @@ class HFTask(Task):
         return self._load(subject, self.fewshot_split)
 
     def identity(self) -> dict[str, Any]:
-        return {
+        identity = {
             **super().identity(),
             "dataset": self.dataset_path,
             "revision": self.revision,
             "eval_split": self.eval_split,
         }
+        if self.data_dir is not None:
+            identity["data_sha256"] = self._local_digests(self.data_dir)
+        return identity
+
+    def _local_digests(self, data_dir: Path) -> dict[str, str]:
+        """Content digests of the local files this task reads (evaluation and few-shot splits):
+        two copies of a dataset that differ in one row are two evaluations."""
+        digests: dict[str, str] = {}
+        for subject in self._subjects():
+            source = DatasetSource(self.dataset_path, self.configs[subject], self.revision)
+            for split in dict.fromkeys((self.eval_split, self.fewshot_split)):
+                found = local_split_file(source, split, data_dir)
+                if found is not None:
+                    digests[found.relative_to(data_dir).as_posix()] = file_sha256(found)
+        return digests
 
     def dataset_info(self) -> dict[str, Any]:
         return {

@@ -23,16 +23,24 @@ class DatasetSource:
         return {"path": self.path, "config": self.name, "revision": self.revision}
 
 
+def local_split_file(source: DatasetSource, split: str, data_dir: Path) -> Path | None:
+    """``data_dir/<config>/<split>.*``, else ``data_dir/<split>.*``: the file a local copy serves."""
+    for folder in ([data_dir / source.name] if source.name else []) + [data_dir]:
+        found = find_split_file(folder, split)
+        if found is not None:
+            return found
+    return None
+
+
 def load_split(
     source: DatasetSource, split: str, data_dir: Path | None, task_name: str
 ) -> list[dict[str, Any]]:
     """Rows of ``split``: from ``data_dir/<config>/<split>.*`` or ``data_dir/<split>.*`` when given,
     else through ``datasets`` at the pinned revision (its cache works offline)."""
     if data_dir is not None:
-        for folder in ([data_dir / source.name] if source.name else []) + [data_dir]:
-            found = find_split_file(folder, split)
-            if found is not None:
-                return read_rows(found)
+        found = local_split_file(source, split, data_dir)
+        if found is not None:
+            return read_rows(found)
         raise DatasetUnavailableError(
             f"no '{split}' file for {task_name} in --task-data-dir {data_dir}; expected "
             f"{split}{{{','.join(SUFFIXES)}}} (optionally under a '{source.name}' folder)"
@@ -40,7 +48,7 @@ def load_split(
     try:
         import datasets
     except ImportError as exc:
-        raise missing_extra("datasets", "datasets") from exc
+        raise missing_extra("datasets", "datasets", DatasetUnavailableError) from exc
     try:
         ds = datasets.load_dataset(source.path, source.name, revision=source.revision, split=split)
     except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, ...)

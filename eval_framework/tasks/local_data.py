@@ -1,51 +1,92 @@
-"""Read local data files (JSONL, JSON, CSV, Parquet) into rows."""
+"""Read local data files (JSONL, JSON, CSV, Parquet) into rows: one dict per row, or a clear error."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 from eval_framework.errors import TaskError, missing_extra
+from eval_framework.textfiles import read_text
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
+def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(read_text(path, f"data file {path}", TaskError).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskError(f"{path}:{number} is not valid JSON ({exc.msg}); fix or remove the line") from exc
+        if not isinstance(row, dict):
+            raise TaskError(
+                f"{path}:{number} holds {_kind(row)}, not a JSON object; each line must be one row "
+                'like {"question": ..., "answer": ...}'
+            )
+        rows.append(row)
+    return rows
+
+
+def _json_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(read_text(path, f"data file {path}", TaskError))
+    except json.JSONDecodeError as exc:
+        raise TaskError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from exc
+    if not isinstance(data, list):
+        raise TaskError(f"{path} holds {_kind(data)}; it must hold a JSON list of row objects")
+    for number, row in enumerate(data):
+        if not isinstance(row, dict):
+            raise TaskError(f"{path}: item {number} of the list is {_kind(row)}, not a row object")
+    return data
+
+
+def _csv_rows(path: Path) -> list[dict[str, Any]]:
+    text = read_text(path, f"data file {path}", TaskError)
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise TaskError(f"{path} is not valid CSV ({exc}); fix the file") from exc
+    for number, row in enumerate(rows, 2):
+        if None in row:  # more cells than header columns
+            raise TaskError(f"{path}:{number} has more cells than the header has columns")
+    return rows
+
+
+def _parquet_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise missing_extra("pyarrow", "datasets", TaskError) from exc
+    try:
+        return list(pq.read_table(path).to_pylist())
+    except (pa.ArrowException, OSError) as exc:
+        raise TaskError(f"{path} is not a readable Parquet file ({exc}); check the file") from exc
+
+
+_READERS = {".jsonl": _jsonl_rows, ".json": _json_rows, ".csv": _csv_rows, ".parquet": _parquet_rows}
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise TaskError(f"data file {path} does not exist; check the path in the task definition")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".jsonl":
-            rows = []
-            with path.open(encoding="utf-8") as handle:
-                for number, line in enumerate(handle, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise TaskError(f"{path}:{number} is not valid JSON: {exc.msg}") from exc
-            return rows
-        if suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, list):
-                raise TaskError(f"{path} must hold a JSON list of objects")
-            return data
-        if suffix == ".csv":
-            with path.open(encoding="utf-8", newline="") as handle:
-                return list(csv.DictReader(handle))
-        if suffix == ".parquet":
-            try:
-                import pyarrow.parquet as pq
-            except ImportError as exc:
-                raise missing_extra("pyarrow", "datasets") from exc
-            return list(pq.read_table(path).to_pylist())
-    except OSError as exc:
-        raise TaskError(f"cannot read data file {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise TaskError(f"{path} is not valid JSON: {exc.msg}") from exc
-    raise TaskError(f"data file {path} has unsupported type {suffix!r}; use one of {', '.join(SUFFIXES)}")
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise TaskError(
+            f"data file {path} has unsupported type {path.suffix!r}; use one of {', '.join(SUFFIXES)}"
+        )
+    return reader(path)
 
 
 def find_split_file(directory: Path, split: str) -> Path | None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from eval_framework.config import read_yaml_mapping
-from eval_framework.errors import TaskDefinitionError, TaskError
+from eval_framework.errors import ConfigError, TaskDefinitionError, TaskError
 from eval_framework.fingerprint import file_sha256
 from eval_framework.tasks.base import Sample, Task
 from eval_framework.tasks.local_data import read_rows
@@ -81,6 +81,11 @@ def _format(template: str, row: dict[str, Any], where: str) -> str:
 
 class YamlTask(Task):
     def __init__(self, path: Path, subjects: tuple[str, ...] = (), data_dir: Path | None = None) -> None:
+        if data_dir is not None:
+            raise ConfigError(
+                f"--task-data-dir applies to built-in benchmarks; the task file {path} names its own data "
+                "files (data.eval, data.fewshot): drop the flag or edit those paths"
+            )
         super().__init__(subjects, data_dir)
         self.path = path
         self.spec = load_spec(path)

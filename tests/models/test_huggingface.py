@@ -70,7 +70,7 @@ def test_generation_is_greedy_and_stops(llm, tiny_model_dir):
 
 
 def test_bad_dtype_is_refused(tiny_model_dir):
-    with pytest.raises(ConfigError, match="unknown dtype"):
+    with pytest.raises(ConfigError, match="unknown --llm-args dtype="):
         HuggingFaceLLM(str(tiny_model_dir), dtype="float8")
 
 

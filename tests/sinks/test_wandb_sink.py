@@ -3,6 +3,7 @@ log back; online-only calls against the fake W&B service."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from eval_framework.results import Bundle
 from eval_framework.sinks import ledger
 from eval_framework.sinks.wandb_sink import LogReport, WandbLogError, apply, log_to_training_run
 from eval_framework.sinks.wandb_spec import WandbOptions, build_spec
+from tests.fakes.wandb_http import FakeWandbHttp, fake_wandb_http, refused_url
 from tests.fakes.wandb_online_run import OnlineRun
 from tests.fakes.wandb_service import VALID_KEY
 from tests.sinks.conftest import EVAL
@@ -159,32 +161,60 @@ def test_dry_run_says_create_then_update(cli, bundle):
 
 
 def test_wandb_failure_keeps_the_bundle_and_prints_the_upload_command(cli, tmp_path, monkeypatch):
-    import wandb
-
-    calls = []
-
-    def unreachable(*args, **kwargs):
-        calls.append(1)
-        raise wandb.errors.CommError("Run initialization has timed out after 90.0 sec.")
-
-    monkeypatch.setattr(wandb, "init", unreachable)
-    result = cli(
-        *EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals", "--wandb-mode", "offline"
-    )
+    """A server that logs the key in and then stops answering: the SDK's start times out."""
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "3")
+    monkeypatch.setenv("WANDB_API_KEY", SECRET_KEY)
+    with fake_wandb_http("viewer-then-hang") as server:
+        monkeypatch.setenv("WANDB_BASE_URL", server.url)
+        result = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals")
     assert result.code == 7
     bundle = _only_bundle(tmp_path / "out")
     assert Bundle(bundle).is_complete()  # the evaluation finished regardless
-    assert "W&B run start failed" in result.err and "timed out" in result.err
-    assert len(calls) == 1 + 4  # tried once at the start (not holding up the evaluation), retried at the end
+    assert "W&B run start failed" in result.err and "did not answer in time" in result.err
+    # Probed and started once at the start (not holding up the evaluation), once more at the end.
+    assert sum("Viewer" in q and "viewer { id }" in q for q in server.requests) == 2
+    assert len(result.err.strip().splitlines()) == 1 and SECRET_KEY not in result.err
     command = result.err.split("finish the export with: ")[1].split()
     assert command[:3] == ["eval_framework", "upload", str(bundle)] and "--wandb-project" in command
     assert ledger.last(bundle, "wandb")["status"] == "failed"
-    monkeypatch.undo()
-    monkeypatch.setenv("WANDB_SILENT", "true")
     again = cli(*command[1:], "--wandb-mode", "offline")
     assert again.code == 0, again.err
     (log,) = _runs(bundle)
     assert log.summary["tiny-letters/acc/n"] == 24
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "says"),
+    [
+        ("refused", "connection refused): check network access and WANDB_BASE_URL"),
+        ("500", "is failing (HTTP 500): retry later"),
+        ("hang", "no answer within 1 s): check network access and WANDB_BASE_URL"),
+    ],
+)
+def test_an_unusable_server_is_told_apart_fast(cli, tmp_path, monkeypatch, behaviour, says):
+    from eval_framework.sinks import wandb_reach
+
+    monkeypatch.setattr(wandb_reach, "PROBE_TIMEOUT", 1.0)
+    monkeypatch.setenv("WANDB_API_KEY", SECRET_KEY)
+    with fake_wandb_http("500" if behaviour == "500" else "hang") as server:
+        url = refused_url() if behaviour == "refused" else server.url
+        monkeypatch.setenv("WANDB_BASE_URL", url)
+        started = time.monotonic()
+        result = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals")
+        took = time.monotonic() - started
+    assert result.code == 7 and says in result.err
+    assert "in use" not in result.err and len(result.err.strip().splitlines()) == 1
+    assert took < 30  # the SDK's own init timeout (90 s) is never waited out
+    if behaviour == "refused":
+        assert "cannot reach the W&B server at " + url in result.err
+
+
+def _rejecting_server(monkeypatch, stack) -> FakeWandbHttp:
+    """A W&B server that rejects the key (HTTP 401), as the real one does."""
+    server = stack.enter_context(fake_wandb_http("401"))
+    monkeypatch.setenv("WANDB_BASE_URL", server.url)
+    monkeypatch.setenv("WANDB_API_KEY", SECRET_KEY)
+    return server
 
 
 SLOW_EVAL = """
@@ -327,42 +357,38 @@ def test_failure_mid_run_names_what_was_logged_and_what_was_not(cli, tmp_path, m
     assert f"eval_framework upload {bundle} --wandb-project evals" in result.err
 
 
-def _rejecting_init(monkeypatch) -> list[str]:
-    """``wandb.init`` as it behaves when the server rejects the key (online only)."""
-    import wandb
-
-    real_init = wandb.init
-    modes: list[str] = []
-
-    def init(*args, **kwargs):
-        modes.append(kwargs["mode"])
-        if kwargs["mode"] == "online":
-            raise wandb.errors.AuthenticationError("API key verification failed: 401 Unauthorized")
-        return real_init(*args, **kwargs)
-
-    monkeypatch.setattr(wandb, "init", init)
-    monkeypatch.setenv("WANDB_API_KEY", SECRET_KEY)
-    return modes
-
-
 def test_a_rejected_key_logs_offline_instead_of_losing_the_run(cli, tmp_path, monkeypatch):
-    modes = _rejecting_init(monkeypatch)
-    result = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals")
+    with contextlib.ExitStack() as stack:
+        server = _rejecting_server(monkeypatch, stack)
+        result = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals")
     assert result.code == 0, result.err
-    assert modes == ["online", "offline"]  # not retried
+    assert len(server.requests) == 1  # asked once, not retried
     bundle = _only_bundle(tmp_path / "out")
     (log,) = _runs(bundle)
     assert log.summary["tiny-letters/acc/n"] == 24 and "wandb sync" in result.err
-    assert SECRET_KEY not in result.err
+    assert "rejected the API key" in result.err and SECRET_KEY not in result.err
+    assert ledger.last(bundle, "wandb")["mode"] == "offline"
+
+
+def test_a_malformed_key_is_said_to_be_malformed_without_asking(cli, tmp_path, monkeypatch):
+    with contextlib.ExitStack() as stack:
+        server = _rejecting_server(monkeypatch, stack)
+        monkeypatch.setenv("WANDB_API_KEY", "short-key")
+        result = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals")
+    assert result.code == 0, result.err
+    assert server.requests == []  # no server was contacted
+    assert "WANDB_API_KEY is malformed" in result.err and "rejected" not in result.err
+    assert "short-key" not in result.err
 
 
 def test_uploading_many_bundles_says_it_once(cli, tmp_path, monkeypatch):
     for n in ("16", "24"):
         assert cli(*EVAL[:-1], n, "--output-dir", tmp_path / "out").code == 0
-    modes = _rejecting_init(monkeypatch)
-    result = cli("upload", tmp_path / "out", "--wandb-project", "evals")
+    with contextlib.ExitStack() as stack:
+        server = _rejecting_server(monkeypatch, stack)
+        result = cli("upload", tmp_path / "out", "--wandb-project", "evals")
     assert result.code == 0, result.err
-    assert modes == ["online", "offline", "offline"]  # the server is asked once
+    assert len(server.requests) == 1  # the server is asked once
     assert result.err.count("rejected the API key") == 1 and result.err.count("wandb sync") == 2
     monkeypatch.delenv("WANDB_API_KEY")
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))

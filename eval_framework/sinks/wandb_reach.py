@@ -1,0 +1,78 @@
+"""Can this process log to W&B online, decided in seconds before the SDK is asked.
+
+``wandb.init`` against a server it cannot reach retries until its init timeout (90 s by default)
+whatever the cause, then leaves the run id registered in its service, so a second attempt in the
+same process fails with "run ID ... is in use". One plain HTTP request (the viewer query the SDK
+itself sends first, with the same key) tells the causes apart at once: refused or unknown host
+(fail now), no answer (bounded by ``PROBE_TIMEOUT``), a rejected key (log offline), a failing
+server (retry later). A key the SDK would refuse on its own (wrong length or characters) is
+recognised without any request.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from urllib.parse import urlparse
+
+from eval_framework.net import Failure, Kind, classify
+
+#: Seconds one reachability probe may take (connect and answer).
+PROBE_TIMEOUT = 10.0
+_VIEWER = {"query": "query Viewer { viewer { id } }"}
+
+
+def base_url() -> str:
+    """The server the SDK talks to: WANDB_BASE_URL, else the host of a ``wandb login``, else the
+    SDK's default."""
+    configured = os.environ.get("WANDB_BASE_URL", "").strip()
+    if configured:
+        return configured.rstrip("/")
+    try:
+        from wandb.sdk import wandb_setup
+
+        return str(wandb_setup.singleton().settings.base_url).rstrip("/")
+    except Exception:
+        return "https://api.wandb.ai"
+
+
+def api_key() -> str | None:
+    """WANDB_API_KEY, else the netrc entry for the server (what ``wandb login`` writes)."""
+    key = os.environ.get("WANDB_API_KEY", "").strip()
+    if key:
+        return key
+    host = urlparse(base_url()).hostname or ""
+    try:
+        found = netrc.netrc(os.environ.get("NETRC") or None).authenticators(host)
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return None
+    return found[2] if found and found[2] else None
+
+
+def key_problem(key: str) -> str | None:
+    """What the SDK would say is wrong with the key's form (no request made), or None."""
+    try:
+        from wandb.sdk.lib.wbauth.validation import check_api_key
+    except ImportError:  # another SDK layout: let the server judge
+        return None
+    return check_api_key(key)
+
+
+def probe(timeout: float | None = None) -> Failure | None:
+    """None when the server answers the key's viewer query; else what went wrong."""
+    import httpx
+
+    timeout = PROBE_TIMEOUT if timeout is None else timeout
+    key = api_key() or ""
+    try:
+        response = httpx.post(
+            f"{base_url()}/graphql", json=_VIEWER, auth=("api", key), timeout=timeout, follow_redirects=True
+        )
+    except httpx.HTTPError as exc:
+        failure = classify(exc)
+        if isinstance(exc, httpx.TimeoutException):
+            return Failure(Kind.TIMEOUT, f"no answer within {timeout:g} s")
+        return failure
+    if response.status_code == 200:
+        return None
+    return classify(httpx.HTTPStatusError("probe", request=response.request, response=response))

@@ -1,0 +1,61 @@
+"""Read the text files users hand us (config, .env, task YAML, data files) with one clear error.
+
+Files saved by Windows editors often start with a byte-order mark or are UTF-16; those are
+decoded as their mark says. Anything else must be UTF-8: a file in another encoding is refused
+naming the file, the line and column of the first bad byte, and how to fix it, instead of a
+``UnicodeDecodeError`` traceback or silently misread text.
+"""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+import yaml
+
+from eval_framework.errors import EvalFrameworkError
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def decode_text(data: bytes, what: str, error: type[EvalFrameworkError]) -> str:
+    """Decode ``data`` by its byte-order mark, else as strict UTF-8; ``error`` names ``what``."""
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = data[exc.start : exc.start + 1].hex()
+        raise error(
+            f"{what} is not {encoding.upper().replace('-SIG', '')} text (byte 0x{bad} at line {line}, "
+            f"column {column}); save it as UTF-8 and retry"
+        ) from exc
+
+
+def read_text(path: Path, what: str, error: type[EvalFrameworkError]) -> str:
+    """The decoded text of a user file; a missing or unreadable file is ``error`` naming ``what``."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError as exc:
+        raise error(f"{what} is a directory; pass the path of a file") from exc
+    except OSError as exc:
+        raise error(f"cannot read {what}: {exc.strerror}; check the path") from exc
+    return decode_text(data, what, error)
+
+
+def yaml_error(
+    path: Path, what: str, exc: yaml.YAMLError, error: type[EvalFrameworkError]
+) -> EvalFrameworkError:
+    """One line for a YAML syntax error, 'what is not valid YAML (path:line:column: problem)', without
+    the excerpt of the file that PyYAML prints."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc).splitlines()[0]
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}: " if mark is not None else ""
+    return error(f"{what} is not valid YAML ({where}{problem}); fix the syntax and retry")

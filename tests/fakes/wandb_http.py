@@ -1,0 +1,95 @@
+"""A W&B server on 127.0.0.1 that fails the way a real one does, for the logging fault paths.
+
+The real SDK and its Go service (``wandb-core``) talk to it over HTTP through ``WANDB_BASE_URL``.
+It answers GraphQL with what a broken or unreachable deployment gives: 401 for a rejected key,
+500 for a failing server, a stalled connection for a hung one, or the viewer query answered and
+everything after it stalled (a server that logs you in and then stops answering). Every request
+is recorded, so a test can count how often the server was asked. A port nobody listens on
+(``refused_url``) stands for a refused connection.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+
+Behaviour = Literal["ok", "401", "500", "hang", "viewer-then-hang"]
+
+
+@dataclass
+class FakeWandbHttp:
+    url: str
+    behaviour: Behaviour = "ok"
+    requests: list[str] = field(default_factory=list)  #: the GraphQL query of each request
+    release: threading.Event = field(default_factory=threading.Event)  #: ends every stalled answer
+
+
+def _handler(fake: FakeWandbHttp) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _answer(self, status: int, body: dict[str, object]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                query = str(json.loads(raw or b"{}").get("query", ""))
+            except (json.JSONDecodeError, AttributeError):
+                query = ""
+            fake.requests.append(query)
+            behaviour = fake.behaviour
+            if behaviour == "viewer-then-hang":
+                behaviour = "ok" if "viewer" in query and "Viewer" in query else "hang"
+            if behaviour == "hang":
+                fake.release.wait(120)
+                return
+            if behaviour == "401":
+                self._answer(401, {"errors": [{"message": "user is not logged in"}]})
+            elif behaviour == "500":
+                self._answer(500, {"errors": [{"message": "internal server error"}]})
+            else:
+                self._answer(200, {"data": {"viewer": {"id": "VXNlcjox", "entity": "alice", "username": "alice"}}})
+
+        do_GET = do_POST
+
+    return Handler
+
+
+@contextmanager
+def fake_wandb_http(behaviour: Behaviour = "ok") -> Iterator[FakeWandbHttp]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    fake = FakeWandbHttp(f"http://127.0.0.1:{server.server_address[1]}", behaviour)
+    server.RequestHandlerClass = _handler(fake)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        fake.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def refused_url() -> str:
+    """A loopback URL whose port nobody listens on (connections are refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
