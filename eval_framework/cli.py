@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import errno
+import importlib
+import importlib.util
 import logging
 import os
 import signal
@@ -443,7 +445,15 @@ def _error(message: str, args: list[str], exc: BaseException | None = None) -> N
     print(f"error: {scrub(message)}", file=sys.stderr)
 
 
-def _usage_message(exc: click.ClickException) -> str:
+def _click_errors(name: str) -> tuple[type[BaseException], ...]:
+    """click's exception class ``name``, and typer's copy of it: newer typer vendors its own click."""
+    modules: list[Any] = [click.exceptions]
+    if importlib.util.find_spec("typer._click") is not None:
+        modules.append(importlib.import_module("typer._click.exceptions"))
+    return tuple(getattr(m, name) for m in modules if hasattr(m, name))
+
+
+def _usage_message(exc: Any) -> str:
     """click's usage error as one line, naming the command whose --help lists the options."""
     ctx = getattr(exc, "ctx", None)
     command = ctx.command_path if ctx is not None else "eval_framework"
@@ -465,15 +475,13 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(exc), args, exc)
         return exc.exit_code
     except (click.exceptions.Exit, typer.Exit) as exc:
-        code = int(getattr(exc, "exit_code", 0) or 0)
-        if isinstance(exc.__cause__, KeyboardInterrupt):  # typer turns Ctrl-C into Exit(130)
-            _error(f"interrupted: {_on_interrupt[0]}", args)
-        return code
-    except click.exceptions.NoArgsIsHelpError as exc:
-        if exc.ctx is not None:
-            print(exc.ctx.get_help())
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except _click_errors("NoArgsIsHelpError") as exc:
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            print(ctx.get_help())
         return 2
-    except click.ClickException as exc:
+    except _click_errors("ClickException") as exc:
         _error(_usage_message(exc), args)
         return int(getattr(exc, "exit_code", 2))
     except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt) as exc:
@@ -498,7 +506,10 @@ def main(argv: list[str] | None = None) -> int:
             exc,
         )
         return 1
-    return int(result) if isinstance(result, int) else 0
+    code = int(result) if isinstance(result, int) else 0
+    if code == 130:  # typer returns Ctrl-C as exit code 130 when not in standalone mode
+        _error(f"interrupted: {_on_interrupt[0]}", args)
+    return code
 
 
 def _names_subcommand(args: list[str]) -> bool:
@@ -509,7 +520,7 @@ def _names_subcommand(args: list[str]) -> bool:
     takes_value = {
         opt
         for param in root.params
-        if isinstance(param, click.Option) and not param.is_flag
+        if getattr(param, "param_type_name", "") == "option" and not getattr(param, "is_flag", False)
         for opt in param.opts
     }
     subcommands = set(getattr(root, "commands", {}))

@@ -40,6 +40,7 @@ ENV_VARS: dict[str, str] = {
     "WANDB_INIT_TIMEOUT": "seconds a W&B run may take to start (the SDK's setting, default 90)",
     "OPENAI_API_KEY": "API key for the OpenAI-compatible backend",
     "EVAL_FRAMEWORK_DEBUG": "1 prints full tracebacks",
+    "EVAL_FRAMEWORK_CACHE_DIR": "where content digests of checkpoint files are cached (default ~/.cache)",
 }
 
 

@@ -22,6 +22,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="eval-framework-test-hf-")
 os.environ["WANDB_MODE"] = "offline"
+os.environ["EVAL_FRAMEWORK_CACHE_DIR"] = tempfile.mkdtemp(prefix="eval-framework-test-cache-")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _real_connect = socket.socket.connect

@@ -58,8 +58,7 @@ def _why_not_a_model(obj: Any) -> str:
         missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ()))) or "some methods"
         return f"not a model class: it is abstract ({missing} not implemented)"
     return (
-        "not a model class: it has no loglikelihood() or generate() method "
-        "(subclass eval_framework.BaseLLM)"
+        "not a model class: it has no loglikelihood() or generate() method (subclass eval_framework.BaseLLM)"
     )
 
 

@@ -7,13 +7,12 @@ method; the wandb pin in pyproject.toml keeps it stable.
 
 from __future__ import annotations
 
-import netrc
-import os
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlparse
 
+from eval_framework import wandb_server
 from eval_framework.errors import RegistryError, missing_extra
+from eval_framework.net import Kind, advice, classify
 from eval_framework.redact import scrub
 from eval_framework.registry.download import ManifestEntry
 from eval_framework.registry.reference import CheckpointRef
@@ -37,13 +36,7 @@ class ArtifactIdentity:
 
 
 def _has_key() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or ""
-    try:
-        return netrc.netrc().authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
+    return wandb_server.api_key() is not None
 
 
 class WandbRegistry:
@@ -74,7 +67,13 @@ class WandbRegistry:
                 f"{ref.path} not found: no such {what} ({text.splitlines()[0] if text else 'no detail'}); "
                 f"{available + '; ' if available else ''}check the name and alias (omit it for 'latest')"
             )
-        return RegistryError(f"W&B request for {ref.path} failed ({text[:200]}); check network access to W&B")
+        failure = classify(exc)
+        if failure.kind is not Kind.OTHER:
+            url = wandb_server.base_url()
+            reason = advice(failure, "the W&B server", url, "WANDB_BASE_URL", "WANDB_API_KEY")
+            return RegistryError(f"W&B request for {ref.path} failed: {reason}")
+        first = text.splitlines()[0][:200] if text.strip() else type(exc).__name__
+        return RegistryError(f"W&B request for {ref.path} failed ({first}); check the reference and retry")
 
     def artifact(self, ref: CheckpointRef) -> Any:
         try:
@@ -85,7 +84,9 @@ class WandbRegistry:
 
     @staticmethod
     def _not_found(exc: Exception) -> bool:
-        return "not found" in str(exc) or isinstance(exc, ValueError)
+        """The server said the name does not exist: a 404, or the SDK's "... not found" answer.
+        A ValueError of any other kind (a bug, a malformed answer) is not "not found"."""
+        return classify(exc).kind is Kind.NOT_FOUND
 
     def _available(self, ref: CheckpointRef) -> str:
         """What the collection does hold, for the not-found message (best effort: extra lookups

@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from eval_framework import cleanup
+from eval_framework import cleanup, wandb_server
 from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, missing_extra
 from eval_framework.net import RETRYABLE, Failure, Kind, advice, classify
 from eval_framework.redact import scrub
 from eval_framework.results import Bundle
-from eval_framework.sinks import ledger, wandb_reach
+from eval_framework.sinks import ledger
 from eval_framework.sinks.wandb_spec import (
     RESULTS_ARTIFACT_TYPE,
     WANDB_SUBDIR,
@@ -81,7 +81,7 @@ def _wandb() -> Any:
 
 
 def has_api_key() -> bool:
-    return wandb_reach.api_key() is not None
+    return wandb_server.api_key() is not None
 
 
 NO_KEY = ("no W&B API key found (WANDB_API_KEY in the environment or .env): logging offline; "
@@ -102,7 +102,7 @@ _said: set[str] = set()
 
 
 def _key_hash() -> str:
-    return hashlib.sha256((wandb_reach.api_key() or "").encode()).hexdigest()
+    return hashlib.sha256((wandb_server.api_key() or "").encode()).hexdigest()
 
 
 def say_once(message: str) -> None:
@@ -119,10 +119,10 @@ def choose_mode(options: WandbOptions) -> tuple[Mode, str | None]:
         raise ConfigError(f"--wandb-mode {wanted!r} is not one of online, offline, disabled")
     if wanted != "online":
         return wanted, None  # type: ignore[return-value]
-    key = wandb_reach.api_key()
+    key = wandb_server.api_key()
     if key is None:
         return "offline", NO_KEY
-    problem = wandb_reach.key_problem(key)
+    problem = wandb_server.key_problem(key)
     if problem:
         return "offline", key_malformed(problem)
     if _key_hash() in _rejected_keys:
@@ -131,7 +131,7 @@ def choose_mode(options: WandbOptions) -> tuple[Mode, str | None]:
 
 
 def _describe(failure: Failure) -> str:
-    return advice(failure, "the W&B server", wandb_reach.base_url(), "WANDB_BASE_URL", "WANDB_API_KEY")
+    return advice(failure, "the W&B server", wandb_server.base_url(), "WANDB_BASE_URL", "WANDB_API_KEY")
 
 
 def _retrying(fn: Callable[[], T], attempts: int, retry_if: Callable[[BaseException], bool]) -> T:
@@ -180,11 +180,11 @@ class _ProbeFailed(Exception):
 
 
 def check_server(attempts: int = ATTEMPTS) -> Failure | None:
-    """Probe the server before ``wandb.init`` (see ``wandb_reach``): None when it can be used;
+    """Probe the server before ``wandb.init`` (see ``wandb_server``): None when it can be used;
     transient failures are retried with backoff, a refused connection fails at once."""
 
     def once() -> None:
-        failure = wandb_reach.probe()
+        failure = wandb_server.probe()
         if failure is not None:
             raise _ProbeFailed(failure)
 

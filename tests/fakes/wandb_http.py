@@ -45,7 +45,7 @@ def _handler(fake: FakeWandbHttp) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             try:
@@ -64,7 +64,9 @@ def _handler(fake: FakeWandbHttp) -> type[BaseHTTPRequestHandler]:
             elif behaviour == "500":
                 self._answer(500, {"errors": [{"message": "internal server error"}]})
             else:
-                self._answer(200, {"data": {"viewer": {"id": "VXNlcjox", "entity": "alice", "username": "alice"}}})
+                self._answer(
+                    200, {"data": {"viewer": {"id": "VXNlcjox", "entity": "alice", "username": "alice"}}}
+                )
 
         do_GET = do_POST
 

@@ -100,5 +100,7 @@ def test_service_unreachable(fake_wandb, s3):
     _register(fake_wandb, s3)
     client = WandbRegistry()
     fake_wandb.down = True
-    with pytest.raises(RegistryError, match=r"failed .*check network access"):
+    with pytest.raises(
+        RegistryError, match=r"failed: cannot reach the W&B server .*check network access and WANDB_BASE_URL"
+    ):
         client.artifact(parse_reference("llama-sft:prod"))

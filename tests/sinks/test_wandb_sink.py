@@ -192,9 +192,9 @@ def test_wandb_failure_keeps_the_bundle_and_prints_the_upload_command(cli, tmp_p
     ],
 )
 def test_an_unusable_server_is_told_apart_fast(cli, tmp_path, monkeypatch, behaviour, says):
-    from eval_framework.sinks import wandb_reach
+    from eval_framework import wandb_server
 
-    monkeypatch.setattr(wandb_reach, "PROBE_TIMEOUT", 1.0)
+    monkeypatch.setattr(wandb_server, "PROBE_TIMEOUT", 1.0)
     monkeypatch.setenv("WANDB_API_KEY", SECRET_KEY)
     with fake_wandb_http("500" if behaviour == "500" else "hang") as server:
         url = refused_url() if behaviour == "refused" else server.url
