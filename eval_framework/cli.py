@@ -36,16 +36,28 @@ app = typer.Typer(
 )
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (a notebook or a test may have
+    replaced it since the handler was made)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(verbose: bool) -> None:
     root = logging.getLogger("eval_framework")
-    if any(getattr(h, "_eval_framework", False) for h in root.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handler.addFilter(ScrubFilter())
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        handler.addFilter(ScrubFilter())
+        root.addHandler(handler)
     handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    handler._eval_framework = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
 
 
 # Results destinations, shared by the root command and 'upload'.

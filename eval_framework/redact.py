@@ -137,7 +137,7 @@ def _secret_values() -> list[str]:
 # ``api_key=abc``, ``api_key:abc``, ``"api_key": "abc"``, ``--hf-token abc`` is not matched (a flag
 # value is not known to be the secret's spelling); the name must be a whole identifier.
 _ASSIGNMENT = re.compile(
-    r"""(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>["']?\s*[:=]\s*["']?)(?P<value>[^\s"',;)}\]]+)"""
+    r"""(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>["']?\s*[:=]\s*["']?)(?P<value>[^\s"',;&)}\]]+)"""
 )
 
 

@@ -249,9 +249,10 @@ class Bundle:
         """The valid sample rows (a complete bundle has no others)."""
         return [line.row for line in self.scan_samples().rows]
 
-    def problems(self) -> str | None:
-        """Why this bundle is not a complete, consistent evaluation, or None when it is one.
-        Raises BundleDamaged when metadata.json itself cannot be read."""
+    def problems(self, scan: SampleScan | None = None) -> str | None:
+        """Why this bundle is not a complete, consistent evaluation, or None when it is one
+        (``scan``: the samples, when the caller has read them already). Raises BundleDamaged when
+        metadata.json itself cannot be read."""
         metadata = self.metadata()
         if metadata["status"] != "complete":
             return "not finished"
@@ -263,7 +264,7 @@ class Bundle:
             return str(exc).split(";")[0]
         if results["natural_key"] != metadata["natural_key"]:
             return "results.json belongs to another evaluation"
-        scan = self.scan_samples()
+        scan = scan if scan is not None else self.scan_samples()
         if scan.bad:
             first = scan.bad[0]
             return f"{self.samples_path}:{first.number} is not a valid sample row ({first.reason})"

@@ -293,18 +293,11 @@ def _resume_point(plan: EvalPlan, bundle: Bundle) -> dict[int, dict[str, Any]] |
     kept (damaged or foreign rows are set aside and recomputed)."""
     if not bundle.dir.exists():
         return {}
-    if bundle.exists():
-        metadata = bundle.metadata()
-        if metadata["natural_key"] != plan.key:
-            raise OutputError(
-                f"{bundle.dir} holds a different evaluation; move it away or rerun with --overwrite"
-            )
-        why = bundle.problems()
-        if why is None:
-            return None
-        if metadata["status"] == "complete":
-            log.warning("%s is not a consistent finished evaluation (%s): completing it", bundle.dir, why)
-    bundle.truncate_torn_tail()
+    metadata = bundle.metadata() if bundle.exists() else None
+    if metadata is not None and metadata["natural_key"] != plan.key:
+        raise OutputError(
+            f"{bundle.dir} holds a different evaluation; move it away or rerun with --overwrite"
+        )
     scan = bundle.scan_samples()
     keep: list[SampleLine] = []
     bad = list(scan.bad)
@@ -316,6 +309,13 @@ def _resume_point(plan: EvalPlan, bundle: Bundle) -> dict[int, dict[str, Any]] |
             done[line.row["index"]] = line.row
         else:
             bad.append(BadLine(line.number, reason, _line_text(line.row)))
+    if metadata is not None:
+        why = bundle.problems(scan)
+        if why is None and not bad:
+            return None  # complete, and every row is this evaluation's
+        if metadata["status"] == "complete" and not bad:  # bad rows are reported one by one below
+            log.warning("%s is not a consistent finished evaluation (%s): completing it", bundle.dir, why)
+    bundle.truncate_torn_tail()
     if bad:
         for item in sorted(bad, key=lambda b: b.number):
             log.warning(

@@ -35,11 +35,13 @@ def read(bundle_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn last line from a killed process: the next export appends anew
+        if isinstance(entry, dict) and isinstance(entry.get("destination"), str):
+            entries.append(entry)  # anything else is not a ledger entry: an export is redone, never skipped
     return entries
 
 

@@ -15,7 +15,7 @@ SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
 def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+    return {list: "a list", dict: "an object", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number" if isinstance(value, int | float) else type(value).__name__
     )
 

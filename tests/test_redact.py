@@ -1,0 +1,71 @@
+"""Secret names by whole words, with an allow-list; secrets scrubbed from free text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval_framework.config import EvalConfig
+from eval_framework.redact import REDACTED, is_secret_key, redact, register_secret, scrub
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["api_key", "API_KEY", "hf_token", "HF_TOKEN", "access_token", "awsSecretAccessKey", "password",
+     "db-password", "client.secret", "WANDB_API_KEY", "AWS_ACCESS_KEY_ID", "apiKey", "authorization",
+     "auth", "private_key", "credentials", "key", "token"],
+)  # fmt: skip
+def test_secret_names(name):
+    assert is_secret_key(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["max_tokens", "num_tokens", "max_new_tokens", "pad_token", "eos_token_id", "add_bos_token",
+     "tokenizer", "keyword", "monkey", "natural_key", "batch_size", "checkpoint", "author",
+     "tokens_per_second", "passes"],
+)  # fmt: skip
+def test_not_secret_names(name):
+    assert not is_secret_key(name)
+
+
+def test_every_result_changing_setting_is_stored_as_given_and_secrets_never():
+    config = EvalConfig(
+        llm_name="hf",
+        llm_args={"checkpoint": "/ckpt", "max_tokens": 8, "max_new_tokens": 16, "add_bos_token": True,
+                  "pad_token": "<pad>", "api_key": "sk-abcdefgh12345", "nested": {"hf_token": "hf_secret99"}},
+        task_name="ARC",
+        num_fewshot=3,
+        num_samples=50,
+        subjects=("a",),
+        seed=7,
+        max_tokens=8,
+        batch_size=4,
+    )  # fmt: skip
+    stored = config.redacted()
+    for field in ("llm_name", "task_name", "num_fewshot", "num_samples", "seed", "max_tokens", "batch_size"):
+        assert stored[field] == json.loads(json.dumps(config.model_dump(mode="json")[field])), field
+    assert stored["subjects"] == ["a"]
+    args = stored["llm_args"]
+    assert args["max_tokens"] == 8 and args["max_new_tokens"] == 16 and args["add_bos_token"] is True
+    assert args["pad_token"] == "<pad>" and args["checkpoint"] == "/ckpt"
+    assert args["api_key"] == REDACTED and args["nested"]["hf_token"] == REDACTED
+    assert "sk-abcdefgh12345" not in json.dumps(stored) and "hf_secret99" not in json.dumps(stored)
+
+
+def test_free_text_loses_assigned_secrets_and_registered_values():
+    assert scrub("bad entry 'api_key:sk-live-123456'") == "bad entry 'api_key:***'"
+    assert scrub('{"hf_token": "hf_abcdefgh"}') == '{"hf_token": "***"}'
+    assert scrub("GET /x?token=abcdef123&n=2") == "GET /x?token=***&n=2"
+    assert "abcdefghijkl" not in scrub("Authorization: Bearer abcdefghijkl")
+    assert scrub("sent Bearer abcdefghijkl") == f"sent Bearer {REDACTED}"
+    assert scrub("max_tokens=8 and num_tokens: 9") == "max_tokens=8 and num_tokens: 9"
+    register_secret("my-registered-value-42")
+    assert "my-registered-value-42" not in scrub("the value my-registered-value-42 leaked")
+    assert redact({"note": "uses my-registered-value-42"}) == {"note": f"uses {REDACTED}"}
+
+
+def test_secret_env_values_are_scrubbed(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_envsecretvalue")
+    assert scrub("token hf_envsecretvalue in a message") == "token *** in a message"
