@@ -26,7 +26,8 @@ class EmbeddedTinyLLM(HuggingFaceLLM):
         from eval_framework.models.loading import check_signature
 
         # The other arguments go to HuggingFaceLLM through **kwargs: check them against it.
-        rest = check_signature(HuggingFaceLLM, {k: v for k, v in llm_args.items() if k != "version"})
+        rest = {k: v for k, v in llm_args.items() if k != "version"}
+        rest = check_signature(HuggingFaceLLM, rest, owner=cls.__name__)
         HuggingFaceLLM.validate_args({"checkpoint": "embedded", **rest})
         version = str(llm_args.get("version", "latest"))
         versions = checkpoint_versions()

@@ -214,8 +214,10 @@ def check_llm_args(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def check_signature(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
-    """The name and type part of ``check_llm_args``."""
+def check_signature(cls: type, llm_args: dict[str, Any], owner: str | None = None) -> dict[str, Any]:
+    """The name and type part of ``check_llm_args``; ``owner`` names the class the user chose when
+    its arguments are passed on to ``cls``."""
+    owner = owner or cls.__name__
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
@@ -227,7 +229,7 @@ def check_signature(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
         close = difflib.get_close_matches(unknown[0], named, n=2)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise ConfigError(
-            f"{cls.__name__} does not accept --llm-args {', '.join(unknown)}{hint}; "
+            f"{owner} does not accept --llm-args {', '.join(unknown)}{hint}; "
             f"accepted: {', '.join(named) or 'none'}"
         )
     hints = _type_hints(cls)
@@ -241,7 +243,7 @@ def check_signature(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
         except ValidationError as exc:
             shown = redact({name: value})[name]
             raise ConfigError(
-                f"invalid --llm-args {name}={shown!r} for {cls.__name__}: expected {_type_name(annotation)} "
+                f"invalid --llm-args {name}={shown!r} for {owner}: expected {_type_name(annotation)} "
                 f"({exc.errors()[0]['msg'].lower()})"
             ) from exc
         except Exception:  # an annotation pydantic cannot check (a user's own class): leave it

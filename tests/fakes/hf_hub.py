@@ -26,16 +26,17 @@ class FakeHub:
     def __init__(self, writable_owners: tuple[str, ...] = ("my-org",)) -> None:
         self.repos: dict[str, FakeRepo] = {}
         self.writable = set(writable_owners)
+        self.down = False  #: every call fails as a refused connection does in the real client
+        self.calls: list[str] = []
 
     def api(self, token: str) -> FakeHfApi:
         return FakeHfApi(self, token)
 
 
 def _raise(status: int, url: str, error_code: str | None = None, message: str = "") -> None:
-    from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import hf_raise_for_status
 
-    http = __import__(HfHubHTTPError.__mro__[1].__module__.split(".")[0])  # the client's HTTP library
+    http = _http_library()
     headers = {"X-Error-Code": error_code} if error_code else {}
     if message:
         headers["X-Error-Message"] = message
@@ -44,13 +45,33 @@ def _raise(status: int, url: str, error_code: str | None = None, message: str = 
     raise AssertionError("hf_raise_for_status did not raise")
 
 
+def _http_library() -> Any:
+    """The HTTP library the installed huggingface_hub is built on (httpx, or its successor)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return __import__(HfHubHTTPError.__mro__[1].__module__.split(".")[0])
+
+
+def _refused(url: str) -> None:
+    """What the client raises when nothing listens at the Hub's address."""
+    http = _http_library()
+    raise http.ConnectError("[Errno 111] Connection refused", request=http.Request("POST", url))
+
+
 class FakeHfApi:
     def __init__(self, hub: FakeHub, token: str) -> None:
         self.hub, self.token = hub, token
 
     def _auth(self, url: str) -> None:
+        self.hub.calls.append(url)
+        if self.hub.down:
+            _refused(url)
         if self.token != VALID_TOKEN:
             _raise(401, url, message="Invalid credentials in Authorization header")
+
+    def whoami(self) -> dict[str, Any]:
+        self._auth(f"{ENDPOINT}/api/whoami-v2")
+        return {"type": "user", "name": "alice"}
 
     def create_repo(self, repo_id: str, *, repo_type: str | None = None, exist_ok: bool = False,
                     private: bool | None = None) -> str:  # fmt: skip

@@ -1,0 +1,153 @@
+"""Everything that changes results is in the evaluation's key; nothing else is.
+
+Each test changes one input and expects a new key (a silently reused result is the worst
+failure an evaluation framework can have), or changes something that cannot change results and
+expects the same key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from eval_framework.config import EvalConfig
+from eval_framework.runner import make_plan
+from tests.conftest import USER_MODELS
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _arc_copy(root: Path, question: str = "Which is a planet?", shots: str = "Which is a star?") -> Path:
+    row = {"id": "q1", "question": question, "answerKey": "B",
+           "choices": {"text": ["Moon", "Mars", "Sun"], "label": ["A", "B", "C"]}}  # fmt: skip
+    _write(root / "test.jsonl", [row, {**row, "id": "q2"}])
+    _write(root / "train.jsonl", [{**row, "id": "s1", "question": shots}, {**row, "id": "s2"}])
+    return root
+
+
+def _key(**overrides: object) -> str:
+    values: dict = {"llm_name": "HashLLM", "models": USER_MODELS, "task_name": "ARC-Easy", "num_fewshot": 1}
+    values.update(overrides)
+    return make_plan(EvalConfig(**values)).key
+
+
+def test_local_copies_of_a_benchmark_are_told_apart_by_content(tmp_path):
+    a = _key(task_data_dir=_arc_copy(tmp_path / "a"))
+    assert _key(task_data_dir=_arc_copy(tmp_path / "b", question="Which is a moon?")) != a
+    assert _key(task_data_dir=_arc_copy(tmp_path / "c", shots="Which is a comet?")) != a  # few-shot pool
+    assert _key(task_data_dir=_arc_copy(tmp_path / "same")) == a  # where the copy lies does not matter
+    assert _key(task_data_dir=_arc_copy(tmp_path / "d"), batch_size=64) == a
+
+
+def test_task_yaml_templates_and_data_are_in_the_key(letters_task):
+    base = _key(task_name=str(letters_task))
+    spec = letters_task.read_text()
+    letters_task.write_text(spec.replace("prompt: '{q}'", "prompt: 'Q: {q}'"))
+    assert _key(task_name=str(letters_task)) != base
+    letters_task.write_text(spec)
+    assert _key(task_name=str(letters_task)) == base
+    shots = letters_task.parent / "letters" / "shots.jsonl"
+    shots.write_text(shots.read_text().replace("abcd", "abce", 1))
+    assert _key(task_name=str(letters_task)) != base
+
+
+def test_settings_that_change_results_are_in_the_key(letters_task):
+    base = _key(task_name=str(letters_task))
+    for change in ({"num_fewshot": 0}, {"seed": 5}, {"num_samples": 3}, {"llm_args": {"bias": "x"}},
+                   {"subjects": ("copy",)}):  # fmt: skip
+        assert _key(task_name=str(letters_task), **change) != base, change
+    for same in (
+        {"batch_size": 1},
+        {"output_dir": Path("elsewhere")},
+        {"llm_args": {"api_key": "sk-123456"}},
+    ):
+        assert _key(task_name=str(letters_task), **same) == base, same
+
+
+def test_checkpoint_contents_not_names_and_sizes_make_the_key(tiny_model_dir, tmp_path, letters_task):
+    ckpt = shutil.copytree(tiny_model_dir, tmp_path / "ckpt")
+
+    def key() -> str:
+        return _key(
+            llm_name="hf", models=None, llm_args={"checkpoint": str(ckpt)}, task_name=str(letters_task)
+        )
+
+    base = key()
+    weights = ckpt / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    stat = weights.stat()
+    data[-1] ^= 0xFF  # one byte of a weight: same name, same size
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with the old modification time
+    assert key() != base
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert key() == base
+    moved = shutil.copytree(ckpt, tmp_path / "moved")
+    assert _key(llm_name="hf", models=None, llm_args={"checkpoint": str(moved)},
+                task_name=str(letters_task)) == base  # fmt: skip
+
+
+def test_checkpoint_digests_are_cached_by_file_identity(tiny_model_dir, tmp_path, monkeypatch):
+    from eval_framework import fingerprint
+
+    ckpt = shutil.copytree(tiny_model_dir, tmp_path / "ckpt")
+    first = fingerprint.directory_fingerprint(ckpt)
+    reads: list[Path] = []
+    real = fingerprint._uncached_sha256
+    monkeypatch.setattr(fingerprint, "_uncached_sha256", lambda p: reads.append(p) or real(p))
+    assert fingerprint.directory_fingerprint(ckpt) == first and reads == []  # all from the cache
+    (ckpt / "config.json").write_text((ckpt / "config.json").read_text() + " ")
+    fingerprint.directory_fingerprint(ckpt)
+    assert reads == [ckpt / "config.json"]  # only the changed file is read again
+
+
+def test_a_hub_id_is_known_by_the_commit_it_points_at(tmp_path, monkeypatch, letters_task):
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE)
+    ref = cache / "models--acme--tiny" / "refs" / "main"
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text("a" * 40)
+
+    def key(**args: str) -> str:
+        return _key(llm_name="hf", models=None, llm_args={"checkpoint": "acme/tiny", **args},
+                    task_name=str(letters_task))  # fmt: skip
+
+    first = key()
+    ref.write_text("b" * 40)  # the branch moved
+    assert key() != first
+    assert key(revision="c" * 40) != key(revision="d" * 40)
+
+
+def test_editing_a_user_model_class_changes_the_key(tmp_path, letters_task):
+    models = tmp_path / "my_models.py"
+    source = (
+        "from eval_framework import BaseLLM, LoglikelihoodResult\n\n"
+        "class Mine(BaseLLM):\n"
+        "    def loglikelihood(self, requests):\n"
+        "        return [LoglikelihoodResult(-1.0, False) for _ in requests]\n"
+    )
+    models.write_text(source)
+    base = _key(llm_name="Mine", models=models, task_name=str(letters_task))
+    models.write_text(source.replace("-1.0", "-2.0"))
+    import sys
+
+    for name in [n for n in sys.modules if n.startswith("eval_framework_user_models_")]:
+        del sys.modules[name]  # a new process would import the edited file
+    assert _key(llm_name="Mine", models=models, task_name=str(letters_task)) != base
+
+
+@pytest.mark.parametrize("flag", ["task_data_dir"])
+def test_a_task_file_refuses_a_data_dir_it_would_ignore(letters_task, tmp_path, flag):
+    from eval_framework.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--task-data-dir applies to built-in benchmarks"):
+        _key(task_name=str(letters_task), **{flag: tmp_path})
