@@ -93,6 +93,16 @@ def write_failure(path: Path, exc: OSError) -> OutputError:
     )
 
 
+def _read_umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+#: Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
+_UMASK = _read_umask()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temp file in the same directory and os.replace: readers never see half a file."""
     try:
@@ -100,6 +110,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     except OSError as exc:
         raise write_failure(path, exc) from exc
     try:
+        # mkstemp makes the file private (0600); a bundle is shared with the team like any file
+        # written by this user, so it gets the usual permissions (0666 less the umask).
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

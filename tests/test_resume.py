@@ -310,3 +310,13 @@ def test_overwrite_refuses_to_drop_unsynced_offline_wandb_runs(cli, tmp_path):
     assert _snapshot(bundle) == before
     (run_dir / "run-eval-abc.wandb.synced").write_bytes(b"")  # what `wandb sync` leaves behind
     assert cli(*ARGS, "--output-dir", out, "--overwrite").code == 0
+
+
+def test_bundle_files_get_the_usual_permissions_not_private_ones(cli, tmp_path):
+    old = os.umask(0o022)
+    try:
+        _, bundle, _ = _finished(cli, tmp_path)
+    finally:
+        os.umask(old)
+    for name in ("metadata.json", "results.json", "samples.jsonl"):
+        assert (bundle / name).stat().st_mode & 0o777 == 0o644, name  # readable by the team
