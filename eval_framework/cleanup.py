@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -69,6 +71,44 @@ def install_sigterm_handler() -> None:
     if current is not _on_sigterm:
         _previous_sigterm = current if current not in (signal.SIG_DFL, signal.SIG_IGN, None) else None
         signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+#: Seconds a stopped process gives the W&B SDK to flush (the preemption record) before it exits.
+STOP_GRACE_S = 10.0
+
+
+def exit_now(code: int) -> None:
+    """Leave at once after SIGTERM: a scheduler's stop must not wait on services. The W&B SDK's
+    exit handler joins its service process, which waits out the service's idle timeout (minutes)
+    when the server hangs; it gets ``STOP_GRACE_S`` to flush, then the process and the helper
+    processes it started (the SDK's service) exit."""
+    remove_all()
+    wandb = sys.modules.get("wandb")
+    teardown = getattr(wandb, "teardown", None)
+    if callable(teardown):
+        flusher = threading.Thread(target=teardown, daemon=True)
+        flusher.start()
+        flusher.join(STOP_GRACE_S)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    for child in _children():
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)  # after the grace period: its flush has had its chance
+    os._exit(code)
+
+
+def _children() -> list[int]:
+    """Processes this one started (Linux /proc; elsewhere none are known)."""
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1:2] == [str(me)]:
+            found.append(int(stat.parent.name))
+    return found
 
 
 atexit.register(remove_all)

@@ -244,6 +244,12 @@ def evaluate_command(
     stdout.print(summary_table(outcome))
     stdout.print(f"Results: {outcome.bundle_dir}")
     if sinks.any:
+        from eval_framework.sinks.publish import upload_command
+
+        _say_on_interrupt(
+            f"the evaluation is complete in {outcome.bundle_dir}; finish the export with: "
+            f"{upload_command([outcome.bundle_dir], sinks)}"
+        )
         _publish_and_report([outcome.bundle_dir], sinks, live)
 
 
@@ -547,4 +553,9 @@ def _names_subcommand(args: list[str]) -> bool:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if code == 128 + signal.SIGTERM:
+        from eval_framework import cleanup
+
+        cleanup.exit_now(code)  # a stopped process must not wait on the SDK's exit handlers
+    sys.exit(code)

@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "WANDB_MODE": "online, offline or disabled (the --wandb-mode default)",
     "WANDB_ADDITIONAL_ARTIFACT_REFERENCES": "comma-separated artifacts every logged run also uses (lineage)",
     "WANDB_INIT_TIMEOUT": "seconds a W&B run may take to start (the SDK's setting, default 90)",
+    "WANDB_HTTP_TIMEOUT": "seconds one W&B HTTP request may take, our reachability check included (10)",
     "OPENAI_API_KEY": "API key for the OpenAI-compatible backend",
     "EVAL_FRAMEWORK_DEBUG": "1 prints full tracebacks",
     "EVAL_FRAMEWORK_CACHE_DIR": "where content digests of checkpoint files are cached (default ~/.cache)",

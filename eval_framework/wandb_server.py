@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 
 from eval_framework.net import Failure, Kind, classify
 
-#: Seconds one reachability probe may take (connect and answer).
+#: Seconds one reachability probe may take (connect and answer); WANDB_HTTP_TIMEOUT, the SDK's own
+#: setting for its HTTP calls, overrides it.
 PROBE_TIMEOUT = 10.0
 _VIEWER = {"query": "query Viewer { viewer { id } }"}
 
@@ -62,7 +63,11 @@ def probe(timeout: float | None = None) -> Failure | None:
     """None when the server answers the key's viewer query; else what went wrong."""
     import httpx
 
-    timeout = PROBE_TIMEOUT if timeout is None else timeout
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("WANDB_HTTP_TIMEOUT") or PROBE_TIMEOUT)
+        except ValueError:
+            timeout = PROBE_TIMEOUT
     key = api_key() or ""
     try:
         response = httpx.post(

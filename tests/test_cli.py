@@ -252,7 +252,7 @@ def test_unknown_llm_arg_lists_accepted(cli, letters_task, tmp_path):
         "--output-dir",
         tmp_path / "o",
     )
-    _one_line_error(result, "does not accept --llm-args colour", "accepted: bias, batch_size")
+    _one_line_error(result, "does not accept --llm-args colour", "use the names it accepts: bias, batch_size")
 
 
 def test_fewshot_larger_than_pool(cli, letters_task):

@@ -33,7 +33,8 @@ class EmbeddedTinyLLM(HuggingFaceLLM):
         versions = checkpoint_versions()
         if version != "latest" and version not in versions:
             raise ConfigError(
-                f"unknown --llm-args version={version!r}; embedded versions: {', '.join(versions)}, latest"
+                f"unknown --llm-args version={version!r}; use one of the embedded versions: "
+                f"{', '.join(versions)}, latest"
             )
 
     @classmethod

@@ -230,7 +230,7 @@ def check_signature(cls: type, llm_args: dict[str, Any], owner: str | None = Non
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise ConfigError(
             f"{owner} does not accept --llm-args {', '.join(unknown)}{hint}; "
-            f"accepted: {', '.join(named) or 'none'}"
+            f"use the names it accepts: {', '.join(named) or 'none'}"
         )
     hints = _type_hints(cls)
     checked = dict(llm_args)
@@ -244,7 +244,7 @@ def check_signature(cls: type, llm_args: dict[str, Any], owner: str | None = Non
             shown = redact({name: value})[name]
             raise ConfigError(
                 f"invalid --llm-args {name}={shown!r} for {owner}: expected {_type_name(annotation)} "
-                f"({exc.errors()[0]['msg'].lower()})"
+                f"({exc.errors()[0]['msg'].lower()}); pass a value of that type"
             ) from exc
         except Exception:  # an annotation pydantic cannot check (a user's own class): leave it
             continue
@@ -264,20 +264,29 @@ def model_identity(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
 
 
 def class_source_digest(cls: type) -> str | None:
-    """sha256 of the source of a user's model class and of its user-written bases: editing the
-    class changes its results' identity. Classes of eval_framework itself are versioned by it."""
-    digest = hashlib.sha256()
-    found = False
+    """sha256 of the source files that define a user's model class and its user-written bases:
+    editing the class, or a helper function beside it, changes its results' identity. (Code those
+    files import from elsewhere is not followed.) eval_framework's own classes are versioned by it."""
+    files: dict[str, None] = {}
     for klass in cls.__mro__:
         module = getattr(klass, "__module__", "") or ""
         if module == "builtins" or module.split(".")[0] == "eval_framework":
             continue
         try:
-            digest.update(inspect.getsource(klass).encode())
-            found = True
+            source = inspect.getsourcefile(klass)
         except (OSError, TypeError):
             continue
-    return digest.hexdigest() if found else None
+        if source:
+            files[str(Path(source).resolve())] = None
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            digest.update(Path(path).read_bytes())
+        except OSError:
+            continue
+    return digest.hexdigest()
 
 
 def instantiate(cls: type, llm_args: dict[str, Any], batch_size: int) -> Any:

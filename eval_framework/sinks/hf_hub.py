@@ -77,6 +77,13 @@ def preflight(options: HfUploadOptions) -> None:
     that cannot be reached now is not an error yet (the upload at the end retries and says so)."""
     token = hf_token()
     api = hf_api(token)
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise ConfigError(
+            "--hf-upload-repo needs the Hugging Face Hub but HF_HUB_OFFLINE is set: unset it, or drop "
+            "--hf-upload-repo and run 'eval_framework upload' later where the Hub can be reached"
+        )
     try:
         api.whoami()
     except Exception as exc:

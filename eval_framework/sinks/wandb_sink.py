@@ -214,31 +214,55 @@ def open_run(bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | 
         x_save_requirements=False,
     )
     try:
-        return _call(
-            "run start",
-            lambda: wandb.init(
-                project=spec.project,
-                entity=spec.entity,
-                id=spec.run_id,
-                resume="allow",
-                group=spec.group,
-                job_type=spec.job_type,
-                name=spec.name,
-                tags=list(spec.tags),
-                notes=spec.notes,
-                config=spec.config,
-                dir=str(run_dir),
-                mode=mode,
-                settings=settings,
-                reinit="create_new",
-            ),
-            attempts=1,
-        )
+        with _environment(WANDB_MODE=mode):
+            return _start(wandb, spec, run_dir, mode, settings)
     except WandbLogError:
         if getattr(wandb, "run", None) is None:
             with contextlib.suppress(Exception):
                 wandb.teardown()
         raise
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables the SDK reads, for the duration of one call. WANDB_MODE: the SDK's
+    process-wide settings (made at its first call) decide whether its own telemetry is sent, so an
+    offline run must not start them online (a server that rejected the key would be sent
+    telemetry, and its refusals printed)."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _start(wandb: Any, spec: RunSpec, run_dir: Path, mode: Mode, settings: Any) -> Any:
+    """One ``wandb.init`` (see ``open_run``)."""
+    return _call(
+        "run start",
+        lambda: wandb.init(
+            project=spec.project,
+            entity=spec.entity,
+            id=spec.run_id,
+            resume="allow",
+            group=spec.group,
+            job_type=spec.job_type,
+            name=spec.name,
+            tags=list(spec.tags),
+            notes=spec.notes,
+            config=spec.config,
+            dir=str(run_dir),
+            mode=mode,
+            settings=settings,
+            reinit="create_new",
+        ),
+        attempts=1,
+    )
 
 
 def open_run_or_offline(
@@ -270,20 +294,11 @@ def _offline_dir(run: Any) -> Path | None:
         return None
 
 
-@contextmanager
-def _sdk_staging_in(bundle: Bundle) -> Iterator[None]:
+def _sdk_staging_in(bundle: Bundle) -> contextlib.AbstractContextManager[None]:
     """The SDK copies logged tables into a staging dir under ``WANDB_DATA_DIR`` (the user's home by
     default) until they are uploaded; an offline run is synced later, maybe from another machine,
     so they are staged inside the bundle like the other artifact files."""
-    before = os.environ.get("WANDB_DATA_DIR")
-    os.environ["WANDB_DATA_DIR"] = str(bundle.dir / WANDB_SUBDIR / "sdk-data")
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("WANDB_DATA_DIR", None)
-        else:
-            os.environ["WANDB_DATA_DIR"] = before
+    return _environment(WANDB_DATA_DIR=str(bundle.dir / WANDB_SUBDIR / "sdk-data"))
 
 
 def apply(run: Any, bundle: Bundle, options: WandbOptions, mode: Mode, report: LogReport) -> RunSpec:

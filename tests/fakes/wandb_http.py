@@ -10,6 +10,7 @@ is recorded, so a test can count how often the server was asked. A port nobody l
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -26,6 +27,8 @@ Behaviour = Literal["ok", "401", "500", "hang", "viewer-then-hang"]
 class FakeWandbHttp:
     url: str
     behaviour: Behaviour = "ok"
+    #: the behaviour from the second request on (a server that breaks, or recovers, mid-run)
+    later: Behaviour | None = None
     requests: list[str] = field(default_factory=list)  #: the GraphQL query of each request
     release: threading.Event = field(default_factory=threading.Event)  #: ends every stalled answer
 
@@ -48,12 +51,14 @@ def _handler(fake: FakeWandbHttp) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if self.headers.get("Content-Encoding") == "gzip" or raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)  # the SDK's service compresses its requests
             try:
                 query = str(json.loads(raw or b"{}").get("query", ""))
-            except (json.JSONDecodeError, AttributeError):
+            except (ValueError, AttributeError):
                 query = ""
             fake.requests.append(query)
-            behaviour = fake.behaviour
+            behaviour = fake.behaviour if len(fake.requests) == 1 or fake.later is None else fake.later
             if behaviour == "viewer-then-hang":
                 behaviour = "ok" if "viewer" in query and "Viewer" in query else "hang"
             if behaviour == "hang":
@@ -74,9 +79,9 @@ def _handler(fake: FakeWandbHttp) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def fake_wandb_http(behaviour: Behaviour = "ok") -> Iterator[FakeWandbHttp]:
+def fake_wandb_http(behaviour: Behaviour = "ok", later: Behaviour | None = None) -> Iterator[FakeWandbHttp]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    fake = FakeWandbHttp(f"http://127.0.0.1:{server.server_address[1]}", behaviour)
+    fake = FakeWandbHttp(f"http://127.0.0.1:{server.server_address[1]}", behaviour, later)
     server.RequestHandlerClass = _handler(fake)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

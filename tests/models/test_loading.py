@@ -24,7 +24,8 @@ def _cls(name: str = "HashLLM") -> type:
         ({"bias": {"a": 1}}, r"invalid --llm-args bias=\{'a': 1\} for HashLLM: expected str"),
         (
             {"biass": "x"},
-            r"does not accept --llm-args biass \(did you mean bias\?\); accepted: bias, batch_size",
+            r"does not accept --llm-args biass \(did you mean bias\?\); use the names it accepts: bias, "
+            r"batch_size",
         ),
         ({"api_key": ["sk-abcdef123"]}, r"api_key='\*\*\*'"),
     ],
@@ -44,7 +45,7 @@ def test_values_are_converted_to_the_constructor_types():
         (
             "embedded",
             {"version": "v9"},
-            r"unknown --llm-args version='v9'; embedded versions: v0, v1, v2, latest",
+            r"unknown --llm-args version='v9'; use one of the embedded versions: v0, v1, v2, latest",
         ),
         ("embedded", {"dtype": "float8"}, r"unknown --llm-args dtype='float8'"),
         ("embedded", {"batch_size": "abc"}, r"batch_size='abc' for EmbeddedTinyLLM: expected int"),

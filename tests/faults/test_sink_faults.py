@@ -1,0 +1,180 @@
+"""Classes 2 and 3: a failing sink never stops the others; unreachable services are told apart
+fast and named with what to check."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.hub_http import fake_hub_http
+from tests.fakes.wandb_http import fake_wandb_http, refused_url
+from tests.faults.conftest import Workspace, expect, signal_when
+
+KEY = "k" * 40
+ONLINE = {"WANDB_API_KEY": KEY, "WANDB_MODE": None}
+HF = ("--hf-upload-repo", "my-org/evals")
+ONLINE_HUB = {"HF_HUB_OFFLINE": None, "HF_TOKEN": "hf_" + "v" * 34}
+WANDB = ("--wandb-project", "evals")
+
+
+def _only_new(ws: Workspace, before: set[str]) -> Path:
+    (found,) = [p for p in ws.out.iterdir() if p.is_dir() and p.name not in before and p.name[0] != "."]
+    return found
+
+
+def _offline_runs(bundle: Path) -> list[Path]:
+    return list((bundle / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def _missing(ws: Workspace, package: str) -> dict[str, str | None]:
+    """PYTHONPATH with a ``package`` that fails to import, as an uninstalled one does."""
+    shadow = ws.root / "shadow" / package
+    shadow.mkdir(parents=True, exist_ok=True)
+    (shadow / "__init__.py").write_text(
+        f"raise ModuleNotFoundError(\"No module named '{package}'\", name='{package}')\n"
+    )
+    return {"PYTHONPATH": str(ws.root / "shadow")}
+
+
+def test_a_missing_hf_token_is_refused_before_the_evaluation(ws):
+    before = {p.name for p in ws.out.iterdir()}
+    result = ws.evaluate("--num-samples", "5", *HF, *WANDB)
+    expect(result, 2, "needs a Hugging Face token", "set HF_TOKEN")
+    assert {p.name for p in ws.out.iterdir()} == before and result.seconds < 10
+    ws.keeper_intact()
+
+
+def test_a_token_the_hub_rejects_is_refused_before_the_evaluation(ws):
+    with fake_hub_http(whoami_status=401) as hub:
+        before = {p.name for p in ws.out.iterdir()}
+        result = ws.evaluate(
+            "--num-samples",
+            "5",
+            *HF,
+            env={**ONLINE_HUB, "HF_TOKEN": "hf_" + "x" * 34, "HF_ENDPOINT": hub.url},
+        )
+    expect(result, 2, "rejected the token (HTTP 401)", "check HF_TOKEN")
+    assert {p.name for p in ws.out.iterdir()} == before and "x" * 34 not in result.err
+    ws.keeper_intact()
+
+
+def test_an_unreachable_hub_still_lets_wandb_log_and_names_the_command(ws):
+    before = {p.name for p in ws.out.iterdir()}
+    result = ws.evaluate("--num-samples", "5", *HF, *WANDB, env=ONLINE_HUB)
+    last = expect(result, 7, "cannot reach the Hugging Face Hub at", "connection refused", "HF_ENDPOINT")
+    bundle = _only_new(ws, before)
+    assert _offline_runs(bundle)  # W&B was logged (offline) although the Hub failed first
+    assert f"eval_framework upload {bundle}" in last and "--hf-upload-repo my-org/evals" in last
+    ws.keeper_intact()
+
+
+def test_a_hub_answering_500_to_the_upload_is_an_export_error(ws):
+    with fake_hub_http(whoami_status=200, other_status=500) as hub:
+        result = ws.evaluate("--num-samples", "5", *HF, env={**ONLINE_HUB, "HF_ENDPOINT": hub.url})
+    expect(result, 7, "my-org/evals failed", "finish the export with: eval_framework upload")
+    ws.keeper_intact()
+
+
+@pytest.mark.parametrize(
+    ("package", "flags", "extra"), [("wandb", WANDB, "wandb"), ("huggingface_hub", HF, "hub")]
+)
+def test_a_missing_extra_is_named_before_anything_starts(ws, package, flags, extra):
+    before = {p.name for p in ws.out.iterdir()}
+    env = {**_missing(ws, package), **ONLINE_HUB}
+    result = ws.evaluate("--num-samples", "5", *flags, env=env)
+    expect(result, 2, f"pip install 'eval_framework[{extra}]'")
+    assert {p.name for p in ws.out.iterdir()} == before
+    ws.keeper_intact()
+
+
+def test_an_upload_asked_for_while_the_hub_is_set_offline_is_refused_first(ws):
+    before = {p.name for p in ws.out.iterdir()}
+    result = ws.evaluate("--num-samples", "5", *HF, env={"HF_TOKEN": "hf_" + "v" * 34})
+    expect(result, 2, "HF_HUB_OFFLINE is set", "eval_framework upload")
+    assert {p.name for p in ws.out.iterdir()} == before
+    ws.keeper_intact()
+
+
+def test_wandb_refusing_connections_fails_in_seconds(ws):
+    url = refused_url()
+    result = ws.evaluate("--num-samples", "5", *WANDB, env={**ONLINE, "WANDB_BASE_URL": url})
+    expect(result, 7, f"cannot reach the W&B server at {url} (connection refused)", "WANDB_BASE_URL")
+    assert result.seconds < 20 and "in use" not in result.err
+    ws.keeper_intact()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "says"),
+    [
+        ("500", "is failing (HTTP 500): retry later"),
+        ("hang", "did not answer in time (no answer within 1 s)"),
+    ],
+)
+def test_a_failing_or_hung_wandb_server_is_said_as_such(ws, behaviour, says):
+    with fake_wandb_http(behaviour) as server:
+        env = {**ONLINE, "WANDB_BASE_URL": server.url, "WANDB_HTTP_TIMEOUT": "1"}
+        result = ws.evaluate("--num-samples", "5", *WANDB, env=env)
+    expect(result, 7, says, "finish the export with")
+    assert result.seconds < 40
+    ws.keeper_intact()
+
+
+def test_a_wandb_start_that_times_out_after_login_is_an_export_error(ws):
+    with fake_wandb_http("viewer-then-hang") as server:
+        env = {**ONLINE, "WANDB_BASE_URL": server.url, "WANDB_INIT_TIMEOUT": "3"}
+        result = ws.evaluate("--num-samples", "5", *WANDB, env=env)
+    expect(result, 7, "W&B run start failed", "did not answer in time")
+    assert "in use" not in result.err
+    ws.keeper_intact()
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [(KEY, "the server rejected the API key"), ("short-key", "WANDB_API_KEY is malformed")],
+)
+def test_a_rejected_or_malformed_key_logs_offline_and_says_so(ws, key, says):
+    with fake_wandb_http("401") as server:
+        before = {p.name for p in ws.out.iterdir()}
+        env = {**ONLINE, "WANDB_API_KEY": key, "WANDB_BASE_URL": server.url}
+        result = ws.evaluate("--num-samples", "5", *WANDB, env=env)
+    expect(result, 0, says, "wandb sync", lines=2)
+    assert _offline_runs(_only_new(ws, before)) and key not in result.err
+    assert len(server.requests) == (1 if key == KEY else 0)
+    ws.keeper_intact()
+
+
+def test_a_kill_during_the_export_keeps_the_bundle_and_upload_finishes_it(ws):
+    # Refused at the start (the evaluation goes on without a live run), then the export's run
+    # start logs in and hangs: the kill lands in the export.
+    with fake_wandb_http("500", later="viewer-then-hang") as server:
+        before = {p.name for p in ws.out.iterdir()}
+        env = {**ONLINE, "WANDB_BASE_URL": server.url, "WANDB_INIT_TIMEOUT": "120"}
+        proc = ws.start(*ws.KEEPER_ARGS, "--output-dir", ws.out, "--num-samples", "5", *WANDB, env=env)
+        # The export's run start is under way once the server is asked more than the logins.
+        result = signal_when(
+            proc, lambda: any("RunResumeStatus" in q for q in server.requests), signal.SIGTERM
+        )
+    expect(result, 143, "stopped by SIGTERM: the evaluation is complete", "finish the export with")
+    bundle = _only_new(ws, before)
+    finish = ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline")
+    expect(finish, 0, "logged offline; sync it with")
+    ws.keeper_intact()
+
+
+def test_upload_of_a_path_that_does_not_exist(ws):
+    expect(ws.run("upload", ws.root / "nope", *WANDB), 2, "does not exist", "pass bundle directories")
+    ws.keeper_intact()
+
+
+def test_upload_of_only_unfinished_bundles(ws):
+    unfinished = ws.root / "partial" / "b"
+    unfinished.mkdir(parents=True)
+    (unfinished / "metadata.json").write_text("{}")
+    expect(
+        ws.run("upload", ws.root / "partial", *WANDB),
+        2,
+        "none of the 1 bundle(s) found is a finished evaluation",
+    )
+    ws.keeper_intact()
