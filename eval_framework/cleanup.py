@@ -78,10 +78,10 @@ STOP_GRACE_S = 10.0
 
 
 def exit_now(code: int) -> None:
-    """Leave at once after SIGTERM: a scheduler's stop must not wait on services. The W&B SDK's
-    exit handler joins its service process, which waits out the service's idle timeout (minutes)
-    when the server hangs; it gets ``STOP_GRACE_S`` to flush, then the process and the helper
-    processes it started (the SDK's service) exit."""
+    """Leave promptly after SIGTERM or a failure: a scheduler's stop must not wait on services.
+    The W&B SDK's exit handler joins its service process, which waits out the service's idle
+    timeout (minutes) when the server hangs; it gets ``STOP_GRACE_S`` to flush, then the process
+    and the helper processes it started (the SDK's service) exit."""
     remove_all()
     wandb = sys.modules.get("wandb")
     teardown = getattr(wandb, "teardown", None)

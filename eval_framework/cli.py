@@ -554,8 +554,10 @@ def _names_subcommand(args: list[str]) -> bool:
 
 def run() -> None:
     code = main()
-    if code == 128 + signal.SIGTERM:
+    if code != 0 and "wandb" in sys.modules:
         from eval_framework import cleanup
 
-        cleanup.exit_now(code)  # a stopped process must not wait on the SDK's exit handlers
+        # A stopped or failed process must not wait minutes on the W&B SDK's exit handler (it joins
+        # a service that may still be waiting on an unreachable server): bounded, then gone.
+        cleanup.exit_now(code)
     sys.exit(code)

@@ -10,6 +10,7 @@ import difflib
 import io
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,21 +69,35 @@ class EvalConfig(BaseModel):
     wandb_project: str | None = None
     wandb_entity: str | None = None
     wandb_group: str | None = None
-    wandb_run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    wandb_run_id: str | None = None
     wandb_tags: tuple[str, ...] = ()
     wandb_mode: Literal["online", "offline", "disabled"] | None = None
     wandb_upload_results: bool = True
     wandb_registry: str | None = None
     wandb_table_rows: int = Field(1000, ge=0)
-    hf_upload_repo: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
+    hf_upload_repo: str | None = None
     hf_upload_dir: str = ""
 
     @field_validator("task_name")
     @classmethod
     def _strip(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("must not be empty")
+            raise ValueError("must not be empty; pass a task name or the path of a task file")
         return value.strip()
+
+    @field_validator("wandb_run_id")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", value):
+            raise ValueError(f"{value!r} is not a W&B run id; use 1-64 letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("hf_upload_repo")
+    @classmethod
+    def _repo(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+", value):
+            raise ValueError(f"{value!r} is not a repo id; use owner/name, e.g. my-org/eval-results")
+        return value
 
     def publish_options(self) -> Any:
         """The sinks this configuration asks for (``PublishOptions``)."""
@@ -141,7 +156,7 @@ def read_yaml_mapping(
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise error(f"{what} must hold a mapping of {expected}")
+        raise error(f"{what} must hold a mapping of {expected}; write one 'name: value' per line")
     return data
 
 

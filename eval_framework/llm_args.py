@@ -41,10 +41,16 @@ def parse_llm_args(pairs: Iterable[str]) -> dict[str, Any]:
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"bad --llm-args entry {pair!r}: '{part}' is already set to a plain value")
+                raise ConfigError(
+                    f"bad --llm-args entry {pair!r}: '{part}' is already set to a plain value; "
+                    "give it once, as a value or as a.b=... keys"
+                )
             node = child
         if isinstance(node.get(parts[-1]), dict):
-            raise ConfigError(f"bad --llm-args entry {pair!r}: '{key}' already has nested keys")
+            raise ConfigError(
+                f"bad --llm-args entry {pair!r}: '{key}' already has nested keys; "
+                "give it once, as a value or as a.b=... keys"
+            )
         node[parts[-1]] = _typed(raw)
     return result
 

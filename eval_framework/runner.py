@@ -131,7 +131,9 @@ def _model_call(task: Task, method: str) -> Iterator[None]:
     try:
         yield
     except NotImplementedError as exc:
-        raise ModelError(f"{task.name} needs a model with {method}(): {exc}") from exc
+        raise ModelError(
+            f"{task.name} needs a model with {method}(): {exc}; use a model that has it"
+        ) from exc
     except EvalFrameworkError:
         raise
     except Exception as exc:
@@ -161,7 +163,10 @@ def _score_mc(task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]
     with _model_call(task, "loglikelihood"):
         results = model.loglikelihood(requests)
     if len(results) != len(requests):
-        raise ModelError(f"the model returned {len(results)} loglikelihoods for {len(requests)} requests")
+        raise ModelError(
+            f"the model returned {len(results)} loglikelihoods for {len(requests)} requests; fix its "
+            "loglikelihood() to return one result per request, in order"
+        )
     rows, offset = [], 0
     for index, prepared in batch:
         s = prepared.sample
@@ -190,12 +195,17 @@ def _score_generation(
     with _model_call(task, "generate"):
         outputs = model.generate(requests)
     if len(outputs) != len(requests):
-        raise ModelError(f"the model returned {len(outputs)} generations for {len(requests)} requests")
+        raise ModelError(
+            f"the model returned {len(outputs)} generations for {len(requests)} requests; fix its "
+            "generate() to return one string per request, in order"
+        )
     rows = []
     for (index, prepared), text in zip(batch, outputs, strict=True):
         s = prepared.sample
         if not isinstance(text, str):
-            raise ModelError(f"the model's generate() returned {type(text).__name__}, not str")
+            raise ModelError(
+                f"the model's generate() returned {type(text).__name__}, not str; fix it to return strings"
+            )
         extracted = task.extract_answer(text)
         rows.append(
             {
@@ -216,7 +226,7 @@ def make_plan(config: EvalConfig) -> EvalPlan:
     task = get_task(config.task_name, config.subjects, config.task_data_dir)
     samples = select_samples(task.eval_samples(), config.num_samples, config.seed)
     if not samples:
-        raise TaskError(f"task {task.name} has no samples to evaluate")
+        raise TaskError(f"task {task.name} has no samples to evaluate; check its data and --subjects")
     prepared = [prepare(task, s, config.num_fewshot, config.seed) for s in samples]
     settings = {
         "num_fewshot": config.num_fewshot,

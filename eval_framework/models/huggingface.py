@@ -208,7 +208,10 @@ class HuggingFaceLLM(BaseLLM):
             ctx = ([self._prefix_id] if self._prefix_id is not None else []) + ctx
             cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         if not cont:
-            raise ModelError(f"continuation {continuation!r} encodes to no tokens")
+            raise ModelError(
+                f"continuation {continuation!r} encodes to no tokens; "
+                "check the task's choices (an empty choice?)"
+            )
         return ctx, cont
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:

@@ -37,7 +37,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
 }
 _WHAT_LLM_NAME_TAKES = (
     "--llm-name takes a class in the --models file, a built-in backend "
-    f"({', '.join(BUILTIN_BACKENDS)}), or an importable path like package.module:Class"
+    f"({', '.join(BUILTIN_BACKENDS)}), or an importable path like package.module:Class; pass one of those"
 )
 #: Files that mark a project root: a models file's imports are resolved from there too.
 _PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
@@ -53,12 +53,13 @@ def _is_model_class(obj: Any) -> bool:
 
 def _why_not_a_model(obj: Any) -> str:
     if not inspect.isclass(obj):
-        return f"not a model class: it is a {type(obj).__name__}"
+        return f"not a model class: it is a {type(obj).__name__}; use a model class"
     if inspect.isabstract(obj):
         missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ()))) or "some methods"
-        return f"not a model class: it is abstract ({missing} not implemented)"
+        return f"not a model class: it is abstract ({missing} not implemented); use a concrete subclass"
     return (
-        "not a model class: it has no loglikelihood() or generate() method (subclass eval_framework.BaseLLM)"
+        "not a model class: it has no loglikelihood() or generate() method; use a class that has them "
+        "(subclass eval_framework.BaseLLM)"
     )
 
 
@@ -100,7 +101,7 @@ def import_models_file(path: Path) -> Any:
     if not path.is_file():
         raise ModelError(f"--models file {path} does not exist; pass the path of a Python file")
     if path.suffix != ".py":
-        raise ModelError(f"--models file {path} is not a .py file")
+        raise ModelError(f"--models file {path} is not a .py file; pass the path of a Python file")
     path = path.resolve()
     root = _package_root(path.parent)
     for entry in dict.fromkeys([root or path.parent, _project_root(path.parent)]):
@@ -111,14 +112,14 @@ def import_models_file(path: Path) -> Any:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise ModelError(f"--models file {path} cannot be imported")
+        raise ModelError(f"--models file {path} cannot be imported; check that it is a Python source file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except OSError as exc:
         sys.modules.pop(module_name, None)
-        raise ModelError(f"cannot read --models file {path}: {exc.strerror}") from exc
+        raise ModelError(f"cannot read --models file {path}: {exc.strerror}; check its permissions") from exc
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
         raise ModelError(
@@ -147,7 +148,10 @@ def _class_from_dotted(dotted: str) -> type:
             "is its package installed in this environment?"
         ) from exc
     except Exception as exc:
-        raise ModelError(f"importing {module_name!r} for --llm-name {dotted} failed: {exc}") from exc
+        raise ModelError(
+            f"importing {module_name!r} for --llm-name {dotted} failed: {exc}; "
+            "fix the module or what it imports"
+        ) from exc
     if not hasattr(module, attr):
         close = difflib.get_close_matches(attr, [n for n in vars(module) if not n.startswith("_")], n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -175,7 +179,8 @@ def find_model_class(llm_name: str, models_file: Path | None) -> type:
             own = [n for n, c in found.items() if c.__module__ == module.__name__] or list(found)
             listing = ", ".join(sorted(own)) or "none"
             raise ModelError(
-                f"class {llm_name!r} not found in {models_file}{hint}; model classes there: {listing}"
+                f"class {llm_name!r} not found in {models_file}{hint}; "
+                f"use one of the model classes there: {listing}"
             )
     if llm_name in BUILTIN_BACKENDS:
         return _class_from_dotted(BUILTIN_BACKENDS[llm_name])
@@ -303,9 +308,14 @@ def instantiate(cls: type, llm_args: dict[str, Any], batch_size: int) -> Any:
     except EvalFrameworkError:
         raise
     except TypeError as exc:
-        raise ConfigError(f"cannot construct {cls.__name__} from --llm-args: {exc}") from exc
+        raise ConfigError(
+            f"cannot construct {cls.__name__} from --llm-args: {exc}; check the --llm-args"
+        ) from exc
     except Exception as exc:
-        raise ModelError(f"loading model {cls.__name__} failed: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(
+            f"loading model {cls.__name__} failed: {type(exc).__name__}: {exc}; "
+            "check its files and --llm-args (-v shows the traceback)"
+        ) from exc
 
 
 def load_model(llm_name: str, models_file: Path | None, llm_args: dict[str, Any], batch_size: int) -> Any:

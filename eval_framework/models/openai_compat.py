@@ -65,7 +65,7 @@ class OpenAICompatibleLLM(BaseLLM):
         name: str | None = None,
     ) -> None:
         if not model:
-            raise ConfigError("the openai backend needs --llm-args model=<served model name>")
+            raise ConfigError("the openai backend needs a model: pass --llm-args model=<served model name>")
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.batch_size = int(batch_size)
@@ -145,7 +145,8 @@ class OpenAICompatibleLLM(BaseLLM):
             choices = sorted(data.get("choices", []), key=lambda c: c.get("index", 0))
             if len(choices) != len(batch):
                 raise ModelError(
-                    f"the server at {self.base_url} returned {len(choices)} choices for {len(batch)} prompts"
+                    f"the server at {self.base_url} returned {len(choices)} choices for {len(batch)} "
+                    "prompts; check that it is an OpenAI-compatible completions server"
                 )
             for req, choice in zip(batch, choices, strict=True):
                 results.append(self._score(req, choice))
@@ -166,12 +167,18 @@ class OpenAICompatibleLLM(BaseLLM):
             if offset + len(token) <= boundary:
                 continue
             if value is None:
-                raise ModelError("the server returned no logprob for a continuation token")
+                raise ModelError(
+                    f"the server at {self.base_url} returned no logprob for a continuation token; use a "
+                    "server that returns prompt logprobs (vLLM does)"
+                )
             total += float(value)
             count += 1
             if top and i < len(top) and top[i]:
                 best = max(top[i].items(), key=lambda kv: kv[1])[0]
                 greedy = greedy and best == token
         if count == 0:
-            raise ModelError(f"continuation {req.continuation!r} got no tokens from the server")
+            raise ModelError(
+                f"continuation {req.continuation!r} got no tokens from the server; check the task's choices "
+                "(an empty choice?)"
+            )
         return LoglikelihoodResult(total, greedy, count)

@@ -51,9 +51,11 @@ def safe_join(root: Path, relative: str) -> Path:
     """``root/relative``, refusing absolute paths and anything that escapes ``root``."""
     rel = PurePosixPath(relative.replace("\\", "/"))
     if rel.is_absolute() or ".." in rel.parts or not rel.parts or relative.startswith("~"):
-        raise ModelError(f"refusing path {relative!r}: it is absolute or escapes {root}")
+        raise ModelError(
+            f"refusing path {relative!r}: it is absolute or escapes {root}; check checkpoint_subdir"
+        )
     target = (root / Path(*rel.parts)).resolve()
     base = root.resolve()
     if target != base and base not in target.parents:
-        raise ModelError(f"refusing path {relative!r}: it resolves outside {root}")
+        raise ModelError(f"refusing path {relative!r}: it resolves outside {root}; check checkpoint_subdir")
     return target

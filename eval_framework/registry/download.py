@@ -310,7 +310,9 @@ def _fetch_one(
                 _stop_if_asked()
                 data = _retrying(lambda: source.read_range(entry, span[0], span[1]), attempts)
                 if len(data) != span[1] - span[0] + 1:
-                    raise DownloadError(f"{entry.path}: short read at bytes {span[0]}-{span[1]}")
+                    raise DownloadError(
+                        f"{entry.path}: short read at bytes {span[0]}-{span[1]}; retry the download"
+                    )
                 os.pwrite(fd, data, span[0])
                 report(len(data))
 

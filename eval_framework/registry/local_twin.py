@@ -29,9 +29,9 @@ def wait_timeout() -> float:
     try:
         value = float(raw)
     except ValueError as exc:
-        raise ConfigError(f"{WAIT_ENV}={raw!r} is not a number of seconds") from exc
+        raise ConfigError(f"{WAIT_ENV}={raw!r} is not a number of seconds; set it to one") from exc
     if value < 0:
-        raise ConfigError(f"{WAIT_ENV} must be 0 or more seconds, got {raw}")
+        raise ConfigError(f"{WAIT_ENV} must be 0 or more seconds, got {raw}; set it to 0 or more")
     return value
 
 

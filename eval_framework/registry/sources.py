@@ -75,7 +75,9 @@ class S3Source:
                     f"S3 object {entry.ref}{pinned} not found ({code or 404}): it was deleted or replaced "
                     "since the artifact referenced it; re-register the checkpoint"
                 ) from exc
-            raise DownloadError(f"S3 error for {entry.ref}: {code or status}") from exc
+            raise DownloadError(
+                f"S3 error for {entry.ref}: {code or status}; check the object and the AWS credentials"
+            ) from exc
         except (self._errors.EndpointConnectionError, self._errors.ConnectionClosedError,
                 self._errors.ReadTimeoutError) as exc:  # fmt: skip
             raise TransientError(f"cannot reach S3 for {entry.ref}: {exc}") from exc
@@ -89,7 +91,9 @@ class HttpSource:
 
     def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
         if not entry.url:
-            raise DownloadError(f"{entry.path}: the manifest gives no download URL")
+            raise DownloadError(
+                f"{entry.path}: the manifest gives no download URL; retry, or check the artifact"
+            )
         try:
             response = self._client.get(entry.url, headers={"Range": f"bytes={start}-{end}"})
         except httpx.TransportError as exc:
@@ -99,7 +103,10 @@ class HttpSource:
         if response.status_code == 200 and (start, end) != (0, entry.size - 1):
             return response.content[start : end + 1]  # server ignored Range
         if response.status_code not in (200, 206):
-            raise DownloadError(f"{entry.path}: storage answered HTTP {response.status_code}")
+            raise DownloadError(
+                f"{entry.path}: storage answered HTTP {response.status_code}; "
+                "retry later, or check access to it"
+            )
         return response.content
 
 
@@ -114,4 +121,7 @@ class FileSource:
                 handle.seek(start)
                 return handle.read(end - start + 1)
         except FileNotFoundError as exc:
-            raise DownloadError(f"referenced file {path} does not exist on this machine") from exc
+            raise DownloadError(
+                f"referenced file {path} does not exist on this machine; run where it is mounted, or use the "
+                "uploaded artifact"
+            ) from exc

@@ -141,7 +141,8 @@ def find_bundles(paths: list[Path]) -> list[Path]:
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise ConfigError(
-            f"no evaluation bundles (directories with metadata.json) under {', '.join(map(str, paths))}"
+            f"no evaluation bundles (directories with metadata.json) under {', '.join(map(str, paths))}; "
+            "pass bundle directories or the --output-dir that holds them"
         )
     return unique
 

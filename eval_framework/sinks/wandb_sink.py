@@ -116,7 +116,7 @@ def choose_mode(options: WandbOptions) -> tuple[Mode, str | None]:
     """The mode to run in, and a message when it is not what was asked for."""
     wanted = options.mode or os.environ.get("WANDB_MODE") or "online"
     if wanted not in ("online", "offline", "disabled"):
-        raise ConfigError(f"--wandb-mode {wanted!r} is not one of online, offline, disabled")
+        raise ConfigError(f"--wandb-mode {wanted!r} is not a mode; use online, offline or disabled")
     if wanted != "online":
         return wanted, None  # type: ignore[return-value]
     key = wandb_server.api_key()

@@ -115,7 +115,7 @@ class HFTask(Task):
             except (KeyError, TypeError, ValueError, IndexError) as exc:
                 raise TaskError(
                     f"{self.name}: rows of split '{split}' do not have the expected schema ({exc!r}); "
-                    "is the data file from this dataset?"
+                    "check that --task-data-dir holds this dataset's own files"
                 ) from exc
         return self._rows[key]
 

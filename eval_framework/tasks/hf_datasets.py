@@ -43,7 +43,8 @@ def load_split(
             return read_rows(found)
         raise DatasetUnavailableError(
             f"no '{split}' file for {task_name} in --task-data-dir {data_dir}; expected "
-            f"{split}{{{','.join(SUFFIXES)}}} (optionally under a '{source.name}' folder)"
+            f"{split}{{{','.join(SUFFIXES)}}} (optionally under a '{source.name}' folder); put the file "
+            "there or fix --task-data-dir"
         )
     try:
         import datasets

@@ -31,8 +31,8 @@ def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
             raise TaskError(f"{path}:{number} is not valid JSON ({exc.msg}); fix or remove the line") from exc
         if not isinstance(row, dict):
             raise TaskError(
-                f"{path}:{number} holds {_kind(row)}, not a JSON object; each line must be one row "
-                'like {"question": ..., "answer": ...}'
+                f"{path}:{number} holds {_kind(row)}, not a JSON object; fix the line: each line must be "
+                'one row like {"question": ..., "answer": ...}'
             )
         rows.append(row)
     return rows
@@ -44,10 +44,12 @@ def _json_rows(path: Path) -> list[dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise TaskError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from exc
     if not isinstance(data, list):
-        raise TaskError(f"{path} holds {_kind(data)}; it must hold a JSON list of row objects")
+        raise TaskError(f"{path} holds {_kind(data)}; fix the file: it must hold a JSON list of row objects")
     for number, row in enumerate(data):
         if not isinstance(row, dict):
-            raise TaskError(f"{path}: item {number} of the list is {_kind(row)}, not a row object")
+            raise TaskError(
+                f"{path}: item {number} of the list is {_kind(row)}, not a row object; fix the file"
+            )
     return data
 
 
@@ -59,7 +61,7 @@ def _csv_rows(path: Path) -> list[dict[str, Any]]:
         raise TaskError(f"{path} is not valid CSV ({exc}); fix the file") from exc
     for number, row in enumerate(rows, 2):
         if None in row:  # more cells than header columns
-            raise TaskError(f"{path}:{number} has more cells than the header has columns")
+            raise TaskError(f"{path}:{number} has more cells than the header has columns; fix the row")
     return rows
 
 

@@ -47,7 +47,7 @@ def get_task(name: str, subjects: tuple[str, ...] = (), data_dir: Path | None = 
     if name.endswith((".yaml", ".yml")) or Path(name).is_file():
         path = Path(name).expanduser()
         if not path.is_file():
-            raise TaskError(f"task file {name} does not exist")
+            raise TaskError(f"task file {name} does not exist; check the path")
         task = YamlTask(path, subjects, data_dir)
     else:
         by_lower = {n.lower(): n for n in _known_names()}
@@ -75,4 +75,9 @@ def _check_subjects(task: Task, subjects: tuple[str, ...]) -> None:
     if unknown:
         close = difflib.get_close_matches(unknown[0], available, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown --subjects {', '.join(unknown)} for {task.name}{hint}")
+        shown = ", ".join(available[:12]) + (
+            f", ... ({len(available)} in all)" if len(available) > 12 else ""
+        )
+        raise ConfigError(
+            f"unknown --subjects {', '.join(unknown)} for {task.name}{hint}; use one of: {shown}"
+        )

@@ -72,11 +72,11 @@ def _format(template: str, row: dict[str, Any], where: str) -> str:
         return template.format(**row)
     except KeyError as exc:
         raise TaskError(
-            f"{where}: template {template!r} uses field {exc.args[0]!r}, which the row lacks; "
-            f"row fields: {', '.join(row)}"
+            f"{where}: template {template!r} uses field {exc.args[0]!r}, which the row lacks; fix the "
+            f"template or the data (row fields: {', '.join(row)})"
         ) from exc
     except (IndexError, ValueError) as exc:
-        raise TaskError(f"{where}: template {template!r} cannot be filled: {exc}") from exc
+        raise TaskError(f"{where}: template {template!r} cannot be filled: {exc}; fix the template") from exc
 
 
 class YamlTask(Task):
@@ -106,23 +106,31 @@ class YamlTask(Task):
         p = Path(rel).expanduser()
         return p if p.is_absolute() else (self.path.parent / p)
 
-    def _samples(self, which: str) -> list[Sample]:
+    def _all_samples(self, which: str) -> list[Sample]:
         if which not in self._cache:
             rel = self.spec.data.eval if which == "eval" else self.spec.data.fewshot
             if rel is None:
                 return []
             path = self._data_path(rel)
             rows = read_rows(path)
-            samples = [self._row_to_sample(row, i, f"{path.name} row {i}") for i, row in enumerate(rows)]
-            if self.selected_subjects:
-                samples = [s for s in samples if s.subject in self.selected_subjects]
-            self._cache[which] = samples
+            self._cache[which] = [
+                self._row_to_sample(row, i, f"{path.name} row {i}") for i, row in enumerate(rows)
+            ]
         return self._cache[which]
+
+    def _samples(self, which: str) -> list[Sample]:
+        samples = self._all_samples(which)
+        if self.selected_subjects:
+            samples = [s for s in samples if s.subject in self.selected_subjects]
+        return samples
 
     def _row_to_sample(self, row: dict[str, Any], index: int, where: str) -> Sample:
         spec = self.spec
         if spec.target not in row:
-            raise TaskError(f"{where} lacks the target field {spec.target!r}; row fields: {', '.join(row)}")
+            raise TaskError(
+                f"{where} lacks the target field {spec.target!r}; fix 'target' or the data "
+                f"(row fields: {', '.join(row)})"
+            )
         prompt = _format(spec.prompt, row, where)
         subject = str(row[spec.subject]) if spec.subject and row.get(spec.subject) is not None else None
         sample_id = str(row[spec.id]) if spec.id and spec.id in row else str(index)
@@ -132,7 +140,9 @@ class YamlTask(Task):
             return Sample(sample_id, prompt, str(raw_target), subject=subject, answer_text=answer)
         if isinstance(spec.choices, str):
             if not isinstance(row.get(spec.choices), list):
-                raise TaskError(f"{where}: choices field {spec.choices!r} must hold a list")
+                raise TaskError(
+                    f"{where}: choices field {spec.choices!r} must hold a list; fix the row or 'choices'"
+                )
             choices = tuple(str(c) for c in row[spec.choices])
         else:
             choices = tuple(_format(t, row, where) for t in spec.choices or ())
@@ -142,7 +152,7 @@ class YamlTask(Task):
     @staticmethod
     def _target_index(raw: Any, choices: tuple[str, ...], where: str) -> int:
         if isinstance(raw, bool):
-            raise TaskError(f"{where}: target {raw!r} is not an index, letter or choice text")
+            raise TaskError(f"{where}: target {raw!r} is not an index, letter or choice text; fix the row")
         if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit()):
             index = int(raw)
         elif isinstance(raw, str) and len(raw.strip()) == 1 and raw.strip().upper() in _LETTERS:
@@ -150,10 +160,21 @@ class YamlTask(Task):
         elif isinstance(raw, str) and raw in choices:
             index = choices.index(raw)
         else:
-            raise TaskError(f"{where}: target {raw!r} is not an index, letter or one of the choices")
+            raise TaskError(
+                f"{where}: target {raw!r} is not an index, letter or one of the choices; fix the row"
+            )
         if not 0 <= index < len(choices):
-            raise TaskError(f"{where}: target index {index} is out of range for {len(choices)} choices")
+            raise TaskError(
+                f"{where}: target index {index} is out of range for {len(choices)} choices; fix the row"
+            )
         return index
+
+    @property
+    def available_subjects(self) -> tuple[str, ...]:
+        """The subjects in the evaluation data (when the task names a subject field)."""
+        if not self.spec.subject:
+            return ()
+        return tuple(sorted({s.subject for s in self._all_samples("eval") if s.subject is not None}))
 
     def eval_samples(self) -> list[Sample]:
         samples = self._samples("eval")

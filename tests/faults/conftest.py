@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.wandb_http import refused_url
+from tests.registry.conftest import s3, s3_server  # noqa: F401  (the S3 endpoint for registry cases)
 
 #: The console script pip installed next to this interpreter: the command users type.
 CLI = str(Path(sys.executable).with_name("eval_framework"))
@@ -30,7 +31,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 #: Words of advice; every error line must contain one (it says what to do).
 ADVICE = ("rerun", "retry", "check", "pass", "use ", "set ", "fix", "install", "save it", "free space",
-          "sync", "see '", "delete", "copy", "drop", "edit", "choose", "move", "wait", "upgrade",
+          "sync", "see ", "write ", "delete", "copy", "drop", "edit", "choose", "move", "wait", "upgrade",
           "finish the export", "run 'eval_framework tasks'")  # fmt: skip
 
 MODELS = """\
@@ -149,7 +150,7 @@ def _template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows = [{"q": f"copy: {i:02d} ->", "options": ["a", "b", "c"], "gold": i % 3, "kind": "ab"[i % 2]}
             for i in range(40)]  # fmt: skip
     (root / "letters" / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (root / "letters" / "shots.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:6]))
+    (root / "letters" / "shots.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:10]))
     (root / "letters.yaml").write_text(
         "name: letters\ndata:\n  eval: letters/eval.jsonl\n  fewshot: letters/shots.jsonl\n"
         "prompt: '{q}'\nchoices: options\ntarget: gold\nsubject: kind\n"

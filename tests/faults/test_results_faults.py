@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 
@@ -222,4 +223,43 @@ def test_a_kill_during_the_evaluation_keeps_finished_samples_and_resumes(ws):
     signal_when(proc, lambda: has_rows(ws.out, "*1shot*"), signal.SIGKILL)
     time.sleep(0.1)
     expect(ws.evaluate("--num-fewshot", "1"), 0, lines=0)
+    ws.keeper_intact()
+
+
+def test_a_kill_during_the_checkpoint_download_leaves_no_partial_files(ws, s3, tmp_path):
+    """SIGTERM while a registry checkpoint downloads: one line, no part files, nothing made; the
+    rerun downloads and evaluates."""
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from tests.fakes.wandb_service import VALID_KEY
+    from tests.faults.conftest import Result
+
+    launcher = Path(__file__).with_name("registry_cli.py")
+    repo = Path(__file__).parents[2]
+    bucket = f"wandb-storage-{uuid.uuid4().hex[:12]}"
+    store = ws.root / "store"
+    env = ws.environment({
+        "PYTHONPATH": str(repo), "WANDB_API_KEY": VALID_KEY, "WANDB_ARTIFACT_DIR": str(store),
+        "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"], "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+    })  # fmt: skip
+    args = [sys.executable, str(launcher), bucket, "--checkpoint", "tiny:prod", "--llm-args", "dtype=float32",
+            "--task-name", "letters.yaml", "--num-samples", "4", "--output-dir", str(ws.out)]  # fmt: skip
+
+    def made() -> list[str]:
+        return sorted(p.name for p in ws.out.iterdir() if not p.name.endswith(".lock"))
+
+    before = made()
+    proc = subprocess.Popen(args, cwd=ws.root, env={**env, "EF_SLOW_DOWNLOAD": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    result = signal_when(proc, lambda: any(store.rglob(".*part-*")), signal.SIGTERM)
+    expect(result, 143, "stopped by SIGTERM", "rerun the same command")
+    assert not list(store.rglob(".*part-*")) and made() == before
+    done = subprocess.run(args, cwd=ws.root, env=env, capture_output=True, text=True, timeout=300)
+    expect(Result(done.returncode, done.stdout, done.stderr, 0.0), 0, lines=0)
+    assert any(p.name.startswith("tiny-prod__letters") for p in ws.out.iterdir())
     ws.keeper_intact()
