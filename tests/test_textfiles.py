@@ -72,7 +72,9 @@ def test_jsonl_rows_of_the_wrong_shape_name_the_line(tmp_path, content, says):
 
 def test_json_of_the_wrong_shape(tmp_path):
     (tmp_path / "rows.json").write_text('{"rows": []}')
-    with pytest.raises(TaskError, match="holds an object; it must hold a JSON list of row objects"):
+    with pytest.raises(
+        TaskError, match="holds an object; fix the file: it must hold a JSON list of row objects"
+    ):
         read_rows(tmp_path / "rows.json")
     (tmp_path / "rows.json").write_text('[{"q": 1}, 5]')
     with pytest.raises(TaskError, match="item 1 of the list is a number"):

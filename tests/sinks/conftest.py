@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from eval_framework.sinks import wandb_sink
+from eval_framework.sinks import hf_hub, wandb_sink
+from tests.fakes.hf_hub import VALID_TOKEN, FakeHub
 
 EVAL = ["--llm-name", "embedded", "--llm-args", "version=v0", "--task-name", "tiny-letters",
         "--num-fewshot", "2", "--num-samples", "24"]  # fmt: skip
@@ -23,6 +24,18 @@ def _wandb_quiet(monkeypatch, tmp_path):
     monkeypatch.setattr(wandb_sink, "RETRY_WAIT_MAX", 0.0)
     monkeypatch.setattr(wandb_sink, "_said", set())  # each test is a fresh process for these
     monkeypatch.setattr(wandb_sink, "_rejected_keys", set())
+
+
+@pytest.fixture
+def hub(monkeypatch) -> FakeHub:
+    """The Hugging Face Hub, faked at the HfApi boundary with the client's own errors."""
+    from huggingface_hub import constants
+
+    fake = FakeHub()
+    monkeypatch.setattr(hf_hub, "hf_api", fake.api)
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the fake is the Hub: nothing leaves
+    return fake
 
 
 @pytest.fixture

@@ -7,19 +7,10 @@ import json
 import pytest
 
 from eval_framework.errors import ConfigError
-from eval_framework.sinks import hf_hub
 from eval_framework.sinks.hf_hub import HfUploadError, HfUploadOptions, upload_bundle
-from tests.fakes.hf_hub import VALID_TOKEN, FakeHub
+from tests.fakes.hf_hub import VALID_TOKEN
 from tests.sinks.conftest import EVAL
 from tests.wandb_log_reader import read_run, run_files
-
-
-@pytest.fixture
-def hub(monkeypatch) -> FakeHub:
-    fake = FakeHub()
-    monkeypatch.setattr(hf_hub, "hf_api", fake.api)
-    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
-    return fake
 
 
 def test_one_commit_per_bundle_and_the_url_is_recorded(hub, bundle):

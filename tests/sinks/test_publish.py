@@ -5,24 +5,13 @@ from __future__ import annotations
 import sys
 import time
 
-import pytest
-
 from eval_framework.results import Bundle
 from eval_framework.sinks import hf_hub
-from tests.fakes.hf_hub import VALID_TOKEN, FakeHub
 from tests.sinks.conftest import EVAL
 from tests.wandb_log_reader import read_run, run_files
 
 HF = ("--hf-upload-repo", "my-org/evals")
 WANDB_OFFLINE = ("--wandb-project", "evals", "--wandb-mode", "offline")
-
-
-@pytest.fixture
-def hub(monkeypatch) -> FakeHub:
-    fake = FakeHub()
-    monkeypatch.setattr(hf_hub, "hf_api", fake.api)
-    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
-    return fake
 
 
 def _one_line(result) -> str:
