@@ -173,7 +173,7 @@ def advice(failure: Failure, service: str, url: str, url_variable: str, key_vari
     if failure.kind is Kind.CONNECTION:
         return f"the connection to {service} at {url} dropped ({failure.reason}): retry later"
     if failure.kind is Kind.AUTH:
-        return f"{service} refused the credentials ({failure.reason}): check {key_variable}"
+        return f"{service} at {url} refused the credentials ({failure.reason}): check {key_variable}"
     if failure.kind is Kind.TRANSIENT:
         return f"{service} at {url} is failing ({failure.reason}): retry later"
     if failure.kind is Kind.NOT_FOUND:

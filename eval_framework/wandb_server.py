@@ -59,6 +59,35 @@ def key_problem(key: str) -> str | None:
     return check_api_key(key)
 
 
+class _ProbeFailed(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+def check(attempts: int, wait_max: float) -> Failure | None:
+    """``probe`` up to ``attempts`` times while the failure is transient (capped exponential backoff
+    with jitter); a refused connection or a rejected key is final at once."""
+    from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+    @retry(
+        retry=retry_if_exception(lambda exc: isinstance(exc, _ProbeFailed) and exc.failure.retryable),
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=1, max=wait_max),
+        reraise=True,
+    )
+    def once() -> None:
+        failure = probe()
+        if failure is not None:
+            raise _ProbeFailed(failure)
+
+    try:
+        once()
+    except _ProbeFailed as exc:
+        return exc.failure
+    return None
+
+
 def probe(timeout: float | None = None) -> Failure | None:
     """None when the server answers the key's viewer query; else what went wrong."""
     import httpx

@@ -35,6 +35,11 @@ class ArtifactIdentity:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
 
+#: Reachability probes before the registry is asked, and the cap on the wait between them.
+PROBE_ATTEMPTS = 3
+PROBE_WAIT_MAX = 10.0
+
+
 def _has_key() -> bool:
     return wandb_server.api_key() is not None
 
@@ -52,12 +57,30 @@ class WandbRegistry:
                 "no W&B API key found: set WANDB_API_KEY in the environment or .env "
                 "(and WANDB_BASE_URL for a non-default server)"
             )
+        self._check_server()
         try:
             self.api = wandb.Api(timeout=timeout)
         except wandb.errors.AuthenticationError as exc:
             raise RegistryError(f"W&B rejected the API key ({scrub(str(exc))}); check WANDB_API_KEY") from exc
         except wandb.errors.UsageError as exc:
             raise RegistryError(f"cannot use the W&B API: {scrub(str(exc))}; check WANDB_API_KEY") from exc
+
+    @staticmethod
+    def _check_server() -> None:
+        """The SDK's login check says "rejected the API key" for a refused connection, a hang and a
+        500 alike, after its own timeout; one plain request first tells them apart, in seconds."""
+        problem = wandb_server.key_problem(wandb_server.api_key() or "")
+        if problem:
+            raise RegistryError(
+                f"WANDB_API_KEY is malformed ({problem.rstrip('.')}); copy the key again from your W&B "
+                "settings page"
+            )
+        failure = wandb_server.check(PROBE_ATTEMPTS, PROBE_WAIT_MAX)
+        if failure is not None:
+            reason = advice(
+                failure, "the W&B server", wandb_server.base_url(), "WANDB_BASE_URL", "WANDB_API_KEY"
+            )
+            raise RegistryError(f"cannot look up registry checkpoints: {reason}")
 
     def _translate(self, exc: Exception, ref: CheckpointRef, available: str = "") -> RegistryError:
         text = scrub(str(exc))

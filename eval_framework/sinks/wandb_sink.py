@@ -173,26 +173,9 @@ def _call(what: str, fn: Callable[[], T], hint: str = "", attempts: int = ATTEMP
         raise WandbLogError(f"W&B {what} failed{how}: {detail}{advice_text}") from exc
 
 
-class _ProbeFailed(Exception):
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.reason)
-        self.failure = failure
-
-
 def check_server(attempts: int = ATTEMPTS) -> Failure | None:
-    """Probe the server before ``wandb.init`` (see ``wandb_server``): None when it can be used;
-    transient failures are retried with backoff, a refused connection fails at once."""
-
-    def once() -> None:
-        failure = wandb_server.probe()
-        if failure is not None:
-            raise _ProbeFailed(failure)
-
-    try:
-        _retrying(once, attempts, lambda exc: isinstance(exc, _ProbeFailed) and exc.failure.retryable)
-    except _ProbeFailed as exc:
-        return exc.failure
-    return None
+    """``wandb_server.check`` with this module's retry policy (waits capped at RETRY_WAIT_MAX)."""
+    return wandb_server.check(attempts, RETRY_WAIT_MAX)
 
 
 def open_run(bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | None = None) -> Any:

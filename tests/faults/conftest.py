@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.wandb_http import refused_url
-from tests.registry.conftest import s3, s3_server  # noqa: F401  (the S3 endpoint for registry cases)
+from tests.registry.conftest import s3, s3_server, wandb_http  # noqa: F401  (for the registry cases)
 
 #: The console script pip installed next to this interpreter: the command users type.
 CLI = str(Path(sys.executable).with_name("eval_framework"))

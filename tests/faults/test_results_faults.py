@@ -226,7 +226,7 @@ def test_a_kill_during_the_evaluation_keeps_finished_samples_and_resumes(ws):
     ws.keeper_intact()
 
 
-def test_a_kill_during_the_checkpoint_download_leaves_no_partial_files(ws, s3, tmp_path):
+def test_a_kill_during_the_checkpoint_download_leaves_no_partial_files(ws, s3, wandb_http, tmp_path):
     """SIGTERM while a registry checkpoint downloads: one line, no part files, nothing made; the
     rerun downloads and evaluates."""
     import subprocess
@@ -243,6 +243,7 @@ def test_a_kill_during_the_checkpoint_download_leaves_no_partial_files(ws, s3, t
     store = ws.root / "store"
     env = ws.environment({
         "PYTHONPATH": str(repo), "WANDB_API_KEY": VALID_KEY, "WANDB_ARTIFACT_DIR": str(store),
+        "WANDB_BASE_URL": wandb_http,
         "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"], "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
         "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],

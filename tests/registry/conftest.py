@@ -44,13 +44,23 @@ def s3(s3_server, monkeypatch):
 
 
 @pytest.fixture
-def fake_wandb(s3, monkeypatch):
+def wandb_http() -> Iterator[str]:
+    """The W&B server's address for the plain reachability check made before the SDK is asked."""
+    from tests.fakes.wandb_http import fake_wandb_http
+
+    with fake_wandb_http("ok") as server:
+        yield server.url
+
+
+@pytest.fixture
+def fake_wandb(s3, monkeypatch, wandb_http):
     """The real wandb SDK, answered by the in-memory registry at its GraphQL seam."""
     from wandb.apis.public import service_api
 
     from tests.fakes.wandb_service import VALID_KEY, FakeWandb
 
     fake = FakeWandb(s3, f"wandb-storage-{uuid.uuid4().hex[:12]}")
+    monkeypatch.setenv("WANDB_BASE_URL", wandb_http)
     monkeypatch.setenv("WANDB_API_KEY", VALID_KEY)
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setattr(service_api.ServiceApi, "execute_graphql",

@@ -104,3 +104,36 @@ def test_service_unreachable(fake_wandb, s3):
         RegistryError, match=r"failed: cannot reach the W&B server .*check network access and WANDB_BASE_URL"
     ):
         client.artifact(parse_reference("llama-sft:prod"))
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "says"),
+    [
+        ("refused", r"\(connection refused\)"),
+        ("500", r"\(HTTP 500\)"),
+        ("401", r"refused the credentials \(HTTP 401\): check WANDB_API_KEY"),
+    ],
+)
+def test_an_unusable_server_is_named_before_the_sdk_is_asked(fake_wandb, monkeypatch, behaviour, says):
+    """The SDK's own login check calls all of these "rejected the API key", after ~20 s."""
+    import time
+
+    from eval_framework.registry import wandb_client
+    from tests.fakes.wandb_http import fake_wandb_http, refused_url
+
+    monkeypatch.setattr(wandb_client, "PROBE_WAIT_MAX", 0.0)
+    with fake_wandb_http("500" if behaviour == "500" else "401") as server:
+        url = refused_url() if behaviour == "refused" else server.url
+        monkeypatch.setenv("WANDB_BASE_URL", url)
+        started = time.monotonic()
+        with pytest.raises(RegistryError, match=rf"cannot look up registry checkpoints: .*{says}") as info:
+            WandbRegistry()
+    assert time.monotonic() - started < 10 and url in str(info.value)
+    assert fake_wandb.calls == []  # the SDK was never asked
+
+
+def test_a_malformed_key_is_said_to_be_malformed(fake_wandb, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "too-short")
+    with pytest.raises(RegistryError, match="WANDB_API_KEY is malformed") as info:
+        WandbRegistry()
+    assert "too-short" not in str(info.value)

@@ -47,4 +47,4 @@ def bundle(cli, tmp_path) -> Path:
     return found
 
 
-from tests.registry.conftest import fake_wandb, s3, s3_server  # noqa: E402, F401  (shared fixtures)
+from tests.registry.conftest import fake_wandb, s3, s3_server, wandb_http  # noqa: E402, F401  (shared fixtures)
