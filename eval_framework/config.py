@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from eval_framework.errors import ConfigError, EvalFrameworkError
 from eval_framework.redact import redact, register_secrets_in
@@ -43,6 +43,16 @@ ENV_VARS: dict[str, str] = {
     "OPENAI_API_KEY": "API key for the OpenAI-compatible backend",
     "EVAL_FRAMEWORK_DEBUG": "1 prints full tracebacks",
     "EVAL_FRAMEWORK_CACHE_DIR": "where content digests of checkpoint files are cached (default ~/.cache)",
+}
+
+
+#: Fields with a fixed form: the pattern, and how to say what a value must be.
+_FORMS = {
+    "wandb_run_id": (r"[A-Za-z0-9_\-]{1,64}", "a W&B run id; use 1-64 letters, digits, '-' or '_'"),
+    "hf_upload_repo": (
+        r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+",
+        "a repo id; use owner/name, e.g. my-org/eval-results",
+    ),
 }
 
 
@@ -85,18 +95,12 @@ class EvalConfig(BaseModel):
             raise ValueError("must not be empty; pass a task name or the path of a task file")
         return value.strip()
 
-    @field_validator("wandb_run_id")
+    @field_validator("wandb_run_id", "hf_upload_repo")
     @classmethod
-    def _run_id(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", value):
-            raise ValueError(f"{value!r} is not a W&B run id; use 1-64 letters, digits, '-' or '_'")
-        return value
-
-    @field_validator("hf_upload_repo")
-    @classmethod
-    def _repo(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+", value):
-            raise ValueError(f"{value!r} is not a repo id; use owner/name, e.g. my-org/eval-results")
+    def _well_formed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        pattern, what = _FORMS[info.field_name or ""]
+        if value is not None and not re.fullmatch(pattern, value):
+            raise ValueError(f"{value!r} is not {what}")
         return value
 
     def publish_options(self) -> Any:
@@ -183,7 +187,8 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ev
                 "for the options (write them with underscores or dashes)"
             ) from exc
         where = "--" + loc[0].replace("_", "-") + "".join(f".{p}" for p in loc[1:])
-        raise ConfigError(f"invalid {where}: {first['msg']}; see eval_framework --help") from exc
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"invalid {where}: {message}; see eval_framework --help") from exc
 
 
 def env_flag(name: str, default: bool) -> bool:
