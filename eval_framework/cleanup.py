@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -52,7 +53,15 @@ def remove_all() -> None:
         remove(path)
 
 
+#: Signals that arrived inside ``stops_deferred`` (acted on when it ends).
+_deferred: list[int] = []
+_deferring = threading.Event()
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if _deferring.is_set():
+        _deferred.append(signum)
+        return
     stopping.set()
     remove_all()
     previous = _previous_sigterm
@@ -60,6 +69,30 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         previous(signum, frame)
     # Exit like an unhandled SIGTERM would (status 128 + 15), after cleaning up.
     raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def stops_deferred() -> Iterator[None]:
+    """A stop (SIGTERM, Ctrl-C) that arrives inside takes effect when the block ends, not in the
+    middle of it: for a step whose half-done state nobody could clean up (a W&B run being
+    started, which must exist to be marked preempted). Main thread only; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    install_sigterm_handler()
+    previous_int = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: _deferred.append(signum))
+    _deferring.set()
+    try:
+        yield
+    finally:
+        _deferring.clear()
+        signal.signal(signal.SIGINT, previous_int)
+        pending, _deferred[:] = list(_deferred), []
+        if signal.SIGTERM in pending:
+            _on_sigterm(signal.SIGTERM, None)
+        if signal.SIGINT in pending:
+            raise KeyboardInterrupt
 
 
 def install_sigterm_handler() -> None:

@@ -437,9 +437,9 @@ def _run(
         describe = getattr(model, "describe", None)
         metadata["model"]["details"] = describe() if callable(describe) else {}
     _write_checked(bundle.metadata_path, metadata, MetadataFile)
-    if hooks is not None:
-        hooks.started(bundle)
     try:
+        if hooks is not None:
+            hooks.started(bundle)
         with _bundle_log(bundle.log_path):
             return _score_all(plan, bundle, pending, done, metadata, model, progress, started)
     except BaseException as exc:

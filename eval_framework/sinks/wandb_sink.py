@@ -401,8 +401,10 @@ class LiveRun:
         cleanup.install_sigterm_handler()  # SIGTERM (preemption) must reach interrupted()
         try:
             # One attempt: the evaluation must not wait minutes for an unreachable server (each
-            # attempt may take WANDB_INIT_TIMEOUT); logging is retried, in full, at the end.
-            self.run, self.mode = open_run_or_offline(bundle, self.options, self.mode, attempts=1)
+            # attempt may take WANDB_INIT_TIMEOUT); logging is retried, in full, at the end. A stop
+            # arriving meanwhile waits for the run to exist, so that it can be marked preempted.
+            with cleanup.stops_deferred():
+                self.run, self.mode = open_run_or_offline(bundle, self.options, self.mode, attempts=1)
         except WandbLogError as exc:  # the evaluation goes on; the end says it once if it persists
             log.info("%s; evaluating anyway, logging is retried when it finishes", exc)
             self.error = exc

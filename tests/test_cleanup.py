@@ -1,0 +1,39 @@
+"""Stops (SIGTERM, Ctrl-C) wait for a step that must not be cut in half."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from eval_framework import cleanup
+
+
+@pytest.fixture
+def handlers():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize(
+    ("sig", "raised"), [(signal.SIGTERM, SystemExit), (signal.SIGINT, KeyboardInterrupt)]
+)
+def test_a_stop_inside_the_block_takes_effect_when_it_ends(handlers, sig, raised):
+    steps = []
+    with pytest.raises(raised) as info, cleanup.stops_deferred():
+        os.kill(os.getpid(), sig)
+        steps.append("after the signal")  # the block is not cut short
+    assert steps == ["after the signal"]
+    if raised is SystemExit:
+        assert info.value.code == 143
+    cleanup.stopping.clear()
+
+
+def test_without_a_stop_the_block_changes_nothing(handlers):
+    before = signal.getsignal(signal.SIGINT)
+    with cleanup.stops_deferred():
+        assert signal.getsignal(signal.SIGINT) is not before  # Ctrl-C is held meanwhile
+    assert signal.getsignal(signal.SIGINT) is before and not cleanup.stopping.is_set()
