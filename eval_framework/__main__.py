@@ -1,3 +1,3 @@
-from eval_framework.cli import run
+from eval_framework.entry import run
 
 run()

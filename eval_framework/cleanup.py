@@ -56,12 +56,36 @@ def remove_all() -> None:
 #: Signals that arrived inside ``stops_deferred`` (acted on when it ends).
 _deferred: list[int] = []
 _deferring = threading.Event()
+#: The stop signals received (SIGINT, SIGTERM): an error a stop caused is reported as the stop.
+_received: list[int] = []
+
+
+def stopped_by() -> int | None:
+    """The signal that asked this process to stop, if one did."""
+    return _received[-1] if _received else None
+
+
+def reset() -> None:
+    """Forget earlier stops (a new command in the same process, as in tests)."""
+    _received.clear()
+    _deferred.clear()
+    stopping.clear()
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    if _deferring.is_set():
+        _deferred.append(signum)
+        return
+    _received.append(signum)
+    stopping.set()
+    raise KeyboardInterrupt
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     if _deferring.is_set():
         _deferred.append(signum)
         return
+    _received.append(signum)
     stopping.set()
     remove_all()
     previous = _previous_sigterm
@@ -92,7 +116,26 @@ def stops_deferred() -> Iterator[None]:
         if signal.SIGTERM in pending:
             _on_sigterm(signal.SIGTERM, None)
         if signal.SIGINT in pending:
+            _received.append(signal.SIGINT)
+            stopping.set()
             raise KeyboardInterrupt
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM as below, and Ctrl-C remembered as well as raised: an interrupt Python drops (one that
+    lands in a finaliser) is still seen at the next check (``raise_if_stopped``)."""
+    install_sigterm_handler()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def raise_if_stopped() -> None:
+    """At a safe point of long work: act on a stop that was received but not acted on."""
+    signum = stopped_by()
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    if signum is not None:
+        raise SystemExit(128 + signum)
 
 
 def install_sigterm_handler() -> None:

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import click
 import typer
 
-from eval_framework.config import build_config, load_env, read_config_file
+from eval_framework.config import build_config, load_env, read_config_file, split_list
 from eval_framework.errors import EvalFrameworkError
 from eval_framework.llm_args import expand_multi_value_options, parse_llm_args
 from eval_framework.redact import ScrubFilter, scrub
@@ -94,16 +94,8 @@ HfUploadDir = Annotated[str | None, typer.Option(help="Folder inside --hf-upload
 def _sink_flags(params: dict[str, Any]) -> dict[str, Any]:
     """The --wandb-* and --hf-* values among a command's parameters or a config file's keys."""
     out = {k: v for k, v in params.items() if k.startswith(("wandb_", "hf_"))}
-    tags = out.get("wandb_tags")
-    tags = [tags] if isinstance(tags, str) else tags  # a config file may give "a,b" or [a, b]
-    out["wandb_tags"] = tuple(t.strip() for v in tags for t in v.split(",") if t.strip()) if tags else None
+    out["wandb_tags"] = split_list(out.get("wandb_tags") or None, "wandb_tags")  # [] means not given
     return out
-
-
-def _split_subjects(values: list[str] | None) -> tuple[str, ...] | None:
-    if not values:
-        return None
-    return tuple(s.strip() for v in values for s in v.split(",") if s.strip())
 
 
 @app.callback(invoke_without_command=True)
@@ -215,7 +207,7 @@ def evaluate_command(
         "llm_args": parsed_args or None,
         "num_fewshot": num_fewshot,
         "num_samples": num_samples,
-        "subjects": _split_subjects(subjects),
+        "subjects": split_list(subjects or None, "subjects"),
         "seed": seed,
         "batch_size": batch_size,
         "max_tokens": max_tokens,
@@ -244,7 +236,10 @@ def evaluate_command(
     stdout.print(summary_table(outcome))
     stdout.print(f"Results: {outcome.bundle_dir}")
     if sinks.any:
+        from eval_framework import cleanup
         from eval_framework.sinks.publish import upload_command
+
+        cleanup.raise_if_stopped()  # a Ctrl-C that Python dropped on the way still means stop
 
         _say_on_interrupt(
             f"the evaluation is complete in {outcome.bundle_dir}; finish the export with: "
@@ -479,17 +474,36 @@ def _usage_message(exc: Any) -> str:
     return f"{message[:1].lower()}{message[1:]}; see '{command} --help'"
 
 
+def _stopped(args: list[str], exc: BaseException | None = None) -> int | None:
+    """When a stop signal arrived, the outcome is the stop, whatever error it caused on its way
+    (an import cut short reads as a missing package, a model call as a model failure)."""
+    from eval_framework import cleanup
+
+    signum = cleanup.stopped_by()
+    if signum is None:
+        return None
+    if signum == signal.SIGINT:
+        _error(f"interrupted: {_on_interrupt[0]}", args, exc)
+        return 130
+    _error(f"stopped by SIGTERM: {_on_interrupt[0]}", args, exc)
+    return 128 + signum
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (also used by tests)."""
     from eval_framework import cleanup
 
     args = list(sys.argv[1:] if argv is None else argv)
     args = expand_multi_value_options(args) if not _names_subcommand(args) else args
-    cleanup.install_sigterm_handler()  # SIGTERM (a scheduler's stop) exits through our handlers
+    cleanup.reset()
+    cleanup.install_signal_handlers()  # a scheduler's SIGTERM and Ctrl-C go through our handlers
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name="eval_framework", standalone_mode=False)
     except EvalFrameworkError as exc:
+        stopped = _stopped(args, exc)
+        if stopped is not None:
+            return stopped
         _error(str(exc), args, exc)
         return exc.exit_code
     except (click.exceptions.Exit, typer.Exit) as exc:
@@ -498,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = getattr(exc, "ctx", None)
         if ctx is not None:
             print(ctx.get_help())
+        print("error: no command given; see 'eval_framework --help'", file=sys.stderr)
         return 2
     except _click_errors("ClickException") as exc:
         _error(_usage_message(exc), args)
@@ -511,12 +526,18 @@ def main(argv: list[str] | None = None) -> int:
             return int(exc.code)
         raise
     except OSError as exc:
+        stopped = _stopped(args, exc)
+        if stopped is not None:
+            return stopped
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             _error(f"the disk is full ({exc.strerror}); free space and {_on_interrupt[0]}", args, exc)
             return 5
         _error(f"{type(exc).__name__}: {exc}; rerun with -v for details", args, exc)
         return 1
     except Exception as exc:  # a bug: still one line, with the way to the traceback
+        stopped = _stopped(args, exc)
+        if stopped is not None:
+            return stopped
         _error(
             f"unexpected {type(exc).__name__}: {exc} (this is a bug in eval_framework; rerun with -v and "
             "report the traceback)",

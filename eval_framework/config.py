@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from eval_framework.errors import ConfigError, EvalFrameworkError
@@ -48,6 +49,18 @@ ENV_VARS: dict[str, str] = {
 
 #: Fields with a fixed form: the pattern, and how to say what a value must be.
 _FORMS = {
+    "wandb_project": (
+        r"[^/\\#?%:]{1,128}",
+        "a W&B project name; use up to 128 characters without / \\ # ? % :",
+    ),
+    "wandb_entity": (
+        r"[^/\\#?%:]{1,128}",
+        "a W&B entity name; use up to 128 characters without / \\ # ? % :",
+    ),
+    "wandb_registry": (
+        r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)?",
+        "a registry; use NAME or NAME/COLLECTION with letters, digits, '.', '-' or '_'",
+    ),
     "wandb_run_id": (r"[A-Za-z0-9_\-]{1,64}", "a W&B run id; use 1-64 letters, digits, '-' or '_'"),
     "hf_upload_repo": (
         r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+",
@@ -66,12 +79,13 @@ class EvalConfig(BaseModel):
     llm_name: str
     llm_args: dict[str, Any] = Field(default_factory=dict)
     task_name: str
-    num_fewshot: int = Field(0, ge=0)
-    num_samples: int | None = Field(None, ge=1)
+    # Numbers are strict: `num_fewshot: true` in a config file is a mistake, not 1 shot.
+    num_fewshot: int = Field(0, ge=0, strict=True)
+    num_samples: int | None = Field(None, ge=1, strict=True)
     subjects: tuple[str, ...] = ()
-    seed: int = 1234
-    batch_size: int = Field(8, ge=1)
-    max_tokens: int | None = Field(None, ge=1)
+    seed: int = Field(1234, strict=True)
+    batch_size: int = Field(8, ge=1, strict=True)
+    max_tokens: int | None = Field(None, ge=1, strict=True)
     output_dir: Path = Path("outputs")
     task_data_dir: Path | None = None
     overwrite: bool = False
@@ -84,7 +98,7 @@ class EvalConfig(BaseModel):
     wandb_mode: Literal["online", "offline", "disabled"] | None = None
     wandb_upload_results: bool = True
     wandb_registry: str | None = None
-    wandb_table_rows: int = Field(1000, ge=0)
+    wandb_table_rows: int = Field(1000, ge=0, strict=True)
     hf_upload_repo: str | None = None
     hf_upload_dir: str = ""
 
@@ -95,7 +109,7 @@ class EvalConfig(BaseModel):
             raise ValueError("must not be empty; pass a task name or the path of a task file")
         return value.strip()
 
-    @field_validator("wandb_run_id", "hf_upload_repo")
+    @field_validator("wandb_project", "wandb_entity", "wandb_registry", "wandb_run_id", "hf_upload_repo")
     @classmethod
     def _well_formed(cls, value: str | None, info: ValidationInfo) -> str | None:
         pattern, what = _FORMS[info.field_name or ""]
@@ -128,6 +142,8 @@ class EvalConfig(BaseModel):
 def load_env(env_file: Path | None) -> Path | None:
     """Load ``env_file`` (must exist) or ``./.env`` (if present) into os.environ without overriding."""
     if env_file is not None:
+        if env_file.is_dir():
+            raise ConfigError(f"--env-file {env_file} is a directory; pass the path of a .env file")
         if not env_file.is_file():
             raise ConfigError(f"--env-file {env_file} does not exist; create it or drop the flag")
         _set_unset(env_file)
@@ -143,6 +159,12 @@ def _set_unset(path: Path) -> None:
     """Variables the environment does not set yet. An empty value (``NAME=``, as in .env.example)
     means "not set": exported as "", it would reach libraries that cannot parse it."""
     text = read_text(path, f"env file {path}", ConfigError)
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:  # python-dotenv would skip the line with a warning of its own
+            raise ConfigError(
+                f"env file {path}:{binding.original.line} cannot be read as NAME=value "
+                "(an unclosed quote?); fix the line"
+            )
     for name, value in dotenv_values(stream=io.StringIO(text)).items():
         if value and name not in os.environ:
             os.environ[name] = value
@@ -169,11 +191,32 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+#: Options that hold several values: a list, repeated flags, or one comma-separated string.
+LIST_OPTIONS = ("wandb_tags", "subjects")
+
+
+def split_list(value: Any, name: str) -> tuple[str, ...] | None:
+    """``"a,b"``, ``["a", "b,c"]`` -> ``("a", "b", "c")``; None stays None; anything else is refused."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+        raise ConfigError(
+            f"invalid --{name.replace('_', '-')}: expected names, as a list or one comma-separated "
+            f"string, not {value!r}; fix the value"
+        )
+    return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
+
+
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> EvalConfig:
     """Merge layers (flags win over the file; None means 'not given', in the file too) and validate."""
     given = [file_values, flag_values]
     merged = {k: v for layer in given for k, v in layer.items() if v is not None}
-    register_secrets_in(merged.get("llm_args") or {})
+    for name in LIST_OPTIONS:
+        if name in merged:
+            merged[name] = split_list(merged[name], name)
+    if isinstance(merged.get("llm_args"), dict):
+        register_secrets_in(merged["llm_args"])
     try:
         return EvalConfig(**merged)
     except ValidationError as exc:

@@ -136,19 +136,30 @@ def _secret_values() -> list[str]:
 
 # ``api_key=abc``, ``api_key:abc``, ``"api_key": "abc"``, ``--hf-token abc`` is not matched (a flag
 # value is not known to be the secret's spelling); the name must be a whole identifier.
+# Every place where a name is followed by ``=`` or ``:`` and a value (a lookahead, so that the value
+# of one name, say a URL, does not hide a secret name inside it: ``http://h/v1?api_key=...``).
 _ASSIGNMENT = re.compile(
-    r"""(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>["']?\s*[:=]\s*["']?)(?P<value>[^\s"',;&)}\]]+)"""
+    r"""(?=(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)"""
+    r"""(?P<sep>["']?\s*[:=](?!//)\s*["']?)(?P<value>[^\s"',;&)}\]]+))"""
 )
-
-
+# scheme://user:password@host: the password part.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]+:)(?P<password>[^/\s@]+)(?=@)")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{6,}")
 
 
-def _mask_assignment(match: re.Match[str]) -> str:
-    name = match.group("name").rsplit(".", 1)[-1]
-    if not is_secret_key(name) or match.group("value") == REDACTED:
-        return match.group(0)
-    return f"{match.group('name')}{match.group('sep')}{REDACTED}"
+def _mask_assignments(text: str) -> str:
+    spans = [
+        (m.start("value"), m.end("value"))
+        for m in _ASSIGNMENT.finditer(text)
+        if is_secret_key(m.group("name").rsplit(".", 1)[-1]) and m.group("value") != REDACTED
+    ]
+    boundary = len(text) + 1
+    for start, end in sorted(spans, reverse=True):  # from the right, so earlier offsets stay valid
+        if end > boundary:  # inside a value masked already
+            continue
+        text = f"{text[:start]}{REDACTED}{text[end:]}"
+        boundary = start
+    return text
 
 
 def scrub(text: str) -> str:
@@ -157,7 +168,8 @@ def scrub(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    return _ASSIGNMENT.sub(_mask_assignment, text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}", text)
+    return _mask_assignments(text)
 
 
 class ScrubFilter(logging.Filter):

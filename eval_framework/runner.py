@@ -14,7 +14,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,13 +22,14 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Protocol
 
+from eval_framework import cleanup
 from eval_framework.bundle_schema import MetadataFile, ResultsFile
 from eval_framework.config import EvalConfig
-from eval_framework.errors import EvalFrameworkError, ModelError, OutputError, TaskError
-from eval_framework.metrics import aggregate, score_multiple_choice
-from eval_framework.models.base import BaseLLM, GenerationRequest, LoglikelihoodRequest
+from eval_framework.errors import ModelError, OutputError, TaskError
+from eval_framework.metrics import aggregate
+from eval_framework.models.base import BaseLLM
 from eval_framework.models.loading import check_llm_args, find_model_class, instantiate, model_identity
-from eval_framework.redact import ScrubFilter, register_secrets_in
+from eval_framework.redact import ScrubFilter, redact, register_secrets_in
 from eval_framework.results import (
     SCHEMA_VERSION,
     BadLine,
@@ -39,6 +40,7 @@ from eval_framework.results import (
     natural_key,
     write_json,
 )
+from eval_framework.scoring import row_problem, score_generation, score_mc
 from eval_framework.tasks.base import Task
 from eval_framework.tasks.fewshot import PreparedSample, prepare, select_samples
 from eval_framework.tasks.registry import get_task
@@ -81,8 +83,10 @@ class EvalPlan:
 
     @property
     def bundle_name(self) -> str:
-        c = self.config
-        return bundle_dirname(self.display, self.task.name, c.num_fewshot, c.num_samples, self.key)
+        settings = self.identity["settings"]
+        return bundle_dirname(
+            self.display, self.task.name, settings["num_fewshot"], settings["num_samples"], self.key
+        )
 
 
 def _now() -> str:
@@ -125,114 +129,34 @@ def _bundle_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
-@contextmanager
-def _model_call(task: Task, method: str) -> Iterator[None]:
-    """Model failures become one clear error; rows already streamed stay for the resume."""
-    try:
-        yield
-    except NotImplementedError as exc:
-        raise ModelError(
-            f"{task.name} needs a model with {method}(): {exc}; use a model that has it"
-        ) from exc
-    except EvalFrameworkError:
-        raise
-    except Exception as exc:
-        raise ModelError(
-            f"the model failed during {method}(): {type(exc).__name__}: {exc}; finished samples are "
-            "saved, rerun the same command to resume"
-        ) from exc
-
-
-def _base_row(index: int, prepared: PreparedSample) -> dict[str, Any]:
-    s = prepared.sample
-    return {
-        "index": index,
-        "id": s.id,
-        "subject": s.subject,
-        "prompt": s.prompt,
-        "fewshot_ids": list(prepared.fewshot_ids),
-        "target": s.target,
-    }
-
-
-def _score_mc(task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]]) -> list[dict[str, Any]]:
-    requests: list[LoglikelihoodRequest] = []
-    for _, prepared in batch:
-        for ctx, cont in zip(prepared.contexts(task), prepared.continuations(task), strict=True):
-            requests.append(LoglikelihoodRequest(ctx, cont))
-    with _model_call(task, "loglikelihood"):
-        results = model.loglikelihood(requests)
-    if len(results) != len(requests):
-        raise ModelError(
-            f"the model returned {len(results)} loglikelihoods for {len(requests)} requests; fix its "
-            "loglikelihood() to return one result per request, in order"
-        )
-    rows, offset = [], 0
-    for index, prepared in batch:
-        s = prepared.sample
-        mine = results[offset : offset + len(s.choices)]
-        offset += len(s.choices)
-        logprobs = [float(r.logprob) for r in mine]
-        scored = score_multiple_choice(logprobs, s.choices, int(s.target))
-        rows.append(
-            {
-                **_base_row(index, prepared),
-                "choices": list(s.choices),
-                "logprobs": logprobs,
-                "is_greedy": [bool(r.is_greedy) for r in mine],
-                "prediction": scored["prediction"],
-                "prediction_norm": scored["prediction_norm"],
-                "scores": {m: scored[m] for m in task.metrics},
-            }
-        )
-    return rows
-
-
-def _score_generation(
-    task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]], max_tokens: int
-) -> list[dict[str, Any]]:
-    requests = [GenerationRequest(p.contexts(task)[0], max_tokens, task.stop) for _, p in batch]
-    with _model_call(task, "generate"):
-        outputs = model.generate(requests)
-    if len(outputs) != len(requests):
-        raise ModelError(
-            f"the model returned {len(outputs)} generations for {len(requests)} requests; fix its "
-            "generate() to return one string per request, in order"
-        )
-    rows = []
-    for (index, prepared), text in zip(batch, outputs, strict=True):
-        s = prepared.sample
-        if not isinstance(text, str):
-            raise ModelError(
-                f"the model's generate() returned {type(text).__name__}, not str; fix it to return strings"
-            )
-        extracted = task.extract_answer(text)
-        rows.append(
-            {
-                **_base_row(index, prepared),
-                "generation": text,
-                "extracted": extracted,
-                "scores": {"exact_match": float(task.matches(extracted, str(s.target)))},
-            }
-        )
-    return rows
-
-
 def make_plan(config: EvalConfig) -> EvalPlan:
     """Everything decided before touching the model: task, prompts, arguments, identity."""
     register_secrets_in(config.llm_args)
     model_cls = find_model_class(config.llm_name, config.models)
     llm_args = check_llm_args(model_cls, config.llm_args)
-    task = get_task(config.task_name, config.subjects, config.task_data_dir)
-    samples = select_samples(task.eval_samples(), config.num_samples, config.seed)
+    # Spellings that select the same samples are one evaluation: subjects in any order or repeated,
+    # a subset as large as the task, a generation length equal to the task's own.
+    subjects = tuple(sorted(set(config.subjects)))
+    task = get_task(config.task_name, subjects, config.task_data_dir)
+    method = "loglikelihood" if task.kind == "multiple_choice" else "generate"
+    implementation = getattr(model_cls, method, None)
+    if not callable(implementation) or implementation is getattr(BaseLLM, method):
+        raise ModelError(
+            f"{task.name} needs a model with {method}(), which {model_cls.__name__} does not implement; "
+            f"use a model that has it"
+        )
+    available = task.eval_samples()
+    num_samples = config.num_samples if config.num_samples and config.num_samples < len(available) else None
+    samples = select_samples(available, num_samples, config.seed)
     if not samples:
         raise TaskError(f"task {task.name} has no samples to evaluate; check its data and --subjects")
     prepared = [prepare(task, s, config.num_fewshot, config.seed) for s in samples]
+    max_tokens = config.max_tokens if task.kind == "generation" else None
     settings = {
         "num_fewshot": config.num_fewshot,
-        "num_samples": config.num_samples,
+        "num_samples": num_samples,
         "seed": config.seed,
-        "max_tokens": config.max_tokens if task.kind == "generation" else None,
+        "max_tokens": None if max_tokens == task.max_tokens else max_tokens,
     }
     model_ident = model_identity(model_cls, llm_args)
     task_ident = task.identity()
@@ -313,7 +237,7 @@ def _resume_point(plan: EvalPlan, bundle: Bundle) -> dict[int, dict[str, Any]] |
     bad = list(scan.bad)
     done: dict[int, dict[str, Any]] = {}
     for line in scan.rows:
-        reason = _mismatch(plan, line.row, done)
+        reason = row_problem(plan.task, plan.prepared, line.row, done)
         if reason is None:
             keep.append(line)
             done[line.row["index"]] = line.row
@@ -322,7 +246,9 @@ def _resume_point(plan: EvalPlan, bundle: Bundle) -> dict[int, dict[str, Any]] |
     if metadata is not None:
         why = bundle.problems(scan)
         if why is None and not bad:
-            return None  # complete, and every row is this evaluation's
+            if bundle.results()["metrics"] == aggregate([done[i] for i in sorted(done)], plan.task.metrics):
+                return None  # complete, every row is this evaluation's, and the results are its rows'
+            why = "results.json does not match its sample rows"
         if metadata["status"] == "complete" and not bad:  # bad rows are reported one by one below
             log.warning("%s is not a consistent finished evaluation (%s): completing it", bundle.dir, why)
     bundle.truncate_torn_tail()
@@ -341,31 +267,6 @@ def _resume_point(plan: EvalPlan, bundle: Bundle) -> dict[int, dict[str, Any]] |
 
 def _line_text(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False, default=str)
-
-
-def _mismatch(plan: EvalPlan, row: dict[str, Any], done: dict[int, dict[str, Any]]) -> str | None:
-    """Why a valid row does not belong at its index of this evaluation, or None."""
-    index = row["index"]
-    if index >= len(plan.prepared):
-        return f"index {index} is beyond the {len(plan.prepared)} samples"
-    if index in done:
-        return f"a second row for index {index}"
-    prepared = plan.prepared[index]
-    expected = {
-        "id": prepared.sample.id,
-        "prompt": prepared.sample.prompt,
-        "fewshot_ids": list(prepared.fewshot_ids),
-    }
-    for name, value in expected.items():
-        if row[name] != value:
-            return f"its {name} is not the one of sample {index}"
-    kind = plan.task.kind
-    if (kind == "multiple_choice") != (row.get("choices") is not None):
-        return f"not a {kind.replace('_', ' ')} row"
-    missing = [m for m in plan.task.metrics if m not in row["scores"]]
-    if missing:
-        return f"no score for {', '.join(missing)}"
-    return None
 
 
 def _metadata(plan: EvalPlan, bundle: Bundle, resumed: bool) -> dict[str, Any]:
@@ -406,7 +307,8 @@ def _metadata(plan: EvalPlan, bundle: Bundle, resumed: bool) -> dict[str, Any]:
 
 def _write_checked(path: Path, data: dict[str, Any], model: type[MetadataFile] | type[ResultsFile]) -> None:
     model.model_validate(data)  # what we write must read back: a failure here is our bug, said early
-    write_json(path, data)
+    # metadata holds what users and models wrote (a describe(), a URL): secrets are masked there
+    write_json(path, redact(data) if model is MetadataFile else data)
 
 
 def _run(
@@ -422,6 +324,7 @@ def _run(
     pending = [(i, p) for i, p in enumerate(plan.prepared) if i not in done]
     load_s = None
     if pending and model is None:
+        cleanup.raise_if_stopped()
         # Before the bundle directory exists: a model that fails to load leaves nothing behind.
         load_start = time.time()
         model = instantiate(plan.model_cls, plan.llm_args, config.batch_size)
@@ -467,11 +370,12 @@ def _score_all(
     chunk = max(config.batch_size * 4, 32)
     max_tokens = config.max_tokens or task.max_tokens
     for start in range(0, len(pending), chunk):
+        cleanup.raise_if_stopped()  # a stop Python dropped (it landed in a finaliser) is acted on here
         batch = pending[start : start + chunk]
         rows = (
-            _score_mc(task, model, batch)
+            score_mc(task, model, batch)
             if task.kind == "multiple_choice"
-            else _score_generation(task, model, batch, max_tokens)
+            else score_generation(task, model, batch, max_tokens)
         )
         bundle.append_samples(rows)
         done.update((row["index"], row) for row in rows)

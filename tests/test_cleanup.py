@@ -37,3 +37,22 @@ def test_without_a_stop_the_block_changes_nothing(handlers):
     with cleanup.stops_deferred():
         assert signal.getsignal(signal.SIGINT) is not before  # Ctrl-C is held meanwhile
     assert signal.getsignal(signal.SIGINT) is before and not cleanup.stopping.is_set()
+
+
+def test_a_stop_python_dropped_is_acted_on_at_the_next_safe_point(handlers, letters_task, tmp_path):
+    """A Ctrl-C that lands in a finaliser is lost as an exception; it is remembered, and the
+    evaluation stops before loading the model or scoring the next chunk."""
+    from eval_framework.config import EvalConfig
+    from eval_framework.runner import evaluate
+    from tests.conftest import USER_MODELS
+
+    cleanup.reset()
+    cleanup._received.append(signal.SIGINT)  # what the handler records before raising
+    config = EvalConfig(llm_name="HashLLM", models=USER_MODELS, task_name=str(letters_task),
+                        output_dir=tmp_path / "out")  # fmt: skip
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(config)
+    finally:
+        cleanup.reset()
+    assert not any((tmp_path / "out").glob("*/samples.jsonl"))

@@ -151,3 +151,34 @@ def test_a_task_file_refuses_a_data_dir_it_would_ignore(letters_task, tmp_path, 
 
     with pytest.raises(ConfigError, match="--task-data-dir applies to built-in benchmarks"):
         _key(task_name=str(letters_task), **{flag: tmp_path})
+
+
+def test_spellings_of_the_same_evaluation_share_one_key(letters_task):
+    task = str(letters_task)
+    assert _key(task_name=task, subjects=("reverse", "copy")) == _key(
+        task_name=task, subjects=("copy", "reverse", "copy")
+    )
+    assert (
+        _key(task_name=task, num_samples=6) == _key(task_name=task) == _key(task_name=task, num_samples=999)
+    )
+    assert _key(task_name=task, num_samples=5) != _key(task_name=task)
+
+
+def test_a_generation_length_equal_to_the_tasks_own_is_the_default(tmp_path):
+    data = tmp_path / "g.jsonl"
+    data.write_text("".join(json.dumps({"q": f"{i} + 1 =", "a": str(i + 1)}) + "\n" for i in range(4)))
+    spec = tmp_path / "gen.yaml"
+    spec.write_text(
+        "name: gen\nkind: generation\ndata: {eval: g.jsonl}\nprompt: '{q}'\ntarget: a\nmax_tokens: 8\n"
+    )
+    assert _key(task_name=str(spec), max_tokens=8) == _key(task_name=str(spec))
+    assert _key(task_name=str(spec), max_tokens=9) != _key(task_name=str(spec))
+
+
+def test_a_flat_local_copy_of_a_benchmark_with_several_configs_is_refused(tmp_path):
+    from eval_framework.errors import DatasetUnavailableError
+
+    flat = _arc_copy(tmp_path / "flat")
+    with pytest.raises(DatasetUnavailableError, match=r"expected ARC-Easy/test.*one folder per config"):
+        _key(task_name="ARC", task_data_dir=flat)
+    assert _key(task_name="ARC-Easy", task_data_dir=flat)  # one config: a flat copy is unambiguous

@@ -69,3 +69,13 @@ def test_free_text_loses_assigned_secrets_and_registered_values():
 def test_secret_env_values_are_scrubbed(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_envsecretvalue")
     assert scrub("token hf_envsecretvalue in a message") == "token *** in a message"
+
+
+def test_secrets_inside_urls_are_scrubbed():
+    assert (
+        scrub("at http://127.0.0.1:9/v1?api_key=SEKRITQP1 now") == "at http://127.0.0.1:9/v1?api_key=*** now"
+    )
+    assert scrub("http://user:SEKRITPASS@127.0.0.1:9/v1") == "http://user:***@127.0.0.1:9/v1"
+    assert scrub("https://host:8080/path?page=2") == "https://host:8080/path?page=2"  # nothing secret
+    stored = redact({"base_url": "http://u:SEKRITPASS2@h/v1?token=abcdef99"})
+    assert "SEKRIT" not in stored["base_url"] and "abcdef99" not in stored["base_url"]

@@ -34,7 +34,9 @@ def _bundle(out: Path) -> Path:
 
 
 def _rows(bundle: Path) -> list[dict]:
-    return [json.loads(x) for x in (bundle / "samples.jsonl").read_text().splitlines()]
+    """The complete lines (a process killed mid-write leaves a torn last one)."""
+    text = (bundle / "samples.jsonl").read_text()
+    return [json.loads(x) for x in text[: text.rfind("\n") + 1].splitlines()]
 
 
 def _metrics(bundle: Path) -> dict:
@@ -163,26 +165,39 @@ BAD_ROWS = {
         {k: v for k, v in row.items() if k not in ("choices", "logprobs")} | {"generation": "x"}
     ),
     "not JSON": lambda row: "{not json",
+    "a target set to the prediction": lambda row: json.dumps(
+        {**row, "target": row["prediction"], "scores": {"acc": 1.0, "acc_norm": 1.0}}
+    ),
+    "a score edited": lambda row: json.dumps({**row, "scores": {**row["scores"], "acc": 5.0}}),
+    "an extra score": lambda row: json.dumps({**row, "scores": {**row["scores"], "f1": 1.0}}),
+    "other choices": lambda row: json.dumps({**row, "choices": list(reversed(row["choices"]))}),
+    "another subject": lambda row: json.dumps({**row, "subject": "elsewhere"}),
+    "a NaN log-likelihood": lambda row: json.dumps(
+        {**row, "logprobs": [float("nan")] * len(row["logprobs"])}
+    ),
 }
 
 
 @pytest.mark.parametrize("kind", list(BAD_ROWS))
 def test_a_row_of_the_wrong_shape_is_set_aside_and_recomputed(cli, tmp_path, monkeypatch, kind):
     out, bundle, reference = _finished(cli, tmp_path)
-    row = json.loads((bundle / "samples.jsonl").read_text().splitlines()[41])
+    lines = (bundle / "samples.jsonl").read_text().splitlines()
+    # A sample the model got wrong, so that "set the target to the prediction" changes something.
+    number = next(n for n, line in enumerate(lines, 1) if n >= 42 and json.loads(line)["scores"]["acc"] == 0)
+    row = json.loads(lines[number - 1])
     bad = BAD_ROWS[kind](row)
-    _replace_line(bundle, 42, bad)
+    _replace_line(bundle, number, bad)
     log = tmp_path / "calls.log"
     monkeypatch.setenv("EF_TEST_CALL_LOG", str(log))
     result = cli(*ARGS, "--output-dir", out)
     assert result.code == 0, result.err
-    assert "samples.jsonl:42 is not a usable sample row" in result.err
+    assert f"samples.jsonl:{number} is not a usable sample row" in result.err
     assert _calls(log) == 4  # that one sample, its 4 choices; nothing else
     assert _metrics(bundle) == reference  # n is 200 again, not 199
     rows = _rows(bundle)
     assert sorted(r["index"] for r in rows) == list(range(200))
     (kept,) = [json.loads(x) for x in (bundle / "samples.rejected.jsonl").read_text().splitlines()]
-    assert kept["line"] == 42 and (kept["text"] == bad or json.loads(kept["text"]) == json.loads(bad))
+    assert kept["line"] == number and (kept["text"] == bad or json.loads(kept["text"]) == json.loads(bad))
     assert "reusing" in cli(*ARGS, "--output-dir", out).err.lower()
 
 
@@ -220,6 +235,18 @@ def test_damaged_results_are_recomputed_from_the_samples_without_the_model(
     monkeypatch.setenv("EF_TEST_CALL_LOG", str(log))
     result = cli(*ARGS, "--output-dir", out)
     assert result.code == 0, result.err
+    assert _calls(log) == 0 and _metrics(bundle) == reference
+
+
+def test_results_that_do_not_match_the_rows_are_recomputed(cli, tmp_path, monkeypatch):
+    out, bundle, reference = _finished(cli, tmp_path)
+    results = json.loads((bundle / "results.json").read_text())
+    results["metrics"]["overall"]["acc"]["value"] = 0.99
+    (bundle / "results.json").write_text(json.dumps(results))
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("EF_TEST_CALL_LOG", str(log))
+    result = cli(*ARGS, "--output-dir", out)
+    assert result.code == 0 and "results.json does not match its sample rows" in result.err
     assert _calls(log) == 0 and _metrics(bundle) == reference
 
 

@@ -26,6 +26,12 @@ class EmbeddedTinyLLM(HuggingFaceLLM):
         from eval_framework.models.loading import check_signature
 
         # The other arguments go to HuggingFaceLLM through **kwargs: check them against it.
+        fixed = sorted(set(llm_args) & {"checkpoint", "artifact_name", "checkpoint_subdir", "artifact_dir"})
+        if fixed:
+            raise ConfigError(
+                f"--llm-name embedded evaluates the shipped checkpoints and takes no --llm-args "
+                f"{', '.join(fixed)}; drop it, or use --llm-name hf --llm-args checkpoint=<dir> for your own"
+            )
         rest = {k: v for k, v in llm_args.items() if k != "version"}
         rest = check_signature(HuggingFaceLLM, rest, owner=cls.__name__)
         HuggingFaceLLM.validate_args({"checkpoint": "embedded", **rest})

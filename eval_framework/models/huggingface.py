@@ -69,7 +69,7 @@ class HuggingFaceLLM(BaseLLM):
             self.resolved = Resolver(options=options).resolve(artifact_name, self._stack)
             checkpoint = str(self.resolved.path)
         checkpoint = checkpoint or self.default_checkpoint
-        self.validate_args({"checkpoint": checkpoint, "dtype": dtype})
+        HuggingFaceLLM.validate_args({"checkpoint": checkpoint, "dtype": dtype})  # not a subclass's rules
         self.checkpoint = str(checkpoint)
         self.revision = revision
         self.batch_size = int(batch_size)

@@ -8,11 +8,13 @@ directory was made.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib
 import importlib.util
 import inspect
+import io
 import logging
 import sys
 import typing
@@ -21,6 +23,7 @@ from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from eval_framework import cleanup
 from eval_framework.errors import ConfigError, EvalFrameworkError, ModelError
 from eval_framework.models.base import BaseLLM
 from eval_framework.redact import redact
@@ -115,22 +118,35 @@ def import_models_file(path: Path) -> Any:
         raise ModelError(f"--models file {path} cannot be imported; check that it is a Python source file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    printed = io.StringIO()  # held back: argparse at module level prints its usage, then exits
     try:
-        spec.loader.exec_module(module)
+        with contextlib.redirect_stderr(printed):
+            spec.loader.exec_module(module)
     except OSError as exc:
         sys.modules.pop(module_name, None)
         raise ModelError(f"cannot read --models file {path}: {exc.strerror}; check its permissions") from exc
+    except SystemExit as exc:  # argparse or sys.exit() at module level
+        sys.modules.pop(module_name, None)
+        said = printed.getvalue().strip().splitlines()
+        raise ModelError(
+            f"--models file {path} called sys.exit({exc.code}) while being imported (argparse at module "
+            f"level?{' It printed: ' + said[-1] if said else ''}); move that under "
+            '`if __name__ == "__main__":` and retry'
+        ) from exc
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
+        sys.stderr.write(printed.getvalue())
         raise ModelError(
             f"--models file {exc.filename}:{exc.lineno} has a syntax error ({exc.msg}); fix it and retry"
         ) from exc
     except Exception as exc:
         sys.modules.pop(module_name, None)
+        sys.stderr.write(printed.getvalue())
         raise ModelError(
             f"importing --models file {path} failed: {type(exc).__name__}: {exc}; fix the file (or install "
             "what it imports) and retry"
         ) from exc
+    sys.stderr.write(printed.getvalue())  # what the file printed on its own stays visible
     return module
 
 
@@ -244,7 +260,10 @@ def check_signature(cls: type, llm_args: dict[str, Any], owner: str | None = Non
         if annotation is None or annotation is Any:
             continue
         try:
-            checked[name] = TypeAdapter(annotation, config=_LENIENT).validate_python(value)
+            converted = TypeAdapter(annotation, config=_LENIENT).validate_python(value)
+            if isinstance(value, bool) and not isinstance(converted, bool):  # true is not a number
+                TypeAdapter(annotation, config=ConfigDict(strict=True)).validate_python(value)
+            checked[name] = converted
         except ValidationError as exc:
             shown = redact({name: value})[name]
             raise ConfigError(
@@ -307,6 +326,12 @@ def instantiate(cls: type, llm_args: dict[str, Any], batch_size: int) -> Any:
         return cls(**kwargs)
     except EvalFrameworkError:
         raise
+    except SystemExit as exc:
+        if cleanup.stopping.is_set():  # our own SIGTERM handling
+            raise
+        raise ModelError(
+            f"{cls.__name__}() called sys.exit({exc.code}) while loading; raise an exception instead"
+        ) from exc
     except TypeError as exc:
         raise ConfigError(
             f"cannot construct {cls.__name__} from --llm-args: {exc}; check the --llm-args"

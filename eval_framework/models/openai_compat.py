@@ -22,6 +22,7 @@ from eval_framework.models.base import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from eval_framework.net import classify
 from eval_framework.redact import scrub
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -36,7 +37,11 @@ class _Transient(Exception):
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _Transient | httpx.TransportError)
+    """Throttling, 5xx and dropped or slow connections are retried; a refused connection or an
+    unknown host is not (nothing listens there: retrying only delays the answer)."""
+    if isinstance(exc, _Transient):
+        return True
+    return isinstance(exc, httpx.TransportError) and classify(exc).retryable
 
 
 def _wait(state: RetryCallState) -> float:
@@ -98,9 +103,14 @@ class OpenAICompatibleLLM(BaseLLM):
                     f"HTTP {response.status_code}", float(after) if after and after.isdigit() else None
                 )
             if response.status_code >= 400:
+                check = (
+                    "check the key (--llm-args api_key= or OPENAI_API_KEY)"
+                    if response.status_code in (401, 403)
+                    else "check --llm-args model= and base_url="
+                )
                 raise ModelError(
                     f"the server at {self.base_url} refused the request (HTTP {response.status_code}): "
-                    f"{scrub(response.text[:300])}; check --llm-args model= and base_url="
+                    f"{scrub(response.text[:300])}; {check}"
                 )
             data: dict[str, Any] = response.json()
             return data
@@ -108,6 +118,11 @@ class OpenAICompatibleLLM(BaseLLM):
         try:
             return once()
         except (_Transient, httpx.TransportError) as exc:
+            if not _is_transient(exc):
+                raise ModelError(
+                    f"cannot reach the server at {self.base_url} ({classify(exc).reason}): check that it is "
+                    "running and the --llm-args base_url="
+                ) from exc
             raise ModelError(
                 f"the server at {self.base_url} did not answer after {self.max_retries} tries ({exc}); "
                 "check that it is running and reachable"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from eval_framework.errors import ConfigError, ExportError, missing_extra
 from eval_framework.net import Kind, advice, classify
@@ -33,6 +35,35 @@ class HfUploadError(ExportError):
 class HfUploadOptions:
     repo: str  #: a dataset repo, e.g. my-org/eval-results
     directory: str = ""  #: folder inside the repo; the bundle's own folder goes below it
+
+
+#: The Hub client sets no overall time limit on these calls (a server that accepts the connection
+#: and never answers would hold the command forever): seconds for the token check before an
+#: evaluation, and for one bundle's upload (a few small files).
+PREFLIGHT_TIMEOUT_S = 15.0
+UPLOAD_TIMEOUT_S = 300.0
+T = TypeVar("T")
+
+
+def within(seconds: float, fn: Callable[[], T]) -> T:
+    """``fn()``, or TimeoutError after ``seconds`` (the call is left to finish in the background)."""
+    outcome: list[Any] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as exc:  # handed to the caller
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=call, daemon=True, name="hf-hub-call")
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def hf_token() -> str:
@@ -85,7 +116,7 @@ def preflight(options: HfUploadOptions) -> None:
             "--hf-upload-repo and run 'eval_framework upload' later where the Hub can be reached"
         )
     try:
-        api.whoami()
+        within(PREFLIGHT_TIMEOUT_S, api.whoami)
     except Exception as exc:
         failure = classify(exc)
         if failure.kind is Kind.AUTH:
@@ -131,14 +162,18 @@ def upload_bundle(bundle_dir: Path, options: HfUploadOptions) -> str:
         for name in BUNDLE_FILES
         if (bundle.dir / name).is_file()
     ]
-    try:
+
+    def commit_bundle() -> Any:
         api.create_repo(options.repo, repo_type="dataset", exist_ok=True, private=True)
-        commit = api.create_commit(
+        return api.create_commit(
             repo_id=options.repo,
             repo_type="dataset",
             operations=operations,
             commit_message=f"Add evaluation results {bundle.dir.name}",
         )
+
+    try:
+        commit = within(UPLOAD_TIMEOUT_S, commit_bundle)
     except RepositoryNotFoundError as exc:
         raise HfUploadError(
             f"Hugging Face dataset repo {options.repo} not found or not writable with HF_TOKEN; "

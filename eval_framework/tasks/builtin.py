@@ -109,7 +109,7 @@ class HFTask(Task):
         key = (subject, split)
         if key not in self._rows:
             source = DatasetSource(self.dataset_path, self.configs[subject], self.revision)
-            rows = load_split(source, split, self.data_dir, self.name)
+            rows = load_split(source, split, self.data_dir, self.name, only_config=len(self.configs) == 1)
             try:
                 self._rows[key] = [self.row_to_sample(row, i, subject) for i, row in enumerate(rows)]
             except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -147,7 +147,7 @@ class HFTask(Task):
         for subject in self._subjects():
             source = DatasetSource(self.dataset_path, self.configs[subject], self.revision)
             for split in dict.fromkeys((self.eval_split, self.fewshot_split)):
-                found = local_split_file(source, split, data_dir)
+                found = local_split_file(source, split, data_dir, only_config=len(self.configs) == 1)
                 if found is not None:
                     digests[found.relative_to(data_dir).as_posix()] = file_sha256(found)
         return digests

@@ -81,6 +81,10 @@ _READERS = {".jsonl": _jsonl_rows, ".json": _json_rows, ".csv": _csv_rows, ".par
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
+    if path.is_dir():
+        raise TaskError(
+            f"data file {path} is a directory; use the path of a .jsonl, .json, .csv or .parquet file"
+        )
     if not path.is_file():
         raise TaskError(f"data file {path} does not exist; check the path in the task definition")
     reader = _READERS.get(path.suffix.lower())

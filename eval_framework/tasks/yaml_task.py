@@ -60,11 +60,33 @@ class TaskSpec(BaseModel):
                 raise ValueError(f"answer_regex is not a valid regular expression: {exc}") from exc
             if pattern.groups < 1:
                 raise ValueError("answer_regex needs one capturing group around the answer")
+        templates = [
+            self.prompt,
+            self.answer or "",
+            *(self.choices if isinstance(self.choices, list) else []),
+        ]
+        for template in templates:
+            _check_template(template)
         allowed = {"multiple_choice": {"acc", "acc_norm"}, "generation": {"exact_match"}}[self.kind]
         bad = set(self.metrics or ()) - allowed
         if bad:
             raise ValueError(f"metrics {sorted(bad)} do not apply to {self.kind}; use {sorted(allowed)}")
         return self
+
+
+def _check_template(template: str) -> None:
+    """Fields by plain name only: ``{text.upper}`` or ``{row[0]}`` would put Python objects (with
+    memory addresses) into prompts, which then differ from run to run."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"template {template!r} is not a valid format string: {exc}") from exc
+    for name in fields:
+        if not name or name.isdigit() or any(c in name for c in ".[]"):
+            raise ValueError(
+                f"template {template!r} uses {{{name}}}; use plain field names like {{question}} "
+                "(no attribute access, indexing or positional fields)"
+            )
 
 
 def _format(template: str, row: dict[str, Any], where: str) -> str:
@@ -214,7 +236,9 @@ def load_spec(path: Path) -> TaskSpec:
         return TaskSpec(**raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        field = ".".join(str(p) for p in first["loc"])
+        where = f"field '{field}'" if field else "the file"
+        message = str(first["msg"]).removeprefix("Value error, ")
         raise TaskDefinitionError(
-            f"task file {path}: field '{field}': {first['msg']}; see docs/tasks.md for the schema"
+            f"task file {path}: {where}: {message}; see docs/tasks.md for the schema"
         ) from exc

@@ -7,6 +7,7 @@ Errors are produced the way the real client produces them: an HTTP response like
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ class FakeHub:
         self.repos: dict[str, FakeRepo] = {}
         self.writable = set(writable_owners)
         self.down = False  #: every call fails as a refused connection does in the real client
+        self.stall: threading.Event | None = None  #: set: every call waits for it (a hung server)
         self.calls: list[str] = []
 
     def api(self, token: str) -> FakeHfApi:
@@ -64,6 +66,8 @@ class FakeHfApi:
 
     def _auth(self, url: str) -> None:
         self.hub.calls.append(url)
+        if self.hub.stall is not None:
+            self.hub.stall.wait(60)
         if self.hub.down:
             _refused(url)
         if self.token != VALID_TOKEN:

@@ -277,3 +277,186 @@ def test_a_signal_before_anything_loaded_is_one_line_too(ws):
     result = signal_when(proc, lambda: any("1shot" in p.name for p in ws.out.iterdir()), signal.SIGTERM)
     expect(result, 143, "stopped by SIGTERM")
     ws.keeper_intact()
+
+
+BAD_MODELS = """\
+import argparse
+import sys
+from eval_framework import BaseLLM, LoglikelihoodResult
+
+class NaN(BaseLLM):
+    def loglikelihood(self, requests):
+        return [LoglikelihoodResult(logprob=float("nan"), is_greedy=False) for r in requests]
+
+class Floats(BaseLLM):
+    def loglikelihood(self, requests):
+        return [-1.0 for r in requests]
+
+class Text(BaseLLM):
+    def loglikelihood(self, requests):
+        return [LoglikelihoodResult(logprob="abc", is_greedy=False) for r in requests]
+
+class Quits(BaseLLM):
+    def loglikelihood(self, requests):
+        sys.exit(0)
+
+class GenerateOnly(BaseLLM):
+    def generate(self, requests):
+        return ["x" for r in requests]
+"""
+
+
+@pytest.mark.parametrize(
+    ("file", "name", "says"),
+    [
+        ("bad_models.py", "NaN", "returned logprob nan at position 0; fix the model"),
+        (
+            "bad_models.py",
+            "Floats",
+            "returned float at position 0 (logprob None); fix it to return LoglikelihoodResult",
+        ),
+        ("bad_models.py", "Text", "returned LoglikelihoodResult at position 0 (logprob 'abc')"),
+        ("bad_models.py", "Quits", "the model called sys.exit(0) during loglikelihood()"),
+        (
+            "bad_models.py",
+            "GenerateOnly",
+            "needs a model with loglikelihood(), which GenerateOnly does not implement",
+        ),
+        ("exits.py", "X", "called sys.exit(0) while being imported"),
+        ("parses.py", "X", "called sys.exit(2) while being imported (argparse at module level? It printed:"),
+    ],
+)
+def test_a_model_that_misbehaves_is_a_model_error(ws, file, name, says):
+    (ws.root / "bad_models.py").write_text(BAD_MODELS)
+    (ws.root / "exits.py").write_text("import sys\nsys.exit(0)\n")
+    (ws.root / "parses.py").write_text("import argparse\nargparse.ArgumentParser().parse_args()\n")
+    before = sorted(p.name for p in ws.out.iterdir())
+    result = ws.run(
+        "--models", file, "--llm-name", name, "--task-name", "letters.yaml", "--output-dir", ws.out
+    )
+    expect(result, 3, says)
+    if name in ("GenerateOnly", "X"):  # found before anything is made
+        assert sorted(p.name for p in ws.out.iterdir()) == before
+    ws.keeper_intact()
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ("llm_args: 'bias=1'\n", "invalid --llm-args: Input should be a valid dictionary"),
+        ("llm_args: [bias=1]\n", "invalid --llm-args: Input should be a valid dictionary"),
+        ("num_fewshot: true\n", "invalid --num-fewshot: Input should be a valid integer"),
+        ("wandb_tags: 5\n", "invalid --wandb-tags: expected names, as a list or one comma-separated string"),
+        ("wandb_tags: [a, [b]]\n", "invalid --wandb-tags: expected names"),
+        ("wandb_project: a/b\n", "'a/b' is not a W&B project name"),
+        ("wandb_project: p\nwandb_registry: 'bad name!'\n", "'bad name!' is not a registry"),
+    ],
+)
+def test_config_values_of_the_wrong_shape_are_named(ws, config, says):
+    (ws.root / "run.yaml").write_text(config)
+    expect(ws.evaluate("--config", "run.yaml"), 2, says)
+    ws.keeper_intact()
+
+
+def test_one_config_file_serves_the_evaluation_and_upload(ws):
+    (ws.root / "run.yaml").write_text(
+        "models: models.py\nllm_name: HashLLM\ntask_name: letters.yaml\nnum_samples: 7\n"
+        "wandb_project: evals\nwandb_mode: offline\nwandb_tags: 'nightly, sweep'\nsubjects: a,b\n"
+    )
+    expect(ws.run("--config", "run.yaml", "--output-dir", ws.out), 0, "logged offline; sync it with")
+    plan = json.loads(ws.run("upload", ws.out, "--config", "run.yaml", "--dry-run").out)
+    assert all({"nightly", "sweep"} <= set(p["wandb"]["tags"]) for p in plan)
+    ws.keeper_intact()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["--llm-args", "bias=true"], 2, "invalid --llm-args bias=True for HashLLM: expected str"),
+        (["--llm-name", "embedded", "--models", "models.py", "--llm-args", "checkpoint=/tmp"], 2,
+         "--llm-name embedded evaluates the shipped checkpoints and takes no --llm-args checkpoint"),
+        (["--env-file", "letters"], 2, "--env-file letters is a directory"),
+        (["--wandb-project", "a/b"], 2, "'a/b' is not a W&B project name"),
+    ],
+)  # fmt: skip
+def test_more_arguments_refused_before_anything_starts(ws, args, code, says):
+    before = sorted(p.name for p in ws.out.iterdir())
+    base = [
+        "--models",
+        "models.py",
+        "--llm-name",
+        "HashLLM",
+        "--task-name",
+        "letters.yaml",
+        "--output-dir",
+        ws.out,
+    ]
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        if flag in base:
+            base[base.index(flag) + 1] = value
+        else:
+            base += [flag, value]
+    expect(ws.run(*base), code, says)
+    assert sorted(p.name for p in ws.out.iterdir()) == before
+    ws.keeper_intact()
+
+
+def test_a_malformed_dotenv_names_the_line(ws):
+    (ws.root / ".env").write_text('HF_TOKEN=hf_abc\nWANDB_API_KEY="unclosed\nWANDB_BASE_URL=http://x\n')
+    expect(ws.evaluate(), 2, ".env:2 cannot be read as NAME=value", "fix the line")
+    (ws.root / ".env").unlink()
+    ws.keeper_intact()
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "says"),
+    [
+        ("prompt: '{q.upper}'\n", 2, "uses {q.upper}; use plain field names"),
+        ("prompt: '{q}'\ndata: {eval: letters}\n", 4, "letters is a directory; use the path of a .jsonl"),
+    ],
+)
+def test_more_task_file_mistakes(ws, body, code, says):
+    base = "name: t\ndata: {eval: letters/eval.jsonl}\nchoices: options\ntarget: gold\n"
+    lines = dict(line.split(":", 1) for line in (base + body).splitlines())
+    (ws.root / "t.yaml").write_text("".join(f"{k}:{v}\n" for k, v in lines.items()))
+    result = ws.run(
+        "--models", "models.py", "--llm-name", "HashLLM", "--task-name", "t.yaml", "--output-dir", ws.out
+    )
+    expect(result, code, says)
+    ws.keeper_intact()
+
+
+def test_a_flat_copy_of_a_benchmark_with_several_configs_is_refused(ws):
+    (ws.root / "arc").mkdir()
+    row = {
+        "id": "q1",
+        "question": "Which?",
+        "answerKey": "A",
+        "choices": {"text": ["x", "y"], "label": ["A", "B"]},
+    }
+    (ws.root / "arc" / "test.jsonl").write_text(json.dumps(row) + "\n")
+    result = ws.run("--models", "models.py", "--llm-name", "HashLLM", "--task-name", "ARC", "--task-data-dir",
+                    "arc", "--output-dir", ws.out)  # fmt: skip
+    expect(result, 4, "expected ARC-Easy/test", "one folder per config")
+    ws.keeper_intact()
+
+
+def test_a_benchmark_with_the_hub_unreachable_fails_at_once(ws):
+    result = ws.run("--models", "models.py", "--llm-name", "HashLLM", "--task-name", "ARC-Easy", "--output-dir",
+                    ws.out, env={"HF_HUB_OFFLINE": None, "HF_DATASETS_OFFLINE": None})  # fmt: skip
+    expect(result, 4, "cannot be reached (connection refused)", "HF_DATASETS_OFFLINE=1", "--task-data-dir")
+    assert result.seconds < 20
+    ws.keeper_intact()
+
+
+def test_ctrl_c_while_starting_is_one_line(ws):
+    proc = ws.start(*ws.KEEPER_ARGS, "--output-dir", ws.out, "--num-fewshot", "1")
+    import time
+
+    time.sleep(0.3)  # the command is importing its modules
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    from tests.faults.conftest import Result
+
+    expect(Result(proc.returncode, out, err, 0.0), 130, "interrupted")
+    ws.keeper_intact()

@@ -65,3 +65,18 @@ def test_the_tasks_and_help_commands_work_offline(ws):
     expect(ws.run("--help"), 0, lines=0)
     expect(ws.run("upload", "--help"), 0, lines=0)
     ws.keeper_intact()
+
+
+def test_secrets_inside_urls_never_show(ws):
+    from tests.fakes.wandb_http import refused_url
+
+    host = refused_url().removeprefix("http://")
+    result = ws.run("--llm-name", "openai", "--llm-args", "model=x",
+                    f"base_url=http://user:SEKRITPASS1@{host}/v1?api_key=SEKRITQP2",
+                    "--task-name", "letters.yaml", "--output-dir", ws.out)  # fmt: skip
+    expect(result, 3, "cannot reach the server at", "(connection refused)")
+    assert "SEKRIT" not in result.err + result.out
+    for path in ws.out.rglob("*"):
+        if path.is_file():
+            assert "SEKRIT" not in path.read_text(errors="replace"), path
+    ws.keeper_intact()

@@ -149,9 +149,16 @@ def test_unknown_model_error_keeps_the_key_secret(server, monkeypatch):
     assert state["auth"] == [f"Bearer {secret}"]
 
 
-def test_unreachable_server(monkeypatch):
-    monkeypatch.setattr(openai_compat, "RETRY_WAIT_MAX", 0.0)
-    with pytest.raises(ModelError, match="did not answer"):
-        OpenAICompatibleLLM("tiny", "http://127.0.0.1:9/v1", max_retries=2, timeout=2).generate(
+def test_unreachable_server_fails_at_once(monkeypatch):
+    """Nothing listens there: retrying only delays the answer."""
+    import time
+
+    monkeypatch.setattr(openai_compat, "RETRY_WAIT_MAX", 5.0)
+    started = time.monotonic()
+    with pytest.raises(
+        ModelError, match=r"cannot reach the server at http://127.0.0.1:9/v1 \(connection refused\)"
+    ):
+        OpenAICompatibleLLM("tiny", "http://127.0.0.1:9/v1", max_retries=5, timeout=2).generate(
             [GenerationRequest("x", 2)]
         )
+    assert time.monotonic() - started < 3

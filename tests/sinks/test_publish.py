@@ -92,3 +92,21 @@ def test_upload_keeps_positional_paths_after_a_tags_flag(cli, tmp_path):
     result = cli("upload", "--wandb-tags", "nightly", tmp_path / "out", *WANDB_OFFLINE, "--dry-run")
     assert result.code == 0, result.err
     assert '"nightly"' in result.out
+
+
+def test_a_hub_that_never_answers_costs_seconds_not_the_evaluation(cli, tmp_path, hub, monkeypatch):
+    """The Hub client has no overall time limit: a server that accepts and never answers would hold
+    the command forever."""
+    import threading
+
+    hub.stall = threading.Event()
+    monkeypatch.setattr(hf_hub, "PREFLIGHT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(hf_hub, "UPLOAD_TIMEOUT_S", 0.5)
+    started = time.monotonic()
+    result = cli(*EVAL, "--output-dir", tmp_path / "out", *HF, *WANDB_OFFLINE)
+    hub.stall.set()
+    line = _one_line(result)
+    assert result.code == 7 and "did not answer in time" in line and "finish the export with" in line
+    assert time.monotonic() - started < 20
+    (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    assert Bundle(bundle).is_complete() and list((bundle / "wandb").glob("offline-run-*"))

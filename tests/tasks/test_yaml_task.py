@@ -70,7 +70,7 @@ def test_choices_as_templates(tmp_path):
 )
 def test_malformed_yaml_points_at_field(tmp_path, body, field):
     with pytest.raises(
-        TaskDefinitionError, match=f"field '{field}'" if field != "(top level)" else "top level"
+        TaskDefinitionError, match=f"field '{field}'" if field != "(top level)" else "yaml: the file: "
     ):
         get_task(str(_task(tmp_path, body, {})))
 

@@ -1,0 +1,170 @@
+"""From a model's raw outputs to sample rows, and back: what a row must say given its raw outputs.
+
+A row is derived from the model's raw outputs (log-likelihoods, or a generation) and the sample
+(id, prompt, few-shot examples, target, choices). Scoring builds rows that way; the resume check
+builds them again from a stored row's raw outputs and compares, so a row whose prediction, scores,
+target or choices were edited, or that belongs to another sample, is never counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from eval_framework import cleanup
+from eval_framework.errors import EvalFrameworkError, ModelError
+from eval_framework.metrics import score_multiple_choice
+from eval_framework.models.base import GenerationRequest, LoglikelihoodRequest
+from eval_framework.tasks.base import Task
+from eval_framework.tasks.fewshot import PreparedSample
+
+RESUME_ADVICE = "finished samples are saved, rerun the same command to resume"
+
+
+@contextmanager
+def model_call(task: Task, method: str) -> Iterator[None]:
+    """Model failures become one clear error; rows already streamed stay for the resume."""
+    try:
+        yield
+    except NotImplementedError as exc:
+        raise ModelError(
+            f"{task.name} needs a model with {method}(): {exc}; use a model that has it"
+        ) from exc
+    except EvalFrameworkError:
+        raise
+    except SystemExit as exc:
+        if cleanup.stopping.is_set():  # our own SIGTERM handling: a stop, not the model's doing
+            raise
+        raise ModelError(
+            f"the model called sys.exit({exc.code}) during {method}(); raise an exception instead. "
+            f"{RESUME_ADVICE[0].upper()}{RESUME_ADVICE[1:]}"
+        ) from exc
+    except Exception as exc:
+        raise ModelError(
+            f"the model failed during {method}(): {type(exc).__name__}: {exc}; {RESUME_ADVICE}"
+        ) from exc
+
+
+def base_row(index: int, prepared: PreparedSample) -> dict[str, Any]:
+    s = prepared.sample
+    return {
+        "index": index,
+        "id": s.id,
+        "subject": s.subject,
+        "prompt": s.prompt,
+        "fewshot_ids": list(prepared.fewshot_ids),
+        "target": s.target,
+    }
+
+
+def mc_row(
+    task: Task, index: int, prepared: PreparedSample, logprobs: list[float], is_greedy: list[bool]
+) -> dict[str, Any]:
+    s = prepared.sample
+    scored = score_multiple_choice(logprobs, s.choices, int(s.target))
+    return {
+        **base_row(index, prepared),
+        "choices": list(s.choices),
+        "logprobs": logprobs,
+        "is_greedy": is_greedy,
+        "prediction": scored["prediction"],
+        "prediction_norm": scored["prediction_norm"],
+        "scores": {m: scored[m] for m in task.metrics},
+    }
+
+
+def generation_row(task: Task, index: int, prepared: PreparedSample, text: str) -> dict[str, Any]:
+    extracted = task.extract_answer(text)
+    return {
+        **base_row(index, prepared),
+        "generation": text,
+        "extracted": extracted,
+        "scores": {"exact_match": float(task.matches(extracted, str(prepared.sample.target)))},
+    }
+
+
+def _logprob(result: Any, position: int) -> tuple[float, bool]:
+    """One result of ``loglikelihood()``, checked: a number (not NaN, not +inf) and a greedy flag."""
+    value = getattr(result, "logprob", None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ModelError(
+            f"the model's loglikelihood() returned {type(result).__name__} at position {position} "
+            f"(logprob {value!r}); fix it to return LoglikelihoodResult(logprob=<float>, is_greedy=<bool>)"
+        )
+    if math.isnan(value) or value == math.inf:
+        raise ModelError(
+            f"the model's loglikelihood() returned logprob {value} at position {position}; fix the model "
+            "(a log-probability is a number at most 0)"
+        )
+    return float(value), bool(getattr(result, "is_greedy", False))
+
+
+def score_mc(task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]]) -> list[dict[str, Any]]:
+    requests: list[LoglikelihoodRequest] = []
+    for _, prepared in batch:
+        for ctx, cont in zip(prepared.contexts(task), prepared.continuations(task), strict=True):
+            requests.append(LoglikelihoodRequest(ctx, cont))
+    with model_call(task, "loglikelihood"):
+        results = list(model.loglikelihood(requests))
+    if len(results) != len(requests):
+        raise ModelError(
+            f"the model returned {len(results)} loglikelihoods for {len(requests)} requests; fix its "
+            "loglikelihood() to return one result per request, in order"
+        )
+    checked = [_logprob(r, i) for i, r in enumerate(results)]
+    rows, offset = [], 0
+    for index, prepared in batch:
+        mine = checked[offset : offset + len(prepared.sample.choices)]
+        offset += len(mine)
+        rows.append(mc_row(task, index, prepared, [lp for lp, _ in mine], [g for _, g in mine]))
+    return rows
+
+
+def score_generation(
+    task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]], max_tokens: int
+) -> list[dict[str, Any]]:
+    requests = [GenerationRequest(p.contexts(task)[0], max_tokens, task.stop) for _, p in batch]
+    with model_call(task, "generate"):
+        outputs = list(model.generate(requests))
+    if len(outputs) != len(requests):
+        raise ModelError(
+            f"the model returned {len(outputs)} generations for {len(requests)} requests; fix its "
+            "generate() to return one string per request, in order"
+        )
+    rows = []
+    for (index, prepared), text in zip(batch, outputs, strict=True):
+        if not isinstance(text, str):
+            raise ModelError(
+                f"the model's generate() returned {type(text).__name__}, not str; fix it to return strings"
+            )
+        rows.append(generation_row(task, index, prepared, text))
+    return rows
+
+
+def row_problem(
+    task: Task, prepared: Sequence[PreparedSample], row: dict[str, Any], done: dict[int, Any]
+) -> str | None:
+    """Why a stored row (already valid in shape) is not what this evaluation would have written
+    at its index from its own raw outputs, or None."""
+    index = row["index"]
+    if index >= len(prepared):
+        return f"index {index} is beyond the {len(prepared)} samples"
+    if index in done:
+        return f"a second row for index {index}"
+    mc = task.kind == "multiple_choice"
+    if mc != (row.get("choices") is not None):
+        return f"not a {task.kind.replace('_', ' ')} row"
+    sample = prepared[index]
+    if mc:
+        logprobs, greedy = row["logprobs"], row.get("is_greedy") or [False] * len(row["logprobs"])
+        if len(logprobs) != len(sample.sample.choices) or any(math.isnan(v) for v in logprobs):
+            return "its log-likelihoods do not fit the sample's choices"
+        expected = mc_row(task, index, sample, list(logprobs), list(greedy))
+    else:
+        expected = generation_row(task, index, sample, row["generation"])
+    for name, value in expected.items():
+        if row.get(name) != value:
+            return f"its {name} is not what sample {index} gives"
+    return None
