@@ -71,7 +71,10 @@ WandbGroup = Annotated[
 WandbRunId = Annotated[
     str | None, typer.Option(help="Attach to this run id. [default: derived from the evaluation]")
 ]
-WandbTags = Annotated[list[str] | None, typer.Option(help="Run tags (repeat or list after one flag).")]
+WandbTags = Annotated[
+    list[str] | None,
+    typer.Option(help="Run tags: repeat the flag or give a comma-separated list (a,b)."),
+]
 WandbMode = Annotated[
     str | None, typer.Option(help="online, offline or disabled. [default: WANDB_MODE, else online]")
 ]
