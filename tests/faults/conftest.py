@@ -105,6 +105,16 @@ class Workspace:
         """The keeper's command with more flags (``--num-samples 10`` makes another evaluation)."""
         return self.run(*self.KEEPER_ARGS, "--output-dir", self.out, *extra, env=env)
 
+    def command(self, *changes: object) -> list[object]:
+        """The keeper's command with ``--flag value`` pairs replaced, or added when absent."""
+        args: list[object] = [*self.KEEPER_ARGS, "--output-dir", self.out]
+        for flag, value in zip(changes[::2], changes[1::2], strict=True):
+            if flag in args:
+                args[args.index(flag) + 1] = value
+            else:
+                args += [flag, value]
+        return args
+
     def bundle(self, *args: object) -> Path:
         """A second finished evaluation beside the keeper (``args`` make it another one), made for a
         case to damage or replace."""

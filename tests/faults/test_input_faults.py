@@ -156,19 +156,7 @@ def test_usage_errors_are_one_line(ws, args, says):
 def test_wrong_directions_say_which_way_to_go(ws, args, code, says):
     (ws.root / "broken.py").write_text("def oops(:\n")
     (ws.root / "imports.py").write_text("import package_that_is_not_installed\n")
-    base = [
-        "--models",
-        "models.py",
-        "--llm-name",
-        "HashLLM",
-        "--task-name",
-        "letters.yaml",
-        "--output-dir",
-        ws.out,
-    ]
-    for flag, value in zip(args[::2], args[1::2], strict=True):
-        base[base.index(flag) + 1] = value
-    expect(ws.run(*base), code, says)
+    expect(ws.run(*ws.command(*args)), code, says)
     ws.keeper_intact()
 
 
@@ -381,22 +369,7 @@ def test_one_config_file_serves_the_evaluation_and_upload(ws):
 )  # fmt: skip
 def test_more_arguments_refused_before_anything_starts(ws, args, code, says):
     before = sorted(p.name for p in ws.out.iterdir())
-    base = [
-        "--models",
-        "models.py",
-        "--llm-name",
-        "HashLLM",
-        "--task-name",
-        "letters.yaml",
-        "--output-dir",
-        ws.out,
-    ]
-    for flag, value in zip(args[::2], args[1::2], strict=True):
-        if flag in base:
-            base[base.index(flag) + 1] = value
-        else:
-            base += [flag, value]
-    expect(ws.run(*base), code, says)
+    expect(ws.run(*ws.command(*args)), code, says)
     assert sorted(p.name for p in ws.out.iterdir()) == before
     ws.keeper_intact()
 
