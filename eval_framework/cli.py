@@ -337,7 +337,10 @@ def upload_command_cli(
             "first (upload --dry-run says what each one lacks)"
         )
     for skipped in sorted(set(bundles) - set(finished)):
-        print(f"skipping {skipped}: not a finished evaluation (rerun it to finish it)", file=sys.stderr)
+        why = Bundle(skipped).why_unfinished()
+        print(
+            f"skipping {skipped}: not a finished evaluation ({why}); rerun it to finish it", file=sys.stderr
+        )
     _publish_and_report(finished, sinks)
 
 

@@ -28,7 +28,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from pydantic import BaseModel, ValidationError
 
 from eval_framework.bundle_schema import SCHEMA_VERSION, MetadataFile, ResultsFile, SampleRow, problem
 from eval_framework.errors import OutputError
+from eval_framework.metrics import aggregate, score_multiple_choice
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,25 @@ def check_row(data: Any) -> str | None:
     return None
 
 
+def _scored_problem(row: Mapping[str, Any], metrics: Sequence[str]) -> str | None:
+    """Why a row's scores are not what its own outputs give, or None. Needs no task: a multiple
+    choice row's prediction and scores follow from its log-likelihoods, choices and target; any
+    row's scores hold exactly the bundle's metrics, each 0 or 1."""
+    scores = row["scores"]
+    if sorted(scores) != sorted(metrics):
+        return f"its scores are for {sorted(scores)}, the evaluation's metrics are {sorted(metrics)}"
+    if row.get("choices") is not None:
+        scored = score_multiple_choice(row["logprobs"], row["choices"], row["target"])
+        for name in ("prediction", "prediction_norm"):
+            if row[name] != scored[name]:
+                return f"its {name} is not what its log-likelihoods give"
+        if any(scores[m] != scored[m] for m in metrics if m in scored):
+            return "its scores are not what its log-likelihoods give"
+    elif any(value not in (0.0, 1.0) for value in scores.values()):
+        return "its scores are not 0 or 1"
+    return None
+
+
 class Bundle:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -300,7 +320,22 @@ class Bundle:
         indices = sorted(line.row["index"] for line in scan.rows)
         if indices != list(range(metadata["task"]["num_samples"])):
             return f"{self.samples_path} does not hold exactly one row per sample"
+        metrics = metadata["task"]["metrics"]
+        for line in scan.rows:
+            why = _scored_problem(line.row, metrics)
+            if why is not None:
+                return f"{self.samples_path}:{line.number}: {why}"
+        rows = sorted((line.row for line in scan.rows), key=lambda r: r["index"])
+        if results["metrics"] != aggregate(rows, metrics):
+            return "results.json does not match its sample rows"
         return None
+
+    def why_unfinished(self) -> str:
+        """``problems()`` for a message: why this is not a finished evaluation."""
+        try:
+            return self.problems() or "complete"
+        except BundleDamaged as exc:
+            return str(exc).split(";")[0]
 
     def is_complete(self) -> bool:
         """A complete, consistent evaluation (damaged or unfinished bundles are not)."""

@@ -13,7 +13,7 @@ from typing import Any
 from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError
 from eval_framework.net import Kind, classify
 from eval_framework.redact import scrub
-from eval_framework.results import Bundle, BundleDamaged, is_bundle_dir_name, write_json
+from eval_framework.results import Bundle, is_bundle_dir_name, write_json
 from eval_framework.sinks import ledger
 from eval_framework.sinks.hf_hub import HfUploadOptions, describe_failure, upload_bundle
 from eval_framework.sinks.wandb_sink import LiveRun, LogReport, log_bundle
@@ -152,11 +152,7 @@ def plan(bundle_dir: Path, options: PublishOptions) -> dict[str, Any]:
     bundle = Bundle(bundle_dir)
     out: dict[str, Any] = {"bundle": str(bundle_dir), "complete": bundle.is_complete()}
     if not out["complete"]:
-        try:
-            why = bundle.problems()
-        except BundleDamaged as exc:
-            why = str(exc).split(";")[0]
-        out["skip"] = f"{why}; rerun the evaluation first"
+        out["skip"] = f"{bundle.why_unfinished()}; rerun the evaluation first"
         return out
     if options.wandb is not None:
         spec = build_spec(bundle, options.wandb)

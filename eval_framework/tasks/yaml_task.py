@@ -102,6 +102,8 @@ def _format(template: str, row: dict[str, Any], where: str) -> str:
 
 
 class YamlTask(Task):
+    prompt_version = 2  # 2: a target equal to a choice's text means that choice; letters are upper case
+
     def __init__(self, path: Path, subjects: tuple[str, ...] = (), data_dir: Path | None = None) -> None:
         if data_dir is not None:
             raise ConfigError(
@@ -135,9 +137,16 @@ class YamlTask(Task):
                 return []
             path = self._data_path(rel)
             rows = read_rows(path)
-            self._cache[which] = [
-                self._row_to_sample(row, i, f"{path.name} row {i}") for i, row in enumerate(rows)
-            ]
+            samples = [self._row_to_sample(row, i, f"{path.name} row {i}") for i, row in enumerate(rows)]
+            first: dict[str, int] = {}
+            for i, sample in enumerate(samples):
+                if sample.id in first:
+                    raise TaskError(
+                        f"{path.name} rows {first[sample.id]} and {i} have one id {sample.id!r} (field "
+                        f"{self.spec.id!r}); give every row its own id, so results name one row each"
+                    )
+                first[sample.id] = i
+            self._cache[which] = samples
         return self._cache[which]
 
     def _samples(self, which: str) -> list[Sample]:
@@ -175,12 +184,14 @@ class YamlTask(Task):
     def _target_index(raw: Any, choices: tuple[str, ...], where: str) -> int:
         if isinstance(raw, bool):
             raise TaskError(f"{where}: target {raw!r} is not an index, letter or choice text; fix the row")
-        if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit()):
-            index = int(raw)
-        elif isinstance(raw, str) and len(raw.strip()) == 1 and raw.strip().upper() in _LETTERS:
-            index = _LETTERS.index(raw.strip().upper())
-        elif isinstance(raw, str) and raw in choices:
+        # A choice's exact text wins: choices "A".."D" or "1".."4" with a target naming one of them
+        # mean that choice, not the letter's or number's position.
+        if isinstance(raw, str) and raw in choices:
             index = choices.index(raw)
+        elif isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit()):
+            index = int(raw)
+        elif isinstance(raw, str) and len(raw.strip()) == 1 and raw.strip() in _LETTERS:
+            index = _LETTERS.index(raw.strip())
         else:
             raise TaskError(
                 f"{where}: target {raw!r} is not an index, letter or one of the choices; fix the row"

@@ -178,3 +178,38 @@ def test_upload_of_only_unfinished_bundles(ws):
         "none of the 1 bundle(s) found is a finished evaluation",
     )
     ws.keeper_intact()
+
+
+@pytest.mark.parametrize(
+    "tamper, says",
+    [
+        ("results", "results.json does not match its sample rows"),
+        ("prediction", "its prediction is not what its log-likelihoods give"),
+        ("score", "its scores are not what its log-likelihoods give"),
+    ],
+)
+def test_upload_refuses_a_bundle_whose_scores_were_edited(ws, tamper, says):
+    import json
+
+    bundle = ws.bundle("--num-samples", "6")
+    if tamper == "results":
+        results = json.loads((bundle / "results.json").read_text())
+        results["metrics"]["overall"]["acc"]["value"] = 0.99
+        (bundle / "results.json").write_text(json.dumps(results))
+    else:
+        lines = (bundle / "samples.jsonl").read_text().splitlines()
+        row = json.loads(lines[0])
+        if tamper == "prediction":
+            row["prediction"] = (row["prediction"] + 1) % len(row["choices"])
+        else:
+            row["scores"]["acc"] = 1.0 - row["scores"]["acc"]
+        lines[0] = json.dumps(row)
+        (bundle / "samples.jsonl").write_text("\n".join(lines) + "\n")
+    dry = ws.run("upload", bundle, *WANDB, "--dry-run")
+    assert dry.code == 0 and says in dry.out and '"complete": false' in dry.out, dry.out
+    expect(ws.run("upload", bundle, *WANDB), 2, "none of the 1 bundle(s) found is a finished evaluation")
+    good = ws.bundle("--num-samples", "4")
+    both = ws.run("upload", bundle, good, *WANDB, "--wandb-mode", "offline")
+    assert both.code == 0 and f"skipping {bundle}: not a finished evaluation (" in both.err, both.err
+    assert says in both.lines[0] and "rerun it" in both.lines[0], both.err
+    ws.keeper_intact()

@@ -105,3 +105,46 @@ def test_bad_jsonl_line_is_located(tmp_path):
     )
     with pytest.raises(TaskError, match=r"d\.jsonl:2 is not valid JSON"):
         get_task(str(path)).eval_samples()
+
+
+@pytest.mark.parametrize(
+    ("choices", "target", "index"),
+    [
+        (["A", "B", "C"], "B", 1),  # the choice written "B", which is also the letter B
+        (["D", "C", "B", "A"], "A", 3),  # text wins over the letter's position
+        (["2", "1", "0"], "0", 2),  # text wins over the index
+        (["x", "y", "z"], "2", 2),
+        (["x", "y", "z"], 1, 1),
+        (["x", "y", "z"], "C", 2),
+        (["x", "y", "z"], "y", 1),
+    ],
+)
+def test_targets_are_choice_text_first_then_index_then_letter(tmp_path, choices, target, index):
+    import json
+
+    path = _task(
+        tmp_path,
+        "name: t\ndata: {eval: d.jsonl}\nprompt: '{q}'\nchoices: c\ntarget: t\n",
+        {"d.jsonl": json.dumps({"q": "?", "c": choices, "t": target}) + "\n"},
+    )
+    assert get_task(str(path)).eval_samples()[0].target == index
+
+
+def test_a_lower_case_letter_that_is_no_choice_is_refused(tmp_path):
+    path = _task(
+        tmp_path,
+        "name: t\ndata: {eval: d.jsonl}\nprompt: '{q}'\nchoices: c\ntarget: t\n",
+        {"d.jsonl": '{"q": "?", "c": ["x", "y"], "t": "b"}\n'},
+    )
+    with pytest.raises(TaskError, match=r"d\.jsonl row 0: target 'b' is not an index, letter or one of"):
+        get_task(str(path)).eval_samples()
+
+
+def test_two_rows_with_one_id_are_refused(tmp_path):
+    path = _task(
+        tmp_path,
+        "name: t\ndata: {eval: d.jsonl}\nprompt: '{q}'\nchoices: c\ntarget: t\nid: k\n",
+        {"d.jsonl": '{"q": "?", "c": ["x"], "t": 0, "k": "a"}\n{"q": "!", "c": ["x"], "t": 0, "k": "a"}\n'},
+    )
+    with pytest.raises(TaskError, match=r"d\.jsonl rows 0 and 1 have one id 'a'.*give every row its own id"):
+        get_task(str(path)).eval_samples()
