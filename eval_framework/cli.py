@@ -21,7 +21,7 @@ import click
 import typer
 
 from eval_framework.config import build_config, load_env, read_config_file, split_list
-from eval_framework.errors import EvalFrameworkError
+from eval_framework.errors import EvalFrameworkError, brief
 from eval_framework.llm_args import expand_multi_value_options, parse_llm_args
 from eval_framework.redact import ScrubFilter, scrub
 from eval_framework.results import Bundle
@@ -461,7 +461,7 @@ def _error(message: str, args: list[str], exc: BaseException | None = None) -> N
     """The one line a failure prints (the traceback first with -v), scrubbed of secrets."""
     if exc is not None and _debug(args):
         print(scrub("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
-    print(f"error: {scrub(message)}", file=sys.stderr)
+    print(f"error: {' '.join(scrub(message).split())}", file=sys.stderr)
 
 
 def _click_errors(name: str) -> tuple[type[BaseException], ...]:
@@ -538,14 +538,14 @@ def main(argv: list[str] | None = None) -> int:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             _error(f"the disk is full ({exc.strerror}); free space and {_on_interrupt[0]}", args, exc)
             return 5
-        _error(f"{type(exc).__name__}: {exc}; rerun with -v for details", args, exc)
+        _error(f"{brief(exc, with_type=True)}; rerun with -v for details", args, exc)
         return 1
     except Exception as exc:  # a bug: still one line, with the way to the traceback
         stopped = _stopped(args, exc)
         if stopped is not None:
             return stopped
         _error(
-            f"unexpected {type(exc).__name__}: {exc} (this is a bug in eval_framework; rerun with -v and "
+            f"unexpected {brief(exc, with_type=True)} (this is a bug in eval_framework; rerun with -v and "
             "report the traceback)",
             args,
             exc,

@@ -36,6 +36,7 @@ SECRET_WORDS = frozenset(
         "auth",
         "cookie",
         "signature",
+        "sig",  # signed URLs (?sig=...)
     }
 )
 #: Names with a secret word that are known to hold no secret (compared lower-case).
@@ -142,8 +143,9 @@ _ASSIGNMENT = re.compile(
     r"""(?=(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)"""
     r"""(?P<sep>["']?\s*[:=](?!//)\s*["']?)(?P<value>[^\s"',;&)}\]]+))"""
 )
-# scheme://user:password@host: the password part.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]+:)(?P<password>[^/\s@]+)(?=@)")
+# scheme://user:password@host (the password) and scheme://token@host (all of it: a lone user part
+# is where a token goes, as in https://TOKEN@github.com).
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@?#]+)(?=@)")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{6,}")
 
 
@@ -162,13 +164,18 @@ def _mask_assignments(text: str) -> str:
     return text
 
 
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match.group("userinfo").partition(":")
+    return f"{match.group('scheme')}{user}:{REDACTED}" if colon else f"{match.group('scheme')}{REDACTED}"
+
+
 def scrub(text: str) -> str:
     """Mask secrets inside free text: known secret values, and values written after a secret name."""
     for secret in _secret_values():
         if secret in text:
             text = text.replace(secret, REDACTED)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}", text)
+    text = _URL_USERINFO.sub(_mask_userinfo, text)
     return _mask_assignments(text)
 
 

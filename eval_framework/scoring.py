@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from eval_framework import cleanup
-from eval_framework.errors import EvalFrameworkError, ModelError
+from eval_framework.errors import EvalFrameworkError, ModelError, brief
 from eval_framework.metrics import score_multiple_choice
 from eval_framework.models.base import GenerationRequest, LoglikelihoodRequest
 from eval_framework.tasks.base import Task
 from eval_framework.tasks.fewshot import PreparedSample
+
+#: Rounding in a model's own arithmetic can give a log-probability a hair above 0; more is a bug.
+POSITIVE_TOLERANCE = 1e-4
 
 RESUME_ADVICE = "finished samples are saved, rerun the same command to resume"
 
@@ -29,8 +32,9 @@ def model_call(task: Task, method: str) -> Iterator[None]:
     try:
         yield
     except NotImplementedError as exc:
+        why = brief(exc) if str(exc).strip() else "it is not implemented"
         raise ModelError(
-            f"{task.name} needs a model with {method}(): {exc}; use a model that has it"
+            f"{task.name} needs a model with {method}(): {why}; use a model that has it"
         ) from exc
     except EvalFrameworkError:
         raise
@@ -43,7 +47,7 @@ def model_call(task: Task, method: str) -> Iterator[None]:
         ) from exc
     except Exception as exc:
         raise ModelError(
-            f"the model failed during {method}(): {type(exc).__name__}: {exc}; {RESUME_ADVICE}"
+            f"the model failed during {method}(): {brief(exc, with_type=True)}; {RESUME_ADVICE}"
         ) from exc
 
 
@@ -93,12 +97,18 @@ def _logprob(result: Any, position: int) -> tuple[float, bool]:
             f"the model's loglikelihood() returned {type(result).__name__} at position {position} "
             f"(logprob {value!r}); fix it to return LoglikelihoodResult(logprob=<float>, is_greedy=<bool>)"
         )
-    if math.isnan(value) or value == math.inf:
+    if math.isnan(value) or value > POSITIVE_TOLERANCE:
         raise ModelError(
             f"the model's loglikelihood() returned logprob {value} at position {position}; fix the model "
             "(a log-probability is a number at most 0)"
         )
-    return float(value), bool(getattr(result, "is_greedy", False))
+    greedy = getattr(result, "is_greedy", False)
+    if not isinstance(greedy, bool):
+        raise ModelError(
+            f"the model's loglikelihood() returned is_greedy={greedy!r} ({type(greedy).__name__}) at "
+            f"position {position}; fix it to return True or False"
+        )
+    return float(value), greedy
 
 
 def score_mc(task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]]) -> list[dict[str, Any]]:

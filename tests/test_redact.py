@@ -77,5 +77,9 @@ def test_secrets_inside_urls_are_scrubbed():
     )
     assert scrub("http://user:SEKRITPASS@127.0.0.1:9/v1") == "http://user:***@127.0.0.1:9/v1"
     assert scrub("https://host:8080/path?page=2") == "https://host:8080/path?page=2"  # nothing secret
+    assert scrub("git clone https://ghp_SEKRIT123@github.com/o/r") == "git clone https://***@github.com/o/r"
+    assert scrub("see https://host/a@b and mail a@b.c") == "see https://host/a@b and mail a@b.c"
+    signed = scrub("GET https://acct.blob.core.windows.net/c/f?sv=2024&se=2026&sig=SEKRITSIG%3D&sp=r")
+    assert "SEKRITSIG" not in signed and "sv=2024" in signed
     stored = redact({"base_url": "http://u:SEKRITPASS2@h/v1?token=abcdef99"})
     assert "SEKRIT" not in stored["base_url"] and "abcdef99" not in stored["base_url"]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from eval_framework.errors import ConfigError, ModelError, missing_extra
+from eval_framework.errors import ConfigError, ModelError, brief, missing_extra
 from eval_framework.fingerprint import directory_fingerprint
 from eval_framework.models.base import (
     BaseLLM,
@@ -106,8 +106,7 @@ class HuggingFaceLLM(BaseLLM):
                 if local.exists()
                 else "check the path or hub id; offline, only cached hub models load"
             )
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"could not load model {self.checkpoint!r}: {first}; {hint}") from exc
+            raise ModelError(f"could not load model {self.checkpoint!r}: {brief(exc)}; {hint}") from exc
         self.model.to(self.device)
         self.model.eval()
         limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from eval_framework import cleanup
-from eval_framework.errors import ConfigError, EvalFrameworkError, ModelError
+from eval_framework.errors import ConfigError, EvalFrameworkError, ModelError, brief
 from eval_framework.models.base import BaseLLM
 from eval_framework.redact import redact
 
@@ -143,7 +143,7 @@ def import_models_file(path: Path) -> Any:
         sys.modules.pop(module_name, None)
         sys.stderr.write(printed.getvalue())
         raise ModelError(
-            f"importing --models file {path} failed: {type(exc).__name__}: {exc}; fix the file (or install "
+            f"importing --models file {path} failed: {brief(exc, with_type=True)}; fix the file (or install "
             "what it imports) and retry"
         ) from exc
     sys.stderr.write(printed.getvalue())  # what the file printed on its own stays visible
@@ -160,12 +160,13 @@ def _class_from_dotted(dotted: str) -> type:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ModelError(
-            f"cannot import module {module_name!r} for --llm-name {dotted} ({exc}); {_WHAT_LLM_NAME_TAKES}: "
+            f"cannot import module {module_name!r} for --llm-name {dotted} ({brief(exc)}); "
+            f"{_WHAT_LLM_NAME_TAKES}: "
             "is its package installed in this environment?"
         ) from exc
     except Exception as exc:
         raise ModelError(
-            f"importing {module_name!r} for --llm-name {dotted} failed: {exc}; "
+            f"importing {module_name!r} for --llm-name {dotted} failed: {brief(exc, with_type=True)}; "
             "fix the module or what it imports"
         ) from exc
     if not hasattr(module, attr):
@@ -334,11 +335,11 @@ def instantiate(cls: type, llm_args: dict[str, Any], batch_size: int) -> Any:
         ) from exc
     except TypeError as exc:
         raise ConfigError(
-            f"cannot construct {cls.__name__} from --llm-args: {exc}; check the --llm-args"
+            f"cannot construct {cls.__name__} from --llm-args: {brief(exc)}; check the --llm-args"
         ) from exc
     except Exception as exc:
         raise ModelError(
-            f"loading model {cls.__name__} failed: {type(exc).__name__}: {exc}; "
+            f"loading model {cls.__name__} failed: {brief(exc, with_type=True)}; "
             "check its files and --llm-args (-v shows the traceback)"
         ) from exc
 

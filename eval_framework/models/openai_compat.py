@@ -15,7 +15,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from eval_framework.errors import ConfigError, ModelError
+from eval_framework.errors import ConfigError, ModelError, brief
 from eval_framework.models.base import (
     BaseLLM,
     GenerationRequest,
@@ -124,7 +124,8 @@ class OpenAICompatibleLLM(BaseLLM):
                     "running and the --llm-args base_url="
                 ) from exc
             raise ModelError(
-                f"the server at {self.base_url} did not answer after {self.max_retries} tries ({exc}); "
+                f"the server at {self.base_url} did not answer after {self.max_retries} tries "
+                f"({brief(exc)}); "
                 "check that it is running and reachable"
             ) from exc
 

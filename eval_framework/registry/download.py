@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlparse
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from eval_framework import cleanup
-from eval_framework.errors import EvalFrameworkError, OutputError, RegistryError
+from eval_framework.errors import EvalFrameworkError, OutputError, RegistryError, brief
 from eval_framework.registry.checkpoint_root import safe_join
 
 log = logging.getLogger(__name__)
@@ -403,6 +403,6 @@ def download(
         raise
     except TransientError as exc:
         raise DownloadError(
-            f"download kept failing after {attempts} tries: {exc}; check the network and retry"
+            f"download kept failing after {attempts} tries: {brief(exc)}; check the network and retry"
         ) from exc
     return plan

@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
-from eval_framework.errors import ConfigError, missing_extra
+from eval_framework.errors import ConfigError, brief, missing_extra
 from eval_framework.registry.download import DownloadError, ManifestEntry, TransientError, file_ref_path
 
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
@@ -80,7 +80,7 @@ class S3Source:
             ) from exc
         except (self._errors.EndpointConnectionError, self._errors.ConnectionClosedError,
                 self._errors.ReadTimeoutError) as exc:  # fmt: skip
-            raise TransientError(f"cannot reach S3 for {entry.ref}: {exc}") from exc
+            raise TransientError(f"cannot reach S3 for {entry.ref}: {brief(exc)}") from exc
 
 
 class HttpSource:

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from eval_framework.errors import ConfigError, ExportError, missing_extra
+from eval_framework.errors import ConfigError, ExportError, brief, missing_extra
 from eval_framework.net import Kind, advice, classify
-from eval_framework.redact import scrub
 from eval_framework.results import LOG, METADATA, RESULTS, SAMPLES, Bundle, write_json
 from eval_framework.sinks import ledger
 from eval_framework.sinks.wandb_spec import content_hash
@@ -96,8 +95,7 @@ def describe_failure(exc: BaseException) -> str:
     """A Hub failure in the words every boundary uses (``net.advice``)."""
     failure = classify(exc)
     if failure.kind in (Kind.OTHER, Kind.CLIENT, Kind.NOT_FOUND):
-        text = scrub(str(exc)).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        return f"the Hugging Face Hub refused the request ({failure.reason}: {text})"
+        return f"the Hugging Face Hub refused the request ({failure.reason}: {brief(exc)})"
     return advice(
         failure, "the Hugging Face Hub", endpoint(), "HF_ENDPOINT", "HF_TOKEN (it needs write access)"
     )
@@ -183,8 +181,7 @@ def upload_bundle(bundle_dir: Path, options: HfUploadOptions) -> str:
         status = getattr(exc.response, "status_code", None)
         hint = "check HF_TOKEN (it needs write access)" if status in (401, 403) else "retry later"
         raise HfUploadError(
-            f"uploading {bundle.dir.name} to {options.repo} failed (HTTP {status}: "
-            f"{scrub(str(exc)).splitlines()[0][:200]}); {hint}"
+            f"uploading {bundle.dir.name} to {options.repo} failed (HTTP {status}: {brief(exc)}); {hint}"
         ) from exc
     except Exception as exc:  # transport failures (refused, timeout) come from the HTTP library
         raise HfUploadError(

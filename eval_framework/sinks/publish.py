@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError
+from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, brief
 from eval_framework.net import Kind, classify
-from eval_framework.redact import scrub
 from eval_framework.results import Bundle, is_bundle_dir_name, write_json
 from eval_framework.sinks import ledger
 from eval_framework.sinks.hf_hub import HfUploadOptions, describe_failure, upload_bundle
@@ -82,8 +81,7 @@ def _sink_error(name: str, exc: BaseException) -> str:
     if isinstance(exc, EvalFrameworkError):
         return str(exc)
     if classify(exc).kind is Kind.OTHER:
-        detail = scrub(str(exc)).splitlines()[0][:200] if str(exc).strip() else "no detail"
-        return f"{name} failed: {type(exc).__name__}: {detail}"
+        return f"{name} failed: {brief(exc, with_type=True)}"
     return f"{name} failed: {describe_failure(exc)}"
 
 

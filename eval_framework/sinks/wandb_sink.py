@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from eval_framework import cleanup, wandb_server
-from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, missing_extra
+from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, brief, missing_extra
 from eval_framework.net import RETRYABLE, Failure, Kind, advice, classify
 from eval_framework.redact import scrub
 from eval_framework.results import Bundle
@@ -165,7 +165,7 @@ def _call(what: str, fn: Callable[[], T], hint: str = "", attempts: int = ATTEMP
     except Exception as exc:
         failure = classify(exc)
         if failure.kind in (Kind.OTHER, Kind.NOT_FOUND, Kind.CLIENT):
-            detail = scrub(str(exc)).splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            detail = brief(exc)
         else:
             detail = _describe(failure)
         how = " after retries" if _transient(exc) and attempts > 1 else ""
@@ -344,7 +344,7 @@ def finish(run: Any, exit_code: int = 0) -> None:
     try:
         run.finish(exit_code=exit_code)
     except Exception as exc:  # a failed flush must not hide the evaluation's own outcome
-        log.warning("W&B run.finish failed: %s", scrub(str(exc)))
+        log.warning("W&B run.finish failed: %s", brief(exc, with_type=True))
 
 
 def log_bundle(
@@ -375,7 +375,9 @@ def log_bundle(
         ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, "failed", report, error=str(exc)))
         if own and run is not None:
             finish(run, exit_code=1)
-        raise WandbLogError(f"{exc} (logged before that: {', '.join(report.logged) or 'nothing'})") from exc
+        raise WandbLogError(
+            f"{brief(exc, 600)} (logged before that: {', '.join(report.logged) or 'nothing'})"
+        ) from exc
     if own:
         finish(run)
     status = "logged" if mode == "online" else "offline"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval_framework.errors import DatasetUnavailableError, missing_extra
+from eval_framework.errors import DatasetUnavailableError, brief, missing_extra
 from eval_framework.net import Kind, classify
 from eval_framework.tasks.local_data import SUFFIXES, find_split_file, read_rows
 
@@ -95,7 +95,7 @@ def load_split(
     try:
         ds = datasets.load_dataset(source.path, source.name, revision=source.revision, split=split)
     except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, ...)
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = brief(exc)
         raise DatasetUnavailableError(
             f"cannot load dataset {source.path}"
             + (f"/{source.name}" if source.name else "")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval_framework.errors import TaskError, missing_extra
+from eval_framework.errors import TaskError, brief, missing_extra
 from eval_framework.textfiles import read_text
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -58,7 +58,7 @@ def _csv_rows(path: Path) -> list[dict[str, Any]]:
     try:
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
     except csv.Error as exc:
-        raise TaskError(f"{path} is not valid CSV ({exc}); fix the file") from exc
+        raise TaskError(f"{path} is not valid CSV ({brief(exc)}); fix the file") from exc
     for number, row in enumerate(rows, 2):
         if None in row:  # more cells than header columns
             raise TaskError(f"{path}:{number} has more cells than the header has columns; fix the row")
@@ -74,7 +74,7 @@ def _parquet_rows(path: Path) -> list[dict[str, Any]]:
     try:
         return list(pq.read_table(path).to_pylist())
     except (pa.ArrowException, OSError) as exc:
-        raise TaskError(f"{path} is not a readable Parquet file ({exc}); check the file") from exc
+        raise TaskError(f"{path} is not a readable Parquet file ({brief(exc)}); check the file") from exc
 
 
 _READERS = {".jsonl": _jsonl_rows, ".json": _json_rows, ".csv": _csv_rows, ".parquet": _parquet_rows}

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from eval_framework.config import read_yaml_mapping
-from eval_framework.errors import ConfigError, TaskDefinitionError, TaskError
+from eval_framework.errors import ConfigError, TaskDefinitionError, TaskError, brief
 from eval_framework.fingerprint import file_sha256
 from eval_framework.tasks.base import Sample, Task
 from eval_framework.tasks.local_data import read_rows
@@ -98,7 +98,9 @@ def _format(template: str, row: dict[str, Any], where: str) -> str:
             f"template or the data (row fields: {', '.join(row)})"
         ) from exc
     except (IndexError, ValueError) as exc:
-        raise TaskError(f"{where}: template {template!r} cannot be filled: {exc}; fix the template") from exc
+        raise TaskError(
+            f"{where}: template {template!r} cannot be filled: {brief(exc)}; fix the template"
+        ) from exc
 
 
 class YamlTask(Task):

@@ -187,6 +187,13 @@ def test_a_model_that_crashes_mid_run_keeps_finished_samples(ws):
     ws.keeper_intact()
 
 
+def test_a_model_error_of_many_lines_is_told_in_one(ws):
+    text = "CUDA error: out of memory\n  Tried to allocate 2.00 GiB\n\nCompile with TORCH_USE_CUDA_DSA"
+    result = ws.evaluate("--num-fewshot", "1", env={"EF_TEST_CRASH_AFTER": "0", "EF_TEST_CRASH_TEXT": text})
+    expect(result, 3, "RuntimeError: CUDA error: out of memory Tried to allocate 2.00 GiB Compile with")
+    ws.keeper_intact()
+
+
 def test_a_second_run_on_the_same_bundle_is_refused(ws):
     from filelock import FileLock
 
@@ -284,6 +291,14 @@ class Text(BaseLLM):
     def loglikelihood(self, requests):
         return [LoglikelihoodResult(logprob="abc", is_greedy=False) for r in requests]
 
+class Positive(BaseLLM):
+    def loglikelihood(self, requests):
+        return [LoglikelihoodResult(logprob=0.5, is_greedy=False) for r in requests]
+
+class GreedyNumber(BaseLLM):
+    def loglikelihood(self, requests):
+        return [LoglikelihoodResult(logprob=-1.0, is_greedy=1) for r in requests]
+
 class Quits(BaseLLM):
     def loglikelihood(self, requests):
         sys.exit(0)
@@ -304,6 +319,8 @@ class GenerateOnly(BaseLLM):
             "returned float at position 0 (logprob None); fix it to return LoglikelihoodResult",
         ),
         ("bad_models.py", "Text", "returned LoglikelihoodResult at position 0 (logprob 'abc')"),
+        ("bad_models.py", "Positive", "returned logprob 0.5 at position 0; fix the model (a log-probability"),
+        ("bad_models.py", "GreedyNumber", "returned is_greedy=1 (int) at position 0; fix it to return True"),
         ("bad_models.py", "Quits", "the model called sys.exit(0) during loglikelihood()"),
         (
             "bad_models.py",
