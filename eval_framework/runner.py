@@ -14,7 +14,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -129,6 +129,24 @@ def _bundle_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
+def _prepare_samples(task: Task, config: EvalConfig) -> tuple[int | None, list[PreparedSample]]:
+    """The samples to evaluate with their few-shot examples, and the sample count that names the
+    subset (None: all of them)."""
+    available = task.eval_samples()
+    num_samples = config.num_samples if config.num_samples and config.num_samples < len(available) else None
+    samples = select_samples(available, num_samples, config.seed)
+    if not samples:
+        raise TaskError(f"task {task.name} has no samples to evaluate; check its data and --subjects")
+    return num_samples, [prepare(task, s, config.num_fewshot, config.seed) for s in samples]
+
+
+def _same_prompts(a: Sequence[PreparedSample], b: Sequence[PreparedSample]) -> bool:
+    def seen(prepared: Sequence[PreparedSample]) -> list[tuple[Any, ...]]:
+        return [(p.sample, p.fewshot_ids, p.prefix) for p in prepared]
+
+    return seen(a) == seen(b)
+
+
 def make_plan(config: EvalConfig) -> EvalPlan:
     """Everything decided before touching the model: task, prompts, arguments, identity."""
     register_secrets_in(config.llm_args)
@@ -145,12 +163,14 @@ def make_plan(config: EvalConfig) -> EvalPlan:
             f"{task.name} needs a model with {method}(), which {model_cls.__name__} does not implement; "
             f"use a model that has it"
         )
-    available = task.eval_samples()
-    num_samples = config.num_samples if config.num_samples and config.num_samples < len(available) else None
-    samples = select_samples(available, num_samples, config.seed)
-    if not samples:
-        raise TaskError(f"task {task.name} has no samples to evaluate; check its data and --subjects")
-    prepared = [prepare(task, s, config.num_fewshot, config.seed) for s in samples]
+    num_samples, prepared = _prepare_samples(task, config)
+    if subjects and set(subjects) == set(task.available_subjects):
+        # Every subject listed: the whole task, when it gives the same prompts and few-shot examples
+        # (a YAML task's few-shot pool may hold subjects its evaluation data lacks).
+        whole = get_task(config.task_name, (), config.task_data_dir)
+        whole_num, whole_prepared = _prepare_samples(whole, config)
+        if _same_prompts(prepared, whole_prepared):
+            task, num_samples, prepared = whole, whole_num, whole_prepared
     max_tokens = config.max_tokens if task.kind == "generation" else None
     settings = {
         "num_fewshot": config.num_fewshot,

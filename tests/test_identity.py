@@ -158,10 +158,20 @@ def test_spellings_of_the_same_evaluation_share_one_key(letters_task):
     assert _key(task_name=task, subjects=("reverse", "copy")) == _key(
         task_name=task, subjects=("copy", "reverse", "copy")
     )
+    assert _key(task_name=task, subjects=("reverse", "copy")) == _key(task_name=task)  # all of them
+    assert _key(task_name=task, subjects=("copy",)) != _key(task_name=task)
     assert (
         _key(task_name=task, num_samples=6) == _key(task_name=task) == _key(task_name=task, num_samples=999)
     )
     assert _key(task_name=task, num_samples=5) != _key(task_name=task)
+
+
+def test_listing_every_subject_is_the_whole_task_only_when_it_selects_the_same_samples(letters_task):
+    task = str(letters_task)
+    data = letters_task.parent / "letters" / "eval.jsonl"
+    loose = '{"q": "rot: abcd ->", "options": ["bcde", "abcd", "dcba"], "gold": 0}'
+    data.write_text(data.read_text() + loose + "\n")  # a row with no subject: only the whole task has it
+    assert _key(task_name=task, subjects=("reverse", "copy")) != _key(task_name=task)
 
 
 def test_a_generation_length_equal_to_the_tasks_own_is_the_default(tmp_path):
