@@ -24,7 +24,7 @@ from eval_framework.config import build_config, load_env, read_config_file, spli
 from eval_framework.errors import EvalFrameworkError, brief
 from eval_framework.llm_args import expand_multi_value_options, parse_llm_args
 from eval_framework.redact import ScrubFilter, scrub
-from eval_framework.results import Bundle
+from eval_framework.results import IN_THE_WAY, Bundle, in_the_way
 
 app = typer.Typer(
     name="eval_framework",
@@ -537,6 +537,13 @@ def main(argv: list[str] | None = None) -> int:
             return stopped
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             _error(f"the disk is full ({exc.strerror}); free space and {_on_interrupt[0]}", args, exc)
+            return 5
+        if exc.filename and exc.errno in IN_THE_WAY:
+            _error(str(in_the_way(exc.filename, exc)), args, exc)
+            return 5
+        if exc.filename:
+            _error(f"cannot use {exc.filename}: {exc.strerror}; check that path and its permissions, then "
+                   "rerun (-v shows where it failed)", args, exc)  # fmt: skip
             return 5
         _error(f"{brief(exc, with_type=True)}; rerun with -v for details", args, exc)
         return 1

@@ -88,9 +88,24 @@ def write_failure(path: Path, exc: OSError) -> OutputError:
             f"cannot write {path}: {why} ({exc.strerror}); free space (or pass another --output-dir) and "
             "rerun the same command: finished samples are kept and the rerun resumes"
         )
+    if exc.errno in IN_THE_WAY:
+        return in_the_way(path, exc)
     return OutputError(
         f"cannot write {path}: {exc.strerror or exc}; fix the output directory and rerun the same "
         "command: finished samples are kept and the rerun resumes"
+    )
+
+
+#: A directory where a file belongs, or the reverse.
+IN_THE_WAY = (errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
+
+
+def in_the_way(path: Path | str, exc: OSError) -> OutputError:
+    """A path that is not what the bundle layout needs there (a directory named samples.jsonl, a
+    file named like a bundle directory, a directory named like the lock file)."""
+    return OutputError(
+        f"cannot use {path}: {exc.strerror or exc}, so something else is in the way (a directory where "
+        "a file belongs, or a file where a directory belongs); move it away and rerun the same command"
     )
 
 
@@ -144,6 +159,8 @@ def read_validated(path: Path, model: type[BaseModel]) -> dict[str, Any]:
     """A bundle JSON file checked against its model; BundleDamaged when it is not one."""
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
+    except IsADirectoryError as exc:
+        raise _damaged(path, "a directory, not a file") from exc
     except OSError as exc:
         raise OutputError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -265,7 +282,14 @@ class Bundle:
 
     def _scan(self) -> SampleScan:
         scan = SampleScan()
-        data = self.samples_path.read_bytes()
+        try:
+            data = self.samples_path.read_bytes()
+        except IsADirectoryError as exc:
+            raise _damaged(self.samples_path, "a directory, not a file") from exc
+        except OSError as exc:
+            raise OutputError(
+                f"cannot read {self.samples_path}: {exc.strerror}; check its permissions"
+            ) from exc
         end = data.rfind(b"\n") + 1
         for number, raw in enumerate(data[:end].splitlines(), 1):
             if not raw.strip():
@@ -334,16 +358,16 @@ class Bundle:
         """``problems()`` for a message: why this is not a finished evaluation."""
         try:
             return self.problems() or "complete"
-        except BundleDamaged as exc:
+        except OutputError as exc:  # damaged (BundleDamaged) or unreadable
             return str(exc).split(";")[0]
 
     def is_complete(self) -> bool:
-        """A complete, consistent evaluation (damaged or unfinished bundles are not)."""
+        """A complete, consistent evaluation (damaged, unreadable or unfinished bundles are not)."""
         if not self.exists():
             return False
         try:
             return self.problems() is None
-        except BundleDamaged:
+        except OutputError:
             return False
 
     @contextlib.contextmanager

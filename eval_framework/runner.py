@@ -205,6 +205,10 @@ def evaluate(
     plan = make_plan(config)
     ensure_writable(config.output_dir)
     bundle = Bundle(config.output_dir / plan.bundle_name)
+    if bundle.dir.exists() and not bundle.dir.is_dir():
+        raise OutputError(
+            f"{bundle.dir} is a file where this evaluation's bundle directory belongs; move it away and rerun"
+        )
     with bundle.lock():
         bundle.finish_interrupted_swap()
         if config.overwrite:

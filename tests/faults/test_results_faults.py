@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -149,6 +151,44 @@ def test_a_damaged_metadata_file_is_refused_and_overwrite_repairs_it(ws, content
     assert (bundle / "metadata.json").read_text() == content
     expect(ws.evaluate("--num-samples", "10", "--overwrite"), 0, lines=0)
     assert json.loads((bundle / "metadata.json").read_text())["status"] == "complete"
+    ws.keeper_intact()
+
+
+def _in_the_way(bundle: Path, what: str) -> Path:
+    """Puts a directory where a bundle file belongs, or a file where a directory belongs."""
+    if what == "bundle is a file":
+        shutil.rmtree(bundle)
+        bundle.write_text("not a bundle\n")
+        return bundle
+    if what == "lock is a directory":
+        lock = bundle.parent / f".{bundle.name}.lock"
+        lock.unlink(missing_ok=True)  # a lock file stays after a run; it is free while nobody holds it
+        lock.mkdir()
+        return lock
+    target = bundle / what.split()[0]
+    target.unlink()
+    target.mkdir()
+    return target
+
+
+@pytest.mark.parametrize(
+    ("what", "says", "lines"),
+    [
+        ("samples.jsonl is a directory", "samples.jsonl is damaged (a directory, not a file); rerun", 1),
+        ("metadata.json is a directory", "metadata.json: Is a directory, so something else is in the way", 1),
+        ("results.json is a directory", "results.json: Is a directory, so something else is in the way", 2),
+        ("bundle is a file", "is a file where this evaluation's bundle directory belongs; move it away", 1),
+        ("lock is a directory", ".lock: Is a directory, so something else is in the way", 1),
+    ],
+)
+def test_something_in_the_way_of_the_bundle_layout_is_named(ws, what, says, lines):
+    bundle = ws.bundle("--num-samples", "10")
+    blocker = _in_the_way(bundle, what)
+    # (results.json: a warning first says the bundle is being completed)
+    expect(ws.evaluate("--num-samples", "10"), 5, says, str(blocker.name), lines=lines)
+    dry = ws.run("upload", ws.out, "--wandb-project", "evals", "--dry-run")
+    assert dry.code == 0 and "Traceback" not in dry.err, dry.err  # the other bundles are still listed
+    assert f'"bundle": "{ws.keeper.resolve()}"' in dry.out, dry.out
     ws.keeper_intact()
 
 
