@@ -20,6 +20,20 @@ def _kind(value: Any) -> str:
     )
 
 
+def _check_unicode(value: Any, where: str, text: str) -> None:
+    """JSON may escape half of a UTF-16 pair (``"\\ud83d"``); such text cannot be written to a
+    results file or shown to a model, so it is refused where it is."""
+    if "\\ud" not in text.lower():  # only \uD800-\uDFFF escapes make surrogates
+        return
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TaskError(
+            f"{where} holds text that is not valid Unicode (a lone surrogate \\u{ord(exc.object[exc.start]):04x}, half "
+            "of a character pair); fix the text: write the whole character or its pair of escapes"
+        ) from exc
+
+
 def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
     for number, line in enumerate(read_text(path, f"data file {path}", TaskError).splitlines(), 1):
@@ -34,13 +48,15 @@ def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
                 f"{path}:{number} holds {_kind(row)}, not a JSON object; fix the line: each line must be "
                 'one row like {"question": ..., "answer": ...}'
             )
+        _check_unicode(row, f"{path}:{number}", line)
         rows.append(row)
     return rows
 
 
 def _json_rows(path: Path) -> list[dict[str, Any]]:
+    text = read_text(path, f"data file {path}", TaskError)
     try:
-        data = json.loads(read_text(path, f"data file {path}", TaskError))
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TaskError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from exc
     if not isinstance(data, list):
@@ -50,6 +66,7 @@ def _json_rows(path: Path) -> list[dict[str, Any]]:
             raise TaskError(
                 f"{path}: item {number} of the list is {_kind(row)}, not a row object; fix the file"
             )
+        _check_unicode(row, f"{path}: item {number} of the list", text)
     return data
 
 
