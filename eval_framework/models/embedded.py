@@ -8,6 +8,11 @@ from eval_framework.embedded import checkpoint_dir, checkpoint_versions
 from eval_framework.errors import ConfigError
 from eval_framework.models.huggingface import HuggingFaceLLM
 
+#: HuggingFaceLLM arguments that choose, fetch or load another checkpoint: no-ops (or worse) here.
+NOT_FOR_EMBEDDED = frozenset(
+    {"checkpoint", "artifact_name", "checkpoint_subdir", "artifact_dir", "revision", "trust_remote_code"}
+)
+
 
 class EmbeddedTinyLLM(HuggingFaceLLM):
     """``--llm-name embedded --llm-args version=v2``: one of the shipped tiny-letters checkpoints."""
@@ -25,15 +30,18 @@ class EmbeddedTinyLLM(HuggingFaceLLM):
     def validate_args(cls, llm_args: dict[str, Any]) -> None:
         from eval_framework.models.loading import check_signature
 
-        # The other arguments go to HuggingFaceLLM through **kwargs: check them against it.
-        fixed = sorted(set(llm_args) & {"checkpoint", "artifact_name", "checkpoint_subdir", "artifact_dir"})
+        # The other arguments go to HuggingFaceLLM through **kwargs: check them against it, less
+        # those that choose or load another checkpoint (the shipped ones are fixed and plain).
+        fixed = sorted(set(llm_args) & NOT_FOR_EMBEDDED)
         if fixed:
             raise ConfigError(
                 f"--llm-name embedded evaluates the shipped checkpoints and takes no --llm-args "
                 f"{', '.join(fixed)}; drop it, or use --llm-name hf --llm-args checkpoint=<dir> for your own"
             )
         rest = {k: v for k, v in llm_args.items() if k != "version"}
-        rest = check_signature(HuggingFaceLLM, rest, owner=cls.__name__)
+        rest = check_signature(
+            HuggingFaceLLM, rest, owner=cls.__name__, hidden=NOT_FOR_EMBEDDED, own=["version"]
+        )
         HuggingFaceLLM.validate_args({"checkpoint": "embedded", **rest})
         version = str(llm_args.get("version", "latest"))
         versions = checkpoint_versions()

@@ -18,6 +18,7 @@ import io
 import logging
 import sys
 import typing
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -236,23 +237,33 @@ def check_llm_args(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def check_signature(cls: type, llm_args: dict[str, Any], owner: str | None = None) -> dict[str, Any]:
-    """The name and type part of ``check_llm_args``; ``owner`` names the class the user chose when
-    its arguments are passed on to ``cls``."""
+def check_signature(
+    cls: type,
+    llm_args: dict[str, Any],
+    owner: str | None = None,
+    hidden: Collection[str] = (),
+    own: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The name and type part of ``check_llm_args``. When ``owner`` (the class the user chose)
+    passes its arguments on to ``cls``: ``hidden`` names parameters of ``cls`` the owner does not
+    take, ``own`` the owner's own parameters (listed among the names it accepts)."""
     owner = owner or cls.__name__
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         return dict(llm_args)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    named = {n: p for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    named = {
+        n: p for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n not in hidden
+    }
     unknown = [k for k in llm_args if k not in named and not takes_any]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], named, n=2)
+        accepted = [*own, *named]
+        close = difflib.get_close_matches(unknown[0], accepted, n=2)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise ConfigError(
             f"{owner} does not accept --llm-args {', '.join(unknown)}{hint}; "
-            f"use the names it accepts: {', '.join(named) or 'none'}"
+            f"use the names it accepts: {', '.join(accepted) or 'none'}"
         )
     hints = _type_hints(cls)
     checked = dict(llm_args)

@@ -28,8 +28,9 @@ def _check_unicode(value: Any, where: str, text: str) -> None:
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
+        code = ord(exc.object[exc.start])
         raise TaskError(
-            f"{where} holds text that is not valid Unicode (a lone surrogate \\u{ord(exc.object[exc.start]):04x}, half "
+            f"{where} holds text that is not valid Unicode (a lone surrogate \\u{code:04x}, half "
             "of a character pair); fix the text: write the whole character or its pair of escapes"
         ) from exc
 

@@ -51,9 +51,12 @@ def test_values_are_converted_to_the_constructor_types():
         ("embedded", {"batch_size": "abc"}, r"batch_size='abc' for EmbeddedTinyLLM: expected int"),
         (
             "embedded",
-            {"chekpoint": "x"},
-            r"EmbeddedTinyLLM does not accept --llm-args chekpoint \(did you mean checkpoint",
+            {"vresion": "v1"},
+            r"EmbeddedTinyLLM does not accept --llm-args vresion \(did you mean version\?\); use the names "
+            r"it accepts: version, dtype, device, batch_size, max_length, name$",
         ),
+        ("embedded", {"revision": "main"}, r"takes no --llm-args revision; drop it"),
+        ("embedded", {"trust_remote_code": "true"}, r"takes no --llm-args trust_remote_code; drop it"),
         ("hf", {}, r"HuggingFaceLLM needs a checkpoint"),
         ("hf", {"checkpoint": "x", "max_length": "long"}, r"max_length='long' for HuggingFaceLLM"),
     ],
