@@ -117,7 +117,9 @@ def evaluate_command(
             help="Task: a built-in name (see 'eval_framework tasks') or the path of a task YAML file."
         ),
     ] = None,
-    models: Annotated[Path | None, typer.Option(help="Python file that defines model classes.")] = None,
+    models: Annotated[
+        Path | None, typer.Option(parser=_path, help="Python file that defines model classes.")
+    ] = None,
     checkpoint: Annotated[
         str | None,
         typer.Option(
@@ -128,8 +130,9 @@ def evaluate_command(
     artifact_dir: Annotated[
         Path | None,
         typer.Option(
+            parser=_path,
             help="Keep downloaded checkpoints here and reuse them. "
-            "[default: WANDB_ARTIFACT_DIR, else a temporary directory]"
+            "[default: WANDB_ARTIFACT_DIR, else a temporary directory]",
         ),
     ] = None,
     llm_args: Annotated[
@@ -157,11 +160,13 @@ def evaluate_command(
         int | None, typer.Option(help="Max new tokens for generation tasks. [default: the task's]")
     ] = None,
     output_dir: Annotated[
-        Path | None, typer.Option(help="Where bundles are written. [default: outputs]")
+        Path | None, typer.Option(parser=_path, help="Where bundles are written. [default: outputs]")
     ] = None,
     task_data_dir: Annotated[
         Path | None,
-        typer.Option(help="Local copy of a built-in task's data: <split>.jsonl/.csv/.parquet files."),
+        typer.Option(
+            parser=_path, help="Local copy of a built-in task's data: <split>.jsonl/.csv/.parquet files."
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Recompute a finished evaluation.")] = False,
     wandb_project: WandbProject = None,
@@ -177,9 +182,11 @@ def evaluate_command(
     hf_upload_dir: HfUploadDir = None,
     context: Annotated[str | None, typer.Option(help="Execution context. [default: local]")] = None,
     config: Annotated[
-        Path | None, typer.Option(help="YAML file with any of these options (flags win).")
+        Path | None, typer.Option(parser=_path, help="YAML file with any of these options (flags win).")
     ] = None,
-    env_file: Annotated[Path | None, typer.Option(help="Load this .env file instead of ./.env.")] = None,
+    env_file: Annotated[
+        Path | None, typer.Option(parser=_path, help="Load this .env file instead of ./.env.")
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log details and show tracebacks.")
     ] = False,
@@ -286,7 +293,9 @@ def _publish_and_report(bundles: list[Path], sinks: Any, live: Any = None) -> No
 
 @app.command("upload")
 def upload_command_cli(
-    paths: Annotated[list[Path], typer.Argument(help="Bundle directories, or directories holding bundles.")],
+    paths: Annotated[
+        list[Path], typer.Argument(parser=_path, help="Bundle directories, or directories holding bundles.")
+    ],
     wandb_project: WandbProject = None,
     wandb_entity: WandbEntity = None,
     wandb_group: WandbGroup = None,
@@ -300,7 +309,9 @@ def upload_command_cli(
     hf_upload_dir: HfUploadDir = None,
     config: Annotated[
         Path | None,
-        typer.Option(help="YAML file with any of these options (flags win; other keys are ignored)."),
+        typer.Option(
+            parser=_path, help="YAML file with any of these options (flags win; other keys are ignored)."
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option(help="Show what would be created or updated; send nothing.")
@@ -369,7 +380,8 @@ def resolve_command(
         str, typer.Argument(help="Checkpoint reference, e.g. wandb-registry-model/llama-sft:v7.")
     ],
     artifact_dir: Annotated[
-        Path | None, typer.Option(help="Where to keep the checkpoint. [default: WANDB_ARTIFACT_DIR]")
+        Path | None,
+        typer.Option(parser=_path, help="Where to keep the checkpoint. [default: WANDB_ARTIFACT_DIR]"),
     ] = None,
     checkpoint_subdir: Annotated[
         str | None, typer.Option(help="Which checkpoint to use when the artifact holds several.")
@@ -415,7 +427,9 @@ def resolve_command(
 
 @app.command("demo")
 def demo_command(
-    output_dir: Annotated[Path, typer.Option(help="Where bundles are written.")] = Path("outputs/demo"),
+    output_dir: Annotated[Path, typer.Option(parser=_path, help="Where bundles are written.")] = Path(
+        "outputs/demo"
+    ),
     num_fewshot: Annotated[int, typer.Option(help="Few-shot examples per prompt.")] = 3,
     overwrite: Annotated[bool, typer.Option(help="Recompute finished evaluations.")] = False,
 ) -> None:
@@ -455,6 +469,14 @@ def _say_on_interrupt(text: str) -> None:
 def _debug(args: list[str]) -> bool:
     # Read when an error is shown, not at start: .env (loaded by the command) may set it.
     return "-v" in args or "--verbose" in args or os.environ.get("EVAL_FRAMEWORK_DEBUG", "").strip() == "1"
+
+
+def _path(value: str) -> Path:
+    """A path option's value; an empty one (an unset variable in a script) is not the current
+    directory."""
+    if not value.strip():
+        raise typer.BadParameter("is empty; pass a path")
+    return Path(value)
 
 
 def _error(message: str, args: list[str], exc: BaseException | None = None) -> None:
@@ -536,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         if stopped is not None:
             return stopped
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            _error(f"the disk is full ({exc.strerror}); free space and {_on_interrupt[0]}", args, exc)
+            where = f" writing {exc.filename}" if exc.filename else ""
+            advice = f"free space and rerun: {_on_interrupt[0]}"
+            _error(f"the disk is full{where} ({exc.strerror}); {advice}", args, exc)
             return 5
         if exc.filename and exc.errno in IN_THE_WAY:
             _error(str(in_the_way(exc.filename, exc)), args, exc)

@@ -109,6 +109,13 @@ class EvalConfig(BaseModel):
             raise ValueError("must not be empty; pass a task name or the path of a task file")
         return value.strip()
 
+    @field_validator("models", "output_dir", "task_data_dir", mode="before")
+    @classmethod
+    def _a_path(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():  # '' would mean the current directory
+            raise ValueError("is empty; pass a path")
+        return value
+
     @field_validator("wandb_project", "wandb_entity", "wandb_registry", "wandb_run_id", "hf_upload_repo")
     @classmethod
     def _well_formed(cls, value: str | None, info: ValidationInfo) -> str | None:

@@ -51,6 +51,8 @@ def parse_llm_args(pairs: Iterable[str]) -> dict[str, Any]:
                 f"bad --llm-args entry {pair!r}: '{key}' already has nested keys; "
                 "give it once, as a value or as a.b=... keys"
             )
+        if parts[-1] in node:  # the value is not shown: it may be a secret
+            raise ConfigError(f"--llm-args {key} is given twice; give it once (which value did you mean?)")
         node[parts[-1]] = _typed(raw)
     return result
 

@@ -214,6 +214,36 @@ def test_missing_models_file(cli, letters_task):
     )
 
 
+def test_a_models_directory_is_named_as_one(cli, letters_task, tmp_path):
+    _one_line_error(
+        cli("--models", tmp_path, "--llm-name", "X", "--task-name", letters_task),
+        "is a directory; pass the path of a Python file in it",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--models", ""], "invalid value for '--models': is empty; pass a path"),
+        (["--output-dir="], "invalid value for '--output-dir': is empty; pass a path"),
+        (["--task-data-dir", " "], "invalid value for '--task-data-dir': is empty; pass a path"),
+        (["--config", ""], "invalid value for '--config': is empty; pass a path"),
+        (["upload", "", "--wandb-project", "p"], "invalid value for 'paths': is empty; pass a path"),
+    ],
+)
+def test_an_empty_path_is_refused_not_read_as_the_current_directory(cli, args, says, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = [] if args[0] == "upload" else ["--llm-name", "embedded", "--task-name", "tiny-letters"]
+    _one_line_error(cli(*base, *args), says)
+    assert list(tmp_path.iterdir()) == []  # nothing was written to the current directory
+
+
+def test_an_empty_path_in_a_config_file_is_refused(cli, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("llm_name: embedded\ntask_name: tiny-letters\noutput_dir: ''\n")
+    _one_line_error(cli("--config", config), "invalid --output-dir: is empty; pass a path")
+
+
 def test_unreadable_models_file(cli, letters_task, tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("def oops(:\n")

@@ -31,6 +31,14 @@ def test_conflicting_nesting():
         parse_llm_args(["a.b=1", "a=2"])
 
 
+def test_a_name_given_twice_is_refused_without_showing_values():
+    with pytest.raises(ConfigError, match=r"--llm-args api_key is given twice; give it once") as info:
+        parse_llm_args(["api_key=SEKRIT1", "api_key=SEKRIT2"])
+    assert "SEKRIT" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"--llm-args a\.b is given twice"):
+        parse_llm_args(["a.b=1", "a.c=2", "a.b=3"])
+
+
 def test_several_values_after_one_flag():
     argv = ["--llm-args", "a=1", "b=2", "--task-name", "T", "--llm-args=c=3", "--llm-args", "d=4"]
     assert expand_multi_value_options(argv) == [

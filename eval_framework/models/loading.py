@@ -102,6 +102,8 @@ def import_models_file(path: Path) -> Any:
     """Import a user's Python file the way the user expects: inside its package when it is in one
     (so ``from tests.helpers import x`` and relative imports work), with its directory and its
     project root importable."""
+    if path.is_dir():
+        raise ModelError(f"--models {path} is a directory; pass the path of a Python file in it")
     if not path.is_file():
         raise ModelError(f"--models file {path} does not exist; pass the path of a Python file")
     if path.suffix != ".py":
