@@ -279,7 +279,12 @@ def _publish_and_report(bundles: list[Path], sinks: Any, live: Any = None) -> No
             if report.wandb.url:
                 stdout.print(f"W&B run: {report.wandb.url}")
             elif report.wandb.sync_command:
-                stderr.print(f"W&B run {report.wandb.run_id} logged offline; sync it with: "
+                how = (
+                    "was already logged offline (not synced yet)"
+                    if report.wandb.already_offline
+                    else "logged offline"
+                )
+                stderr.print(f"W&B run {report.wandb.run_id} {how}; sync it with: "
                              f"{report.wandb.sync_command}")  # fmt: skip
             if report.wandb.pending:
                 stderr.print(f"Still to do online ({', '.join(report.wandb.pending)}): "

@@ -66,6 +66,8 @@ class LogReport:
     offline_dir: Path | None = None
     logged: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
+    #: the same content was logged offline before and that run is not synced yet: nothing new
+    already_offline: bool = False
 
     @property
     def sync_command(self) -> str | None:
@@ -363,6 +365,11 @@ def log_bundle(
     report = LogReport(run_id=spec.run_id, mode=mode)
     if mode == "disabled":
         return report
+    if mode == "offline" and run is None:
+        waiting = _unsynced_offline_log(bundle, spec)
+        if waiting is not None:  # a second offline copy would only be synced (and counted) twice
+            report.offline_dir, report.already_offline = waiting, True
+            return report
     own = run is None
     try:
         if run is None:
@@ -383,6 +390,20 @@ def log_bundle(
     status = "logged" if mode == "online" else "offline"
     ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, status, report))
     return report
+
+
+def _unsynced_offline_log(bundle: Bundle, spec: RunSpec) -> Path | None:
+    """The offline run that already holds this content for this run, while ``wandb sync`` has not
+    sent it; None when there is none (or it was synced, moved or deleted)."""
+    entry = ledger.last(
+        bundle.dir, "wandb", status="offline", project=spec.project, entity=spec.entity,
+        run_id=spec.run_id, content_hash=spec.content_hash,
+    )  # fmt: skip
+    if entry is None or not entry.get("offline_dir"):
+        return None
+    recorded = Path(str(entry["offline_dir"]))
+    unsynced = {p.resolve() for p in bundle.unsynced_offline_runs()}
+    return recorded if recorded.resolve() in unsynced else None
 
 
 class LiveRun:

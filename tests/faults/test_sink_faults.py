@@ -213,3 +213,20 @@ def test_upload_refuses_a_bundle_whose_scores_were_edited(ws, tamper, says):
     assert both.code == 0 and f"skipping {bundle}: not a finished evaluation (" in both.err, both.err
     assert says in both.lines[0] and "rerun it" in both.lines[0], both.err
     ws.keeper_intact()
+
+
+def test_reruns_offline_reuse_the_unsynced_offline_run_instead_of_piling_up_copies(ws):
+    before = {p.name for p in ws.out.iterdir()}
+    first = ws.evaluate("--num-samples", "5", *WANDB, "--wandb-mode", "offline")
+    expect(first, 0, "logged offline; sync it with")
+    bundle = _only_new(ws, before)
+    (run,) = _offline_runs(bundle)
+    again = ws.evaluate("--num-samples", "5", *WANDB, "--wandb-mode", "offline")
+    expect(again, 0, "reusing", "was already logged offline (not synced yet); sync it with", lines=2)
+    assert str(run.parent) in again.err and _offline_runs(bundle) == [run]
+    upload = ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline")
+    expect(upload, 0, "was already logged offline (not synced yet)")
+    run.with_name(run.name + ".synced").write_text("")  # what `wandb sync` leaves
+    expect(ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline"), 0, "logged offline; sync it with")
+    assert len(_offline_runs(bundle)) == 2  # synced runs are not reused: a new log for the next sync
+    ws.keeper_intact()
