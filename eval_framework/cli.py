@@ -527,11 +527,11 @@ def main(argv: list[str] | None = None) -> int:
     from eval_framework import cleanup
 
     args = list(sys.argv[1:] if argv is None else argv)
-    args = expand_multi_value_options(args) if not _names_subcommand(args) else args
     cleanup.reset()
     cleanup.install_signal_handlers()  # a scheduler's SIGTERM and Ctrl-C go through our handlers
-    command = typer.main.get_command(app)
-    try:
+    try:  # from here on, a stop is said in one line whatever it cuts short
+        args = expand_multi_value_options(args) if not _names_subcommand(args) else args
+        command = typer.main.get_command(app)
         result = command.main(args=args, prog_name="eval_framework", standalone_mode=False)
     except EvalFrameworkError as exc:
         stopped = _stopped(args, exc)

@@ -8,10 +8,10 @@ import sys
 
 
 def run() -> None:
-    from eval_framework import cleanup  # standard library only
-
-    cleanup.install_signal_handlers()
     try:
+        from eval_framework import cleanup  # standard library only
+
+        cleanup.install_signal_handlers()
         from eval_framework.cli import run as cli_run
     except (KeyboardInterrupt, SystemExit) as exc:
         code = 130 if isinstance(exc, KeyboardInterrupt) else exc.code

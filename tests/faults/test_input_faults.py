@@ -439,11 +439,12 @@ def test_a_benchmark_with_the_hub_unreachable_fails_at_once(ws):
     ws.keeper_intact()
 
 
-def test_ctrl_c_while_starting_is_one_line(ws):
+@pytest.mark.parametrize("delay", [0.2, 0.35, 0.5])
+def test_ctrl_c_while_starting_is_one_line(ws, delay):
     proc = ws.start(*ws.KEEPER_ARGS, "--output-dir", ws.out, "--num-fewshot", "1")
     import time
 
-    time.sleep(0.3)  # the command is importing its modules
+    time.sleep(delay)  # the command is importing its modules, building its parser, loading the model
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     from tests.faults.conftest import Result
