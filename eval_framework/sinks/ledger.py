@@ -53,8 +53,9 @@ def last(bundle_dir: Path, destination: str, **match: Any) -> dict[str, Any] | N
 
 
 def wandb_entry(
-    spec: RunSpec, mode: Mode, status: str, report: LogReport, error: str | None = None
-) -> dict[str, Any]:
+    spec: RunSpec, mode: Mode, status: str, report: LogReport, error: str | None = None,
+    records: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     return {
         "destination": "wandb",
         "status": status,
@@ -65,6 +66,7 @@ def wandb_entry(
         "url": report.url,
         "offline_dir": str(report.offline_dir) if report.offline_dir else None,
         "content_hash": spec.content_hash,
+        "records": records,
         "artifact": f"{spec.artifact_name}:{spec.artifact_alias}",
         "logged": report.logged,
         "pending": report.pending,

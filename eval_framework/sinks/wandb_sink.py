@@ -12,7 +12,9 @@ later online ``upload`` of the same bundle, which resumes the same run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import shlex
@@ -365,8 +367,9 @@ def log_bundle(
     report = LogReport(run_id=spec.run_id, mode=mode)
     if mode == "disabled":
         return report
+    records = records_digest(spec, options)
     if mode == "offline" and run is None:
-        waiting = _unsynced_offline_log(bundle, spec)
+        waiting = _unsynced_offline_log(bundle, records)
         if waiting is not None:  # a second offline copy would only be synced (and counted) twice
             report.offline_dir, report.already_offline = waiting, True
             return report
@@ -388,17 +391,22 @@ def log_bundle(
     if own:
         finish(run)
     status = "logged" if mode == "online" else "offline"
-    ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, status, report))
+    ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, status, report, records=records))
     return report
 
 
-def _unsynced_offline_log(bundle: Bundle, spec: RunSpec) -> Path | None:
-    """The offline run that already holds this content for this run, while ``wandb sync`` has not
-    sent it; None when there is none (or it was synced, moved or deleted)."""
-    entry = ledger.last(
-        bundle.dir, "wandb", status="offline", project=spec.project, entity=spec.entity,
-        run_id=spec.run_id, content_hash=spec.content_hash,
-    )  # fmt: skip
+def records_digest(spec: RunSpec, options: WandbOptions) -> str:
+    """What a log of this bundle sends (run, records, artifact choices), as one digest: equal
+    digests mean an equal log."""
+    sent = {"spec": dataclasses.asdict(spec), "options": {**dataclasses.asdict(options), "mode": None}}
+    return hashlib.sha256(json.dumps(sent, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _unsynced_offline_log(bundle: Bundle, records: str) -> Path | None:
+    """The offline run that already holds exactly this log (same run, records, tags, artifact
+    choices) while ``wandb sync`` has not sent it; None when there is none (or it was synced,
+    moved or deleted)."""
+    entry = ledger.last(bundle.dir, "wandb", status="offline", records=records)
     if entry is None or not entry.get("offline_dir"):
         return None
     recorded = Path(str(entry["offline_dir"]))

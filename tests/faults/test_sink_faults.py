@@ -226,7 +226,11 @@ def test_reruns_offline_reuse_the_unsynced_offline_run_instead_of_piling_up_copi
     assert str(run.parent) in again.err and _offline_runs(bundle) == [run]
     upload = ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline")
     expect(upload, 0, "was already logged offline (not synced yet)")
-    run.with_name(run.name + ".synced").write_text("")  # what `wandb sync` leaves
+    tagged = ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline", "--wandb-tags", "nightly")
+    expect(tagged, 0, "logged offline; sync it with")  # other records: a log of their own
+    assert len(_offline_runs(bundle)) == 2
+    for log in _offline_runs(bundle):
+        log.with_name(log.name + ".synced").write_text("")  # what `wandb sync` leaves
     expect(ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline"), 0, "logged offline; sync it with")
-    assert len(_offline_runs(bundle)) == 2  # synced runs are not reused: a new log for the next sync
+    assert len(_offline_runs(bundle)) == 3  # synced runs are not reused: a new log for the next sync
     ws.keeper_intact()

@@ -114,6 +114,8 @@ def test_upload_gives_the_same_records_as_live_logging(cli, tmp_path):
     live = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals", "--wandb-mode", "offline")
     assert live.code == 0, live.err
     bundle = _only_bundle(tmp_path / "out")
+    (synced,) = run_files(bundle / "wandb")
+    synced.with_name(synced.name + ".synced").write_text("")  # else the upload points at it, unsynced
     up = cli("upload", tmp_path / "out", "--wandb-project", "evals", "--wandb-mode", "offline")
     assert up.code == 0, up.err
     first, second = _runs(bundle)
