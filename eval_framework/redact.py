@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "***"
-#: Words that make a name secret wherever they appear in it.
+#: Words that make a name secret when it ends with one.
 SECRET_WORDS = frozenset(
     {
         "key",
@@ -92,10 +92,15 @@ def name_words(name: str) -> list[str]:
 
 
 def is_secret_key(name: str) -> bool:
-    """Whether a setting called ``name`` holds a secret (by whole words, with an allow-list)."""
+    """Whether a setting called ``name`` holds a secret: its last word is a secret word (``api_key``,
+    ``HF_TOKEN``, ``client.secret``; ``aws_access_key_id`` too), with an allow-list. A secret word
+    elsewhere describes the value instead (``token_budget``, ``password_length``, ``key_path``)."""
     if name.lower() in NOT_SECRET:
         return False
-    return any(word in SECRET_WORDS for word in name_words(name))
+    words = name_words(name)
+    if not words:
+        return False
+    return words[-1] in SECRET_WORDS or (words[-2:] == ["key", "id"])
 
 
 def register_secret(value: object) -> None:

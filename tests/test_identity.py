@@ -192,3 +192,48 @@ def test_a_flat_local_copy_of_a_benchmark_with_several_configs_is_refused(tmp_pa
     with pytest.raises(DatasetUnavailableError, match=r"expected ARC-Easy/test.*one folder per config"):
         _key(task_name="ARC", task_data_dir=flat)
     assert _key(task_name="ARC-Easy", task_data_dir=flat)  # one config: a flat copy is unambiguous
+
+
+SECRETIVE = """\
+from eval_framework import BaseLLM, LoglikelihoodResult
+
+
+class Secretive(BaseLLM):
+    def __init__(self, token_budget: int = 4, reward_key: str = "a", temperature: float = 0.0,
+                 greedy: bool = False) -> None:
+        self.budget = token_budget
+
+    def loglikelihood(self, requests):
+        return [LoglikelihoodResult(-1.0, False) for r in requests]
+"""
+
+
+def _secretive(tmp_path: Path, letters_task: Path, **args: object):
+    models = tmp_path / "secretive.py"
+    models.write_text(SECRETIVE)
+    return make_plan(
+        EvalConfig(llm_name="Secretive", models=models, task_name=str(letters_task), llm_args=args)
+    )
+
+
+def test_no_argument_value_is_dropped_for_its_name(tmp_path, letters_task):
+    one, two = (
+        _secretive(tmp_path, letters_task, token_budget=1),
+        _secretive(tmp_path, letters_task, token_budget=2),
+    )
+    assert one.key != two.key and one.identity["model"]["args"] == {"token_budget": 1}  # not a secret
+    a = _secretive(tmp_path, letters_task, reward_key="sekrit-one")
+    b = _secretive(tmp_path, letters_task, reward_key="sekrit-two")
+    assert a.key != b.key  # a secret-looking name still tells values apart...
+    assert a.key == _secretive(tmp_path, letters_task, reward_key="sekrit-one").key
+    stored = json.dumps(a.identity)
+    assert "sekrit" not in stored and a.identity["model"]["args"]["reward_key"].startswith(
+        "pbkdf2:"
+    )  # ...unseen
+
+
+def test_an_argument_given_as_its_default_is_the_same_evaluation(tmp_path, letters_task):
+    plain = _secretive(tmp_path, letters_task).key
+    assert _secretive(tmp_path, letters_task, token_budget=4, temperature=0.0, greedy=False).key == plain
+    assert _secretive(tmp_path, letters_task, temperature=0.5).key != plain
+    assert _secretive(tmp_path, letters_task, greedy=True).key != plain

@@ -14,7 +14,7 @@ from eval_framework.redact import REDACTED, is_secret_key, redact, register_secr
     "name",
     ["api_key", "API_KEY", "hf_token", "HF_TOKEN", "access_token", "awsSecretAccessKey", "password",
      "db-password", "client.secret", "WANDB_API_KEY", "AWS_ACCESS_KEY_ID", "apiKey", "authorization",
-     "auth", "private_key", "credentials", "key", "token"],
+     "auth", "private_key", "credentials", "key", "token", "aws_access_key_id", "sig", "x-amz-signature"],
 )  # fmt: skip
 def test_secret_names(name):
     assert is_secret_key(name)
@@ -24,7 +24,8 @@ def test_secret_names(name):
     "name",
     ["max_tokens", "num_tokens", "max_new_tokens", "pad_token", "eos_token_id", "add_bos_token",
      "tokenizer", "keyword", "monkey", "natural_key", "batch_size", "checkpoint", "author",
-     "tokens_per_second", "passes"],
+     "tokens_per_second", "passes", "token_budget", "password_length", "secret_level", "key_path",
+     "token_file", "auth_mode"],
 )  # fmt: skip
 def test_not_secret_names(name):
     assert not is_secret_key(name)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from eval_framework.redact import redact
+from eval_framework.models.arg_identity import identity_args
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class BaseLLM:
         """What identifies this model's outputs, computed before loading it (so a finished
         evaluation is recognised without loading weights)."""
         args = {k: v for k, v in llm_args.items() if k not in cls.non_result_args}
-        return {"class": cls.__qualname__, "args": redact(args)}
+        return {"class": cls.__qualname__, "args": identity_args(cls, args)}
 
     @classmethod
     def display_name_for(cls, llm_args: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from eval_framework import cleanup
 from eval_framework.errors import ConfigError, EvalFrameworkError, ModelError, brief
+from eval_framework.models.arg_identity import identity_args
 from eval_framework.models.base import BaseLLM
 from eval_framework.redact import redact
 
@@ -294,7 +295,7 @@ def model_identity(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
     if hasattr(cls, "result_identity"):
         identity = dict(cls.result_identity(llm_args))
     else:
-        identity = {"class": cls.__qualname__, "args": redact(dict(llm_args))}
+        identity = {"class": cls.__qualname__, "args": identity_args(cls, llm_args)}
     source = class_source_digest(cls)
     if source is not None:
         identity["source_sha256"] = source
