@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA_VERSION = 1
+#: 2: a finished bundle carries a seal over its files (edits after it finished are caught)
+SCHEMA_VERSION = 2
 
 _STRICT = ConfigDict(extra="allow", strict=True)
 
@@ -172,6 +173,7 @@ class MetadataFile(BaseModel):
     timings: Timings
     environment: dict[str, Any]
     links: dict[str, str] = Field(default_factory=dict)
+    seal: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
 
 def problem(exc: ValidationError) -> str:

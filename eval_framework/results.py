@@ -215,6 +215,29 @@ def check_row(data: Any) -> str | None:
     return None
 
 
+#: metadata.json keys outside the seal: the seal itself, and links (added after exports).
+UNSEALED = ("seal", "links")
+
+
+def seal_of(
+    metadata: Mapping[str, Any], results: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]
+) -> str:
+    """A digest over a finished bundle's content as stored (metadata less its links, results, rows
+    in index order, whatever their formatting or line order). It catches edits made after the
+    evaluation finished, by hand or by other tools; it is a checksum, not a signature."""
+    digest = hashlib.sha256()
+    digest.update(canonical_json({k: v for k, v in metadata.items() if k not in UNSEALED}).encode())
+    digest.update(b"\n" + canonical_json(results).encode())
+    for row in sorted(rows, key=lambda r: r["index"]):
+        digest.update(b"\n" + canonical_json(row).encode())
+    return digest.hexdigest()
+
+
+def as_stored(data: Any) -> Any:
+    """``data`` as ``write_json`` stores it and a read gives it back (what a seal is computed on)."""
+    return json.loads(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))
+
+
 def _scored_problem(row: Mapping[str, Any], metrics: Sequence[str]) -> str | None:
     """Why a row's scores are not what its own outputs give, or None. Needs no task: a multiple
     choice row's prediction and scores follow from its log-likelihoods, choices and target; any
@@ -352,6 +375,8 @@ class Bundle:
         rows = sorted((line.row for line in scan.rows), key=lambda r: r["index"])
         if results["metrics"] != aggregate(rows, metrics):
             return "results.json does not match its sample rows"
+        if metadata["schema_version"] >= 2 and metadata.get("seal") != seal_of(metadata, results, rows):
+            return "its files were changed after it finished (the seal in metadata.json does not match)"
         return None
 
     def why_unfinished(self) -> str:

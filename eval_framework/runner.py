@@ -35,9 +35,11 @@ from eval_framework.results import (
     BadLine,
     Bundle,
     SampleLine,
+    as_stored,
     bundle_dirname,
     ensure_writable,
     natural_key,
+    seal_of,
     write_json,
 )
 from eval_framework.scoring import row_problem, score_generation, score_mc
@@ -415,6 +417,8 @@ def _score_all(
     metadata["status"] = "complete"
     metadata["timings"]["finished_at"] = _now()
     metadata["timings"]["duration_s"] = round(time.time() - started, 3)
+    stored = as_stored(redact(metadata))
+    metadata["seal"] = seal_of(stored, results, done.values())
     _write_checked(bundle.metadata_path, metadata, MetadataFile)
     log.info("finished %s on %s", plan.display, task.name)
     return EvalOutcome(bundle.dir, results, metadata, reused=False)

@@ -264,7 +264,7 @@ def stage_artifact_files(bundle: Bundle) -> dict[str, Path]:
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     files: dict[str, Path] = {}
-    metadata = {k: v for k, v in bundle.metadata().items() if k != "links"}
+    metadata = redact({k: v for k, v in bundle.metadata().items() if k != "links"})  # a hand edit too
     (staging / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
     files["metadata.json"] = staging / "metadata.json"
     for source in (bundle.results_path, bundle.samples_path, bundle.log_path):

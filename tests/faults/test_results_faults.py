@@ -304,3 +304,37 @@ def test_a_kill_during_the_checkpoint_download_leaves_no_partial_files(ws, s3, w
     expect(Result(done.returncode, done.stdout, done.stderr, 0.0), 0, lines=0)
     assert any(p.name.startswith("tiny-prod__letters") for p in ws.out.iterdir())
     ws.keeper_intact()
+
+
+def _edit_json(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def test_metadata_edited_after_the_evaluation_finished_is_not_trusted(ws):
+    bundle = ws.bundle("--num-samples", "10")
+    original = json.loads((bundle / "metadata.json").read_text())
+
+    def forge(data):
+        data["task"]["num_fewshot"] = 3
+        data["model"]["name"] = "Llama-70B"
+
+    _edit_json(bundle / "metadata.json", forge)
+    dry = ws.run("upload", bundle, "--wandb-project", "evals", "--dry-run")
+    assert dry.code == 0 and "changed after it finished" in dry.out and "Llama-70B" not in dry.out, dry.out
+    rerun = ws.evaluate("--num-samples", "10")
+    expect(rerun, 0, "changed after it finished", "completing it")
+    repaired = json.loads((bundle / "metadata.json").read_text())
+    assert repaired["task"] == original["task"] and repaired["model"]["name"] == original["model"]["name"]
+    expect(ws.evaluate("--num-samples", "10"), 0, "reusing")
+    ws.keeper_intact()
+
+
+def test_reformatted_or_reordered_rows_are_still_the_same_finished_evaluation(ws):
+    bundle = ws.bundle("--num-samples", "10")
+    rows = [json.loads(line) for line in (bundle / "samples.jsonl").read_text().splitlines()]
+    compact = [json.dumps(r, separators=(",", ":"), sort_keys=True) for r in reversed(rows)]
+    (bundle / "samples.jsonl").write_text("\n".join(compact) + "\n")
+    expect(ws.evaluate("--num-samples", "10"), 0, "reusing")
+    ws.keeper_intact()

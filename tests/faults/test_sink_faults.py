@@ -186,6 +186,7 @@ def test_upload_of_only_unfinished_bundles(ws):
         ("results", "results.json does not match its sample rows"),
         ("prediction", "its prediction is not what its log-likelihoods give"),
         ("score", "its scores are not what its log-likelihoods give"),
+        ("target", "its files were changed after it finished"),
     ],
 )
 def test_upload_refuses_a_bundle_whose_scores_were_edited(ws, tamper, says):
@@ -198,13 +199,27 @@ def test_upload_refuses_a_bundle_whose_scores_were_edited(ws, tamper, says):
         (bundle / "results.json").write_text(json.dumps(results))
     else:
         lines = (bundle / "samples.jsonl").read_text().splitlines()
-        row = json.loads(lines[0])
+        wrong = [
+            i for i, line in enumerate(lines) if json.loads(line)["prediction"] != json.loads(line)["target"]
+        ]
+        at = wrong[0] if tamper == "target" else 0  # a row the model got wrong, to forge it right
+        row = json.loads(lines[at])
         if tamper == "prediction":
             row["prediction"] = (row["prediction"] + 1) % len(row["choices"])
-        else:
+        elif tamper == "score":
             row["scores"]["acc"] = 1.0 - row["scores"]["acc"]
-        lines[0] = json.dumps(row)
+        else:  # a consistent forgery: the gold answer moved to the prediction, results recomputed
+            row["target"] = row["prediction"]
+            row["scores"] = {"acc": 1.0, "acc_norm": float(row["prediction_norm"] == row["prediction"])}
+        lines[at] = json.dumps(row)
         (bundle / "samples.jsonl").write_text("\n".join(lines) + "\n")
+        if tamper == "target":
+            from eval_framework.metrics import aggregate
+
+            rows = [json.loads(line) for line in lines]
+            results = json.loads((bundle / "results.json").read_text())
+            results["metrics"] = aggregate(rows, ["acc", "acc_norm"])
+            (bundle / "results.json").write_text(json.dumps(results))
     dry = ws.run("upload", bundle, *WANDB, "--dry-run")
     assert dry.code == 0 and says in dry.out and '"complete": false' in dry.out, dry.out
     expect(ws.run("upload", bundle, *WANDB), 2, "none of the 1 bundle(s) found is a finished evaluation")
