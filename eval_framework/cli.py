@@ -352,12 +352,18 @@ def upload_command_cli(
             f"none of the {len(bundles)} bundle(s) found is a finished evaluation; rerun the evaluations "
             "first (upload --dry-run says what each one lacks)"
         )
-    for skipped in sorted(set(bundles) - set(finished)):
-        why = Bundle(skipped).why_unfinished()
-        print(
-            f"skipping {skipped}: not a finished evaluation ({why}); rerun it to finish it", file=sys.stderr
-        )
+    skipped = sorted(set(bundles) - set(finished))
+    for path in skipped:
+        why = Bundle(path).why_unfinished()
+        print(f"skipping {path}: not a finished evaluation ({why}); rerun it to finish it", file=sys.stderr)
     _publish_and_report(finished, sinks)
+    if skipped:
+        from eval_framework.errors import OutputError
+
+        raise OutputError(
+            f"{len(skipped)} of {len(bundles)} bundle(s) skipped (see above), the others are exported; "
+            "rerun those evaluations (or move them away), then upload again"
+        )
 
 
 @app.command("tasks")
@@ -527,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     from eval_framework import cleanup
 
     args = list(sys.argv[1:] if argv is None else argv)
+    # A log handler that cannot write (a full disk, a closed pipe) must not print logging's own
+    # traceback ("--- Logging error ---"); the failure that matters is reported by its own path.
+    logging.raiseExceptions = False
     cleanup.reset()
     cleanup.install_signal_handlers()  # a scheduler's SIGTERM and Ctrl-C go through our handlers
     try:  # from here on, a stop is said in one line whatever it cuts short

@@ -50,6 +50,10 @@ RESULTS = "results.json"
 LOG = "eval.log"
 EXPORTS = "exports.jsonl"
 REJECTED = "samples.rejected.jsonl"
+WANDB_DIR = "wandb"
+#: What a bundle directory holds: these files and the W&B run directory, nothing else.
+BUNDLE_FILES = (METADATA, RESULTS, SAMPLES, REJECTED, LOG, EXPORTS)
+BUNDLE_DIRS = (WANDB_DIR,)
 OVERWRITE_SUFFIX = ".overwrite"
 OLD_SUFFIX = ".old"
 
@@ -160,7 +164,7 @@ def read_validated(path: Path, model: type[BaseModel]) -> dict[str, Any]:
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except IsADirectoryError as exc:
-        raise _damaged(path, "a directory, not a file") from exc
+        raise in_the_way(path, exc) from exc
     except OSError as exc:
         raise OutputError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -308,7 +312,7 @@ class Bundle:
         try:
             data = self.samples_path.read_bytes()
         except IsADirectoryError as exc:
-            raise _damaged(self.samples_path, "a directory, not a file") from exc
+            raise in_the_way(self.samples_path, exc) from exc
         except OSError as exc:
             raise OutputError(
                 f"cannot read {self.samples_path}: {exc.strerror}; check its permissions"
@@ -349,6 +353,9 @@ class Bundle:
         """Why this bundle is not a complete, consistent evaluation, or None when it is one
         (``scan``: the samples, when the caller has read them already). Raises BundleDamaged when
         metadata.json itself cannot be read."""
+        blocked = self.blocked()
+        if blocked is not None:
+            return blocked
         metadata = self.metadata()
         if metadata["status"] != "complete":
             return "not finished"
@@ -385,6 +392,35 @@ class Bundle:
             return self.problems() or "complete"
         except OutputError as exc:  # damaged (BundleDamaged) or unreadable
             return str(exc).split(";")[0]
+
+    def blocked(self) -> str | None:
+        """A path of the bundle's layout taken by the wrong kind of thing (a directory named
+        samples.jsonl, a file named wandb, a directory where the lock file goes), said as a
+        reason; None when the layout is free."""
+        for name in BUNDLE_FILES:
+            path = self.dir / name
+            if path.exists() and not path.is_file():
+                return f"{path} is a directory (or other non-file) where a file of the bundle belongs"
+        for name in BUNDLE_DIRS:
+            path = self.dir / name
+            if path.exists() and not path.is_dir():
+                return f"{path} is a file where a directory of the bundle belongs"
+        lock = self.dir.parent / f".{self.dir.name}.lock"
+        if lock.exists() and not lock.is_file():
+            return f"{lock} is a directory where the bundle's lock file belongs"
+        return None
+
+    def foreign_entries(self) -> list[str]:
+        """Top-level entries that eval_framework did not write (a user's notes, a copied file); the
+        temporary files of an interrupted write are its own."""
+        if not self.dir.is_dir():
+            return []
+        known = set(BUNDLE_FILES) | set(BUNDLE_DIRS)
+        return sorted(
+            p.name
+            for p in self.dir.iterdir()
+            if p.name not in known and not any(p.name.startswith(f".{k}.") for k in BUNDLE_FILES)
+        )
 
     def is_complete(self) -> bool:
         """A complete, consistent evaluation (damaged, unreadable or unfinished bundles are not)."""

@@ -211,6 +211,9 @@ def evaluate(
         raise OutputError(
             f"{bundle.dir} is a file where this evaluation's bundle directory belongs; move it away and rerun"
         )
+    blocked = bundle.blocked()
+    if blocked is not None:
+        raise OutputError(f"{blocked}; move it away (nothing was changed) and rerun the same command")
     with bundle.lock():
         bundle.finish_interrupted_swap()
         if config.overwrite:
@@ -225,6 +228,12 @@ def evaluate(
 def _overwrite(plan: EvalPlan, bundle: Bundle, progress: ProgressFn | None, model: Any) -> EvalOutcome:
     """Evaluate into a hidden sibling and swap it in only once complete: the old bundle stays
     authoritative until then, whatever stops the process; a rerun with --overwrite resumes it."""
+    foreign = bundle.foreign_entries()
+    if foreign:
+        raise OutputError(
+            f"--overwrite would delete {', '.join(foreign)} in {bundle.dir}, which eval_framework did not "
+            "write; move them out of the bundle, then rerun with --overwrite"
+        )
     unsynced = bundle.unsynced_offline_runs()
     if unsynced:
         raise OutputError(

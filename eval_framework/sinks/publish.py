@@ -52,6 +52,10 @@ def upload_command(bundle_dirs: list[Path], options: PublishOptions) -> str:
             parts += ["--wandb-tags", t]
         if not w.upload_results:
             parts.append("--no-wandb-upload-results")
+        if w.table_rows != WandbOptions.table_rows:
+            parts += ["--wandb-table-rows", str(w.table_rows)]
+        if w.mode:
+            parts += ["--wandb-mode", w.mode]
     if options.hf is not None:
         parts += ["--hf-upload-repo", options.hf.repo]
         if options.hf.directory:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -276,7 +277,8 @@ def open_run_or_offline(
 
 def _offline_dir(run: Any) -> Path | None:
     try:
-        return Path(run.dir).parent if run.settings._offline else None
+        # absolute: the sync command and the ledger must work from any working directory
+        return Path(run.dir).parent.resolve() if run.settings._offline else None
     except AttributeError:
         return None
 
@@ -348,7 +350,9 @@ def finish(run: Any, exit_code: int = 0) -> None:
     try:
         run.finish(exit_code=exit_code)
     except Exception as exc:  # a failed flush must not hide the evaluation's own outcome
-        log.warning("W&B run.finish failed: %s", brief(exc, with_type=True))
+        # after a failure (exit code 1) that failure is the news; this one is its echo
+        log.log(logging.WARNING if exit_code == 0 else logging.INFO, "W&B run.finish failed: %s",
+                brief(exc, with_type=True))  # fmt: skip
 
 
 def log_bundle(
@@ -381,13 +385,20 @@ def log_bundle(
         apply(run, bundle, options, mode, report)
         report.url = getattr(run, "url", None) if mode == "online" else None
         report.offline_dir = _offline_dir(run)
-    except WandbLogError as exc:
-        ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, "failed", report, error=str(exc)))
+    except Exception as exc:  # ours, the SDK's, or a write of our own (a full disk)
+        with contextlib.suppress(OSError):  # the record is a courtesy; the error below is the news
+            ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, "failed", report, error=brief(exc)))
         if own and run is not None:
+            partial = _offline_dir(run)
             finish(run, exit_code=1)
-        raise WandbLogError(
-            f"{brief(exc, 600)} (logged before that: {', '.join(report.logged) or 'nothing'})"
-        ) from exc
+            if partial is not None:  # half a log: a sync would send it; the rerun logs anew
+                shutil.rmtree(partial, ignore_errors=True)
+        what = (
+            brief(exc, 600)
+            if isinstance(exc, EvalFrameworkError)
+            else f"W&B logging failed: {brief(exc, with_type=True)}"
+        )
+        raise WandbLogError(f"{what} (logged before that: {', '.join(report.logged) or 'nothing'})") from exc
     if own:
         finish(run)
     status = "logged" if mode == "online" else "offline"

@@ -87,10 +87,16 @@ class Workspace:
                 env[name] = value
         return env
 
-    def run(self, *args: object, env: dict[str, str | None] | None = None, timeout: float = 180) -> Result:
+    def run(
+        self,
+        *args: object,
+        env: dict[str, str | None] | None = None,
+        timeout: float = 180,
+        cwd: Path | None = None,
+    ) -> Result:
         started = time.monotonic()
         proc = subprocess.run(
-            [CLI, *(str(a) for a in args)], cwd=self.root, env=self.environment(env),
+            [CLI, *(str(a) for a in args)], cwd=cwd or self.root, env=self.environment(env),
             capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         return Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)

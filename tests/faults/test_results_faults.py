@@ -166,29 +166,50 @@ def _in_the_way(bundle: Path, what: str) -> Path:
         lock.mkdir()
         return lock
     target = bundle / what.split()[0]
-    target.unlink()
+    if what.startswith("wandb"):
+        target.write_text("not a directory\n")
+        return target
+    target.unlink(missing_ok=True)
     target.mkdir()
+    (target / "keep").write_text("a user's file\n")
     return target
 
 
+FILE_SPOT = "is a directory (or other non-file) where a file of the bundle belongs; move it away"
+
+
 @pytest.mark.parametrize(
-    ("what", "says", "lines"),
+    ("what", "says"),
     [
-        ("samples.jsonl is a directory", "samples.jsonl is damaged (a directory, not a file); rerun", 1),
-        ("metadata.json is a directory", "metadata.json: Is a directory, so something else is in the way", 1),
-        ("results.json is a directory", "results.json: Is a directory, so something else is in the way", 2),
-        ("bundle is a file", "is a file where this evaluation's bundle directory belongs; move it away", 1),
-        ("lock is a directory", ".lock: Is a directory, so something else is in the way", 1),
+        ("samples.jsonl is a directory", FILE_SPOT),
+        ("metadata.json is a directory", FILE_SPOT),
+        ("results.json is a directory", FILE_SPOT),
+        ("exports.jsonl is a directory", FILE_SPOT),
+        ("eval.log is a directory", FILE_SPOT),
+        ("wandb is a file", "is a file where a directory of the bundle belongs; move it away"),
+        ("bundle is a file", "is a file where this evaluation's bundle directory belongs; move it away"),
+        ("lock is a directory", "is a directory where the bundle's lock file belongs; move it away"),
     ],
 )
-def test_something_in_the_way_of_the_bundle_layout_is_named(ws, what, says, lines):
+def test_something_in_the_way_of_the_bundle_layout_is_named(ws, what, says):
     bundle = ws.bundle("--num-samples", "10")
     blocker = _in_the_way(bundle, what)
-    # (results.json: a warning first says the bundle is being completed)
-    expect(ws.evaluate("--num-samples", "10"), 5, says, str(blocker.name), lines=lines)
+    expect(ws.evaluate("--num-samples", "10"), 5, says, str(blocker.name))
+    expect(ws.evaluate("--num-samples", "10", "--overwrite"), 5, says)  # nothing of the user's is deleted
+    if blocker.is_dir() and what != "lock is a directory":
+        assert (blocker / "keep").read_text() == "a user's file\n"
     dry = ws.run("upload", ws.out, "--wandb-project", "evals", "--dry-run")
     assert dry.code == 0 and "Traceback" not in dry.err, dry.err  # the other bundles are still listed
     assert f'"bundle": "{ws.keeper.resolve()}"' in dry.out, dry.out
+    ws.keeper_intact()
+
+
+def test_overwrite_refuses_to_delete_files_it_did_not_write(ws):
+    bundle = ws.bundle("--num-samples", "10")
+    (bundle / "notes.md").write_text("why this run matters\n")
+    expect(ws.evaluate("--num-samples", "10", "--overwrite"), 5, "--overwrite would delete notes.md",
+           "move them out of the bundle")  # fmt: skip
+    assert (bundle / "notes.md").is_file()
     ws.keeper_intact()
 
 

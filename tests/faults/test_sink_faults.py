@@ -225,7 +225,9 @@ def test_upload_refuses_a_bundle_whose_scores_were_edited(ws, tamper, says):
     expect(ws.run("upload", bundle, *WANDB), 2, "none of the 1 bundle(s) found is a finished evaluation")
     good = ws.bundle("--num-samples", "4")
     both = ws.run("upload", bundle, good, *WANDB, "--wandb-mode", "offline")
-    assert both.code == 0 and f"skipping {bundle}: not a finished evaluation (" in both.err, both.err
+    assert both.code == 5 and f"skipping {bundle}: not a finished evaluation (" in both.err, both.err
+    assert "1 of 2 bundle(s) skipped (see above), the others are exported" in both.lines[-1], both.err
+    assert (good / "exports.jsonl").is_file()  # the finished one was logged all the same
     assert says in both.lines[0] and "rerun it" in both.lines[0], both.err
     ws.keeper_intact()
 
@@ -248,4 +250,41 @@ def test_reruns_offline_reuse_the_unsynced_offline_run_instead_of_piling_up_copi
         log.with_name(log.name + ".synced").write_text("")  # what `wandb sync` leaves
     expect(ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline"), 0, "logged offline; sync it with")
     assert len(_offline_runs(bundle)) == 3  # synced runs are not reused: a new log for the next sync
+    ws.keeper_intact()
+
+
+def test_a_full_disk_while_logging_offline_is_one_error_and_leaves_no_half_run(ws):
+    import subprocess
+
+    from tests.faults.conftest import CLI, Result
+    from tests.faults.test_input_faults import _tmpfs_available
+
+    if not _tmpfs_available():
+        pytest.skip("needs a private mount namespace (unshare -rm) for a real full disk")
+    bundle = ws.bundle("--num-samples", "10")
+    pages = sum(p.stat().st_size // 4096 + 1 for p in bundle.rglob("*") if p.is_file())
+    disk = ws.root / "disk"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size={(pages + 8) * 4096} tmpfs {disk} && cp -a {bundle} {disk}/b && "
+              f"{CLI} upload {disk}/b --wandb-project evals --wandb-mode offline; code=$?; "
+              f"ls -a {disk}/b/wandb 2>/dev/null; exit $code")  # fmt: skip
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=ws.root, env=ws.environment(None),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = Result(proc.returncode, "", proc.stderr, 0.0)
+    expect(result, 7, "No space left on device", "finish the export with", "--wandb-mode offline")
+    assert "offline-run-" not in proc.stdout, proc.stdout  # the half-written run was removed
+    ws.keeper_intact()
+
+
+def test_an_offline_run_is_recorded_with_its_absolute_path_and_recognised_from_anywhere(ws):
+    first = ws.run(
+        *ws.KEEPER_ARGS, "--output-dir", "rel", "--num-samples", "5", *WANDB, "--wandb-mode", "offline"
+    )
+    expect(first, 0, "logged offline; sync it with: wandb sync /")  # an absolute path
+    (bundle,) = [p for p in (ws.root / "rel").iterdir() if p.is_dir() and p.name[0] != "."]
+    elsewhere = ws.root / "elsewhere"
+    elsewhere.mkdir()
+    again = ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline", cwd=elsewhere)
+    expect(again, 0, "was already logged offline (not synced yet)")
+    assert len(_offline_runs(bundle)) == 1
     ws.keeper_intact()
