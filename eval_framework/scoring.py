@@ -89,9 +89,17 @@ def generation_row(task: Task, index: int, prepared: PreparedSample, text: str) 
     }
 
 
+def _numpy_scalar(value: Any) -> Any:
+    """A NumPy or torch scalar (``np.float32(-1.5)``, ``np.bool_(True)``) as the Python value."""
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        return item()
+    return value
+
+
 def _logprob(result: Any, position: int) -> tuple[float, bool]:
-    """One result of ``loglikelihood()``, checked: a number (not NaN, not +inf) and a greedy flag."""
-    value = getattr(result, "logprob", None)
+    """One result of ``loglikelihood()``, checked: a finite number at most 0 and a greedy flag."""
+    value = _numpy_scalar(getattr(result, "logprob", None))
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ModelError(
             f"the model's loglikelihood() returned {type(result).__name__} at position {position} "
@@ -102,7 +110,12 @@ def _logprob(result: Any, position: int) -> tuple[float, bool]:
             f"the model's loglikelihood() returned logprob {value} at position {position}; fix the model "
             "(a log-probability is a number at most 0)"
         )
-    greedy = getattr(result, "is_greedy", False)
+    if value == -math.inf:
+        raise ModelError(
+            f"the model's loglikelihood() returned logprob -inf at position {position} (a probability of "
+            "exactly 0, which no score can use); fix the model (masked logits, a float16 underflow?)"
+        )
+    greedy = _numpy_scalar(getattr(result, "is_greedy", False))
     if not isinstance(greedy, bool):
         raise ModelError(
             f"the model's loglikelihood() returned is_greedy={greedy!r} ({type(greedy).__name__}) at "
@@ -149,6 +162,14 @@ def score_generation(
             raise ModelError(
                 f"the model's generate() returned {type(text).__name__}, not str; fix it to return strings"
             )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ModelError(
+                f"the model's generate() returned text that is not valid Unicode (a lone surrogate "
+                f"\\u{ord(text[exc.start]):04x} at character {exc.start}); fix its decoding (decode whole "
+                f"characters, errors='replace'). {RESUME_ADVICE[0].upper()}{RESUME_ADVICE[1:]}"
+            ) from exc
         rows.append(generation_row(task, index, prepared, text))
     return rows
 
