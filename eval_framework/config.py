@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from eval_framework.errors import ConfigError, EvalFrameworkError
 from eval_framework.redact import redact, register_secrets_in
-from eval_framework.textfiles import read_text, yaml_error
+from eval_framework.textfiles import load_yaml, read_text, yaml_error
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,15 @@ class EvalConfig(BaseModel):
             raise ValueError("must not be empty; pass a task name or the path of a task file")
         return value.strip()
 
+    @field_validator("llm_name")
+    @classmethod
+    def _a_model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                "must not be empty; pass a class in --models, a dotted path, or hf/openai/embedded"
+            )
+        return value.strip()
+
     @field_validator("models", "output_dir", "task_data_dir", mode="before")
     @classmethod
     def _a_path(cls, value: Any) -> Any:
@@ -183,7 +192,7 @@ def read_yaml_mapping(
     """Read a YAML file that must hold a mapping; every failure is ``error`` naming ``what``."""
     text = read_text(path, what, error)
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise yaml_error(path, what, exc, error) from exc
     if data is None:

@@ -167,7 +167,7 @@ def read_validated(path: Path, model: type[BaseModel]) -> dict[str, Any]:
         raise in_the_way(path, exc) from exc
     except OSError as exc:
         raise OutputError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _damaged(path, "not valid JSON") from exc
     if not isinstance(data, dict):
         raise _damaged(path, "not a JSON object")
@@ -323,7 +323,7 @@ class Bundle:
                 continue
             try:
                 parsed = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                 reason: str | None = "not valid JSON"
             else:
                 reason = check_row(parsed)

@@ -9,7 +9,9 @@ naming the file, the line and column of the first bad byte, and how to fix it, i
 from __future__ import annotations
 
 import codecs
+from collections.abc import Hashable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -48,6 +50,33 @@ def read_text(path: Path, what: str, error: type[EvalFrameworkError]) -> str:
     except OSError as exc:
         raise error(f"cannot read {what}: {exc.strerror}; check the path") from exc
     return decode_text(data, what, error)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last one
+    silently, so a second ``name:`` would quietly win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # the base loader refuses it with its own message
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is written twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as data: keys written twice are refused, and nesting too deep for the parser is a
+    YAMLError like any other malformed file."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError as exc:
+        raise yaml.YAMLError("nested too deeply to read") from exc
 
 
 def yaml_error(

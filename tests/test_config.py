@@ -99,3 +99,18 @@ def test_env_example_lists_every_variable():
     text = (Path(__file__).parents[1] / ".env.example").read_text()
     for name in ENV_VARS:
         assert f"{name}=" in text, name
+
+
+def test_a_config_key_written_twice_or_nested_too_deeply_is_one_clear_error(cli, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("llm_name: embedded\ntask_name: tiny-letters\nllm_name: hf\n")
+    result = cli("--config", config)
+    assert result.code == 2 and "run.yaml:3:1: key 'llm_name' is written twice" in result.err, result.err
+    config.write_text("[" * 100_000)
+    result = cli("--config", config)
+    assert result.code == 2 and "is not valid YAML (nested too deeply to read)" in result.err, result.err
+
+
+def test_an_empty_model_name_is_a_usage_error(cli):
+    result = cli("--llm-name", " ", "--task-name", "tiny-letters")
+    assert result.code == 2 and "invalid --llm-name: must not be empty" in result.err, result.err

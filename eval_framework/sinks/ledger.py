@@ -38,7 +38,7 @@ def read(bundle_dir: Path) -> list[dict[str, Any]]:
     for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue  # a torn last line from a killed process: the next export appends anew
         if isinstance(entry, dict) and isinstance(entry.get("destination"), str):
             entries.append(entry)  # anything else is not a ledger entry: an export is redone, never skipped

@@ -20,6 +20,33 @@ def _kind(value: Any) -> str:
     )
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in row:
+            raise _DuplicateKey(key)
+        row[key] = value
+    return row
+
+
+def _loads(text: str, where: str) -> Any:
+    """JSON text as data, or a TaskError naming ``where``: a key written twice in one object
+    (JSON keeps the last one silently) and nesting too deep to read are refused too."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise TaskError(f"{where} writes the key {exc.args[0]!r} twice in one object; keep one") from exc
+    except RecursionError as exc:
+        raise TaskError(f"{where} is nested too deeply to read; fix the data") from exc
+    except json.JSONDecodeError as exc:
+        at = f" at line {exc.lineno}" if "\n" in text.strip() else ""
+        raise TaskError(f"{where} is not valid JSON ({exc.msg}{at}); fix it") from exc
+
+
 def _check_unicode(value: Any, where: str, text: str) -> None:
     """JSON may escape half of a UTF-16 pair (``"\\ud83d"``); such text cannot be written to a
     results file or shown to a model, so it is refused where it is."""
@@ -40,10 +67,7 @@ def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
     for number, line in enumerate(read_text(path, f"data file {path}", TaskError).splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskError(f"{path}:{number} is not valid JSON ({exc.msg}); fix or remove the line") from exc
+        row = _loads(line, f"{path}:{number}")
         if not isinstance(row, dict):
             raise TaskError(
                 f"{path}:{number} holds {_kind(row)}, not a JSON object; fix the line: each line must be "
@@ -56,10 +80,7 @@ def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
 
 def _json_rows(path: Path) -> list[dict[str, Any]]:
     text = read_text(path, f"data file {path}", TaskError)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TaskError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from exc
+    data = _loads(text, str(path))
     if not isinstance(data, list):
         raise TaskError(f"{path} holds {_kind(data)}; fix the file: it must hold a JSON list of row objects")
     for number, row in enumerate(data):

@@ -68,9 +68,14 @@ def get_task(name: str, subjects: tuple[str, ...] = (), data_dir: Path | None = 
 
 
 def _check_subjects(task: Task, subjects: tuple[str, ...]) -> None:
-    available = task.available_subjects
-    if not subjects or not available:
+    if not subjects:
         return
+    available = task.available_subjects
+    if not available:
+        raise ConfigError(
+            f"task {task.name} has no subjects, so --subjects {', '.join(subjects)} selects nothing; "
+            "drop --subjects (a task file names its subject field with 'subject:')"
+        )
     unknown = [s for s in subjects if s not in available]
     if unknown:
         close = difflib.get_close_matches(unknown[0], available, n=3)

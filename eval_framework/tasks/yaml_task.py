@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import string
 from pathlib import Path
@@ -42,7 +43,7 @@ class TaskSpec(BaseModel):
     answer: str | None = None
     subject: str | None = None
     id: str | None = None
-    metrics: list[str] | None = None
+    metrics: list[str] | None = Field(None, min_length=1)
     fewshot_separator: str = "\n\n"
     continuation_prefix: str = " "
     stop: list[str] = Field(default_factory=lambda: ["\n\n"])
@@ -78,20 +79,36 @@ def _check_template(template: str) -> None:
     """Fields by plain name only: ``{text.upper}`` or ``{row[0]}`` would put Python objects (with
     memory addresses) into prompts, which then differ from run to run."""
     try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        fields = [(n, spec, conv) for _, n, spec, conv in string.Formatter().parse(template) if n is not None]
     except ValueError as exc:
         raise ValueError(f"template {template!r} is not a valid format string: {exc}") from exc
-    for name in fields:
-        if not name or name.isdigit() or any(c in name for c in ".[]"):
+    for name, spec, conversion in fields:
+        if not name or name.isdigit() or any(c in name for c in ".[]") or spec or conversion:
+            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
             raise ValueError(
-                f"template {template!r} uses {{{name}}}; use plain field names like {{question}} "
-                "(no attribute access, indexing or positional fields)"
+                f"template {template!r} uses {{{shown}}}; use plain field names like {{question}} "
+                "(no attribute access, indexing, positional fields, conversions or format specs: the "
+                "text goes into the prompt as the data has it)"
             )
 
 
+def _text(value: Any, where: str, what: str) -> str:
+    """A data value that becomes prompt, choice, answer, id or subject text: a string, or a
+    number or boolean written as such. null, lists, objects and non-finite numbers are refused:
+    they would reach the model as Python's spelling of them ("None", "[1, 2]", "nan")."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
+        return str(value)
+    shown = "null" if value is None else type(value).__name__ if not isinstance(value, float) else repr(value)
+    raise TaskError(f"{where}: {what} is {shown}, not text or a number; fix the data")
+
+
 def _format(template: str, row: dict[str, Any], where: str) -> str:
+    names = {n for _, n, _, _ in string.Formatter().parse(template) if n}
+    values = {n: _text(row[n], where, f"field {n!r}") for n in names if n in row}
     try:
-        return template.format(**row)
+        return template.format(**values)
     except KeyError as exc:
         raise TaskError(
             f"{where}: template {template!r} uses field {exc.args[0]!r}, which the row lacks; fix the "
@@ -165,22 +182,35 @@ class YamlTask(Task):
                 f"(row fields: {', '.join(row)})"
             )
         prompt = _format(spec.prompt, row, where)
-        subject = str(row[spec.subject]) if spec.subject and row.get(spec.subject) is not None else None
-        sample_id = str(row[spec.id]) if spec.id and spec.id in row else str(index)
+        subject = (
+            _text(row[spec.subject], where, f"subject field {spec.subject!r}")
+            if spec.subject and row.get(spec.subject) is not None
+            else None
+        )
+        if spec.id and spec.id not in row:
+            raise TaskError(f"{where} lacks the id field {spec.id!r}; fix 'id' or the data (row fields: "
+                            f"{', '.join(row)})")  # fmt: skip
+        if spec.id and (isinstance(row[spec.id], bool | float) or row[spec.id] is None):
+            raise TaskError(f"{where}: id field {spec.id!r} is {row[spec.id]!r}; use text or whole numbers")
+        sample_id = _text(row[spec.id], where, f"id field {spec.id!r}") if spec.id else str(index)
         raw_target = row[spec.target]
         if spec.kind == "generation":
-            answer = _format(spec.answer, row, where) if spec.answer else str(raw_target)
-            return Sample(sample_id, prompt, str(raw_target), subject=subject, answer_text=answer)
+            gold = _text(raw_target, where, f"target field {spec.target!r}")
+            answer = _format(spec.answer, row, where) if spec.answer else gold
+            return Sample(sample_id, prompt, gold, subject=subject, answer_text=answer)
         if isinstance(spec.choices, str):
             if not isinstance(row.get(spec.choices), list):
                 raise TaskError(
                     f"{where}: choices field {spec.choices!r} must hold a list; fix the row or 'choices'"
                 )
-            choices = tuple(str(c) for c in row[spec.choices])
+            choices = tuple(
+                _text(c, where, f"choice {i} of field {spec.choices!r}")
+                for i, c in enumerate(row[spec.choices])
+            )
         else:
             choices = tuple(_format(t, row, where) for t in spec.choices or ())
-        target = self._target_index(raw_target, choices, where)
-        return Sample(sample_id, prompt, target, choices=choices, subject=subject)
+        index = self._target_index(raw_target, choices, where)
+        return Sample(sample_id, prompt, index, choices=choices, subject=subject)
 
     @staticmethod
     def _target_index(raw: Any, choices: tuple[str, ...], where: str) -> int:
@@ -189,8 +219,15 @@ class YamlTask(Task):
         # A choice's exact text wins: choices "A".."D" or "1".."4" with a target naming one of them
         # mean that choice, not the letter's or number's position.
         if isinstance(raw, str) and raw in choices:
+            if choices.count(raw) > 1:
+                raise TaskError(
+                    f"{where}: target {raw!r} names {choices.count(raw)} of the choices; make the choices "
+                    "distinct or give the target as an index"
+                )
             index = choices.index(raw)
-        elif isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit()):
+        elif isinstance(raw, int) or (
+            isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit()
+        ):
             index = int(raw)
         elif isinstance(raw, str) and len(raw.strip()) == 1 and raw.strip() in _LETTERS:
             index = _LETTERS.index(raw.strip())
@@ -199,8 +236,9 @@ class YamlTask(Task):
                 f"{where}: target {raw!r} is not an index, letter or one of the choices; fix the row"
             )
         if not 0 <= index < len(choices):
+            shown = f"index {index}" if isinstance(raw, int) else f"{raw!r} (index {index})"
             raise TaskError(
-                f"{where}: target index {index} is out of range for {len(choices)} choices; fix the row"
+                f"{where}: target {shown} is out of range for {len(choices)} choices; fix the row"
             )
         return index
 

@@ -148,3 +148,61 @@ def test_two_rows_with_one_id_are_refused(tmp_path):
     )
     with pytest.raises(TaskError, match=r"d\.jsonl rows 0 and 1 have one id 'a'.*give every row its own id"):
         get_task(str(path)).eval_samples()
+
+
+MC = "name: t\ndata: {eval: d.jsonl}\nprompt: '{q}'\nchoices: c\ntarget: t\n"
+
+
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [
+        ('{"q": null, "c": ["x", "y"], "t": 0}', r"row 0: field 'q' is null, not text or a number"),
+        ('{"q": [1, 2], "c": ["x", "y"], "t": 0}', r"field 'q' is list, not text"),
+        ('{"q": NaN, "c": ["x", "y"], "t": 0}', r"field 'q' is nan, not text"),
+        ('{"q": "?", "c": ["x", null], "t": 0}', r"choice 1 of field 'c' is null"),
+        ('{"q": "?", "c": ["x", {"a": 1}], "t": 0}', r"choice 1 of field 'c' is dict"),
+        (
+            '{"q": "?", "c": ["x", "y"], "t": "\\u0661"}',  # an Arabic-Indic digit one
+            r"target '\u0661' is not an index, letter or one of the choices",
+        ),
+        ('{"q": "?", "c": ["x", "y"], "t": "C"}', r"target 'C' \(index 2\) is out of range for 2 choices"),
+        ('{"q": "?", "c": ["x", "x"], "t": "x"}', r"target 'x' names 2 of the choices"),
+        ('{"q": "?", "q": "!", "c": ["x"], "t": 0}', r"d\.jsonl:1 writes the key 'q' twice"),
+        ("[" * 100_000, r"d\.jsonl:1 is nested too deeply to read"),
+    ],
+)
+def test_data_values_that_are_not_text_never_reach_a_prompt(tmp_path, row, says):
+    path = _task(tmp_path, MC, {"d.jsonl": row + "\n"})
+    with pytest.raises(TaskError, match=says):
+        get_task(str(path)).eval_samples()
+
+
+@pytest.mark.parametrize("template", ["'{q!r}'", "'{q:>100000000}'", "'{q!s:10}'"])
+def test_templates_take_no_conversions_or_format_specs(tmp_path, template):
+    path = _task(tmp_path, MC.replace("'{q}'", template), {"d.jsonl": '{"q": "?", "c": ["x"], "t": 0}\n'})
+    with pytest.raises(
+        TaskDefinitionError, match="no attribute access, indexing, positional fields, conversions"
+    ):
+        get_task(str(path))
+
+
+def test_an_id_field_the_rows_lack_and_an_empty_metrics_list_are_refused(tmp_path):
+    rows = {"d.jsonl": '{"q": "?", "c": ["x"], "t": 0}\n'}
+    with pytest.raises(TaskError, match=r"row 0 lacks the id field 'nosuch'"):
+        get_task(str(_task(tmp_path, MC + "id: nosuch\n", rows))).eval_samples()
+    with pytest.raises(TaskDefinitionError, match=r"field 'metrics'"):
+        get_task(str(_task(tmp_path, MC + "metrics: []\n", rows)))
+
+
+def test_a_key_written_twice_in_a_task_file_is_refused(tmp_path):
+    path = _task(tmp_path, "name: a\n" + MC, {"d.jsonl": '{"q": "?", "c": ["x"], "t": 0}\n'})
+    with pytest.raises(TaskDefinitionError, match=r"task\.yaml:2:1: key 'name' is written twice"):
+        get_task(str(path))
+
+
+def test_subjects_on_a_task_without_subjects_are_a_usage_error(tmp_path):
+    from eval_framework.errors import ConfigError
+
+    path = _task(tmp_path, MC, {"d.jsonl": '{"q": "?", "c": ["x"], "t": 0}\n'})
+    with pytest.raises(ConfigError, match=r"task t has no subjects, so --subjects s1 selects nothing"):
+        get_task(str(path), ("s1",))
