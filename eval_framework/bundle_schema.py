@@ -177,7 +177,7 @@ class MetadataFile(BaseModel):
 
 
 def problem(exc: ValidationError) -> str:
-    """The first validation error as 'field a.b: message' (one line)."""
+    """The first validation error as 'message (field 'a.b')' (one line)."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    return f"field '{where}': {first['msg']}"
+    return f"{first['msg']} (field '{where}')"  # the field last: "'x_key': text" reads as a secret

@@ -288,8 +288,9 @@ def load_spec(path: Path) -> TaskSpec:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        where = f"field '{field}'" if field else "the file"
+        # the field after the message: "field 'x_key': text" would read as a secret's value
+        where = f" (field '{field}')" if field else ""
         message = str(first["msg"]).removeprefix("Value error, ")
         raise TaskDefinitionError(
-            f"task file {path}: {where}: {message}; see docs/tasks.md for the schema"
+            f"task file {path}: {message}{where}; see docs/tasks.md for the schema"
         ) from exc

@@ -74,7 +74,7 @@ def test_a_utf16_config_file_from_a_windows_editor_just_works(ws):
         ("latin1.yaml", b"name: x\ndata:\n  eval: letters/eval.jsonl\n" + LATIN1, 2, "is not UTF-8 text"),
         ("syntax.yaml", "name: x\nprompt: '{q}\ndata: [\n", 2, "is not valid YAML (syntax.yaml:"),
         ("nofield.yaml", "name: x\ndata:\n  eval: letters/eval.jsonl\nchoices: options\ntarget: gold\n", 2,
-         "field 'prompt': Field required"),
+         "Field required (field 'prompt')"),
         ("nodata.yaml", "name: x\ndata:\n  eval: missing.jsonl\nprompt: '{q}'\nchoices: options\ntarget: gold\n",
          4, "data file missing.jsonl does not exist"),
         ("badfield.yaml", "name: x\ndata:\n  eval: letters/eval.jsonl\nprompt: '{question}'\nchoices: options\n"
