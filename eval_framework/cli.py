@@ -24,7 +24,7 @@ from eval_framework.config import build_config, load_env, read_config_file, spli
 from eval_framework.errors import EvalFrameworkError, brief
 from eval_framework.llm_args import expand_multi_value_options, parse_llm_args
 from eval_framework.redact import ScrubFilter, scrub
-from eval_framework.results import IN_THE_WAY, Bundle, in_the_way
+from eval_framework.results import IN_THE_WAY, Bundle, forget_cached, in_the_way
 
 app = typer.Typer(
     name="eval_framework",
@@ -537,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     # traceback ("--- Logging error ---"); the failure that matters is reported by its own path.
     logging.raiseExceptions = False
     cleanup.reset()
+    forget_cached()
     cleanup.install_signal_handlers()  # a scheduler's SIGTERM and Ctrl-C go through our handlers
     try:  # from here on, a stop is said in one line whatever it cuts short
         args = expand_multi_value_options(args) if not _names_subcommand(args) else args
