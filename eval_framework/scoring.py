@@ -124,6 +124,16 @@ def _logprob(result: Any, position: int) -> tuple[float, bool]:
     return float(value), greedy
 
 
+def _one_per_request(
+    outputs: Sequence[Any], requests: Sequence[Any], method: str, plural: str, one: str
+) -> None:
+    if len(outputs) != len(requests):
+        raise ModelError(
+            f"the model returned {len(outputs)} {plural} for {len(requests)} requests; fix its "
+            f"{method}() to return one {one} per request, in order"
+        )
+
+
 def score_mc(task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]]) -> list[dict[str, Any]]:
     requests: list[LoglikelihoodRequest] = []
     for _, prepared in batch:
@@ -131,11 +141,7 @@ def score_mc(task: Task, model: Any, batch: Sequence[tuple[int, PreparedSample]]
             requests.append(LoglikelihoodRequest(ctx, cont))
     with model_call(task, "loglikelihood"):
         results = list(model.loglikelihood(requests))
-    if len(results) != len(requests):
-        raise ModelError(
-            f"the model returned {len(results)} loglikelihoods for {len(requests)} requests; fix its "
-            "loglikelihood() to return one result per request, in order"
-        )
+    _one_per_request(results, requests, "loglikelihood", "loglikelihoods", "result")
     checked = [_logprob(r, i) for i, r in enumerate(results)]
     rows, offset = [], 0
     for index, prepared in batch:
@@ -151,11 +157,7 @@ def score_generation(
     requests = [GenerationRequest(p.contexts(task)[0], max_tokens, task.stop) for _, p in batch]
     with model_call(task, "generate"):
         outputs = list(model.generate(requests))
-    if len(outputs) != len(requests):
-        raise ModelError(
-            f"the model returned {len(outputs)} generations for {len(requests)} requests; fix its "
-            "generate() to return one string per request, in order"
-        )
+    _one_per_request(outputs, requests, "generate", "generations", "string")
     rows = []
     for (index, prepared), text in zip(batch, outputs, strict=True):
         if not isinstance(text, str):
