@@ -211,4 +211,5 @@ def test_subjects_on_a_task_without_subjects_are_a_usage_error(tmp_path):
 def test_an_unknown_key_named_like_a_secret_is_named_not_masked(cli, tmp_path):
     path = _task(tmp_path, MC + "unknown_key: 1\n", {"d.jsonl": '{"q": "?", "c": ["x"], "t": 0}\n'})
     result = cli("--llm-name", "embedded", "--task-name", path)
-    assert result.code == 2 and "Extra inputs are not permitted (field 'unknown_key')" in result.err, result.err
+    assert result.code == 2, result.err
+    assert "Extra inputs are not permitted (field 'unknown_key')" in result.err, result.err
