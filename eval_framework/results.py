@@ -238,11 +238,24 @@ def seal_of(
     in index order, whatever their formatting or line order). It catches edits made after the
     evaluation finished, by hand or by other tools; it is a checksum, not a signature."""
     digest = hashlib.sha256()
-    digest.update(canonical_json({k: v for k, v in metadata.items() if k not in UNSEALED}).encode())
-    digest.update(b"\n" + canonical_json(results).encode())
+    sealed = {k: v for k, v in metadata.items() if k not in UNSEALED}
+    digest.update(canonical_json(_number_form(sealed)).encode())
+    digest.update(b"\n" + canonical_json(_number_form(results)).encode())
     for row in sorted(rows, key=lambda r: r["index"]):
-        digest.update(b"\n" + canonical_json(row).encode())
+        digest.update(b"\n" + canonical_json(_number_form(row)).encode())
     return digest.hexdigest()
+
+
+def _number_form(value: Any) -> Any:
+    """Numbers as values, not spellings: JSON tools write 1.0 as 1 (jq, JavaScript); reformatting is
+    not an edit."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _number_form(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_number_form(v) for v in value]
+    return value
 
 
 def as_stored(data: Any) -> Any:
@@ -411,7 +424,9 @@ class Bundle:
         rows = sorted((line.row for line in scan.rows), key=lambda r: r["index"])
         if results["metrics"] != aggregate(rows, metrics):
             return "results.json does not match its sample rows"
-        if metadata["schema_version"] >= 2 and metadata.get("seal") != seal_of(metadata, results, rows):
+        if metadata.get("seal") is None:
+            return "it has no seal (made before bundles were sealed, or its seal was removed); rerun it"
+        if metadata.get("seal") != seal_of(metadata, results, rows):
             return "its files were changed after it finished (the seal in metadata.json does not match)"
         return None
 

@@ -68,6 +68,8 @@ class TaskSpec(BaseModel):
         ]
         for template in templates:
             _check_template(template)
+        if self.metrics and len(set(self.metrics)) != len(self.metrics):
+            raise ValueError(f"metrics {self.metrics} name one metric twice; name each once")
         allowed = {"multiple_choice": {"acc", "acc_norm"}, "generation": {"exact_match"}}[self.kind]
         bad = set(self.metrics or ()) - allowed
         if bad:
@@ -272,7 +274,10 @@ class YamlTask(Task):
             for which, rel in (("eval", self.spec.data.eval), ("fewshot", self.spec.data.fewshot))
             if rel is not None and self._data_path(rel).is_file()
         }
-        spec_hash = hashlib.sha256(json.dumps(self.spec.model_dump(mode="json"), sort_keys=True).encode())
+        # What changes results: not the description, not the order metrics are listed in.
+        spec = self.spec.model_dump(mode="json", exclude={"description"})
+        spec["metrics"] = sorted(spec["metrics"]) if spec["metrics"] else None
+        spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
         return {**super().identity(), "spec_sha256": spec_hash.hexdigest(), "data_sha256": files}
 
     def dataset_info(self) -> dict[str, Any]:

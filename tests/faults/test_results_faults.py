@@ -355,7 +355,25 @@ def test_metadata_edited_after_the_evaluation_finished_is_not_trusted(ws):
 def test_reformatted_or_reordered_rows_are_still_the_same_finished_evaluation(ws):
     bundle = ws.bundle("--num-samples", "10")
     rows = [json.loads(line) for line in (bundle / "samples.jsonl").read_text().splitlines()]
+    for row in rows:  # as jq or JavaScript write them: 1.0 as 1
+        row["scores"] = {k: int(v) if float(v).is_integer() else v for k, v in row["scores"].items()}
     compact = [json.dumps(r, separators=(",", ":"), sort_keys=True) for r in reversed(rows)]
     (bundle / "samples.jsonl").write_text("\n".join(compact) + "\n")
     expect(ws.evaluate("--num-samples", "10"), 0, "reusing")
+    ws.keeper_intact()
+
+
+def test_a_removed_seal_is_not_a_way_around_it(ws):
+    bundle = ws.bundle("--num-samples", "10")
+
+    def downgrade(data):
+        data["schema_version"] = 1
+        del data["seal"]
+        data["model"]["name"] = "GPT-9"
+
+    _edit_json(bundle / "metadata.json", downgrade)
+    dry = ws.run("upload", bundle, "--wandb-project", "evals", "--dry-run")
+    assert dry.code == 0 and "it has no seal" in dry.out and "GPT-9" not in dry.out, dry.out
+    expect(ws.evaluate("--num-samples", "10"), 0, "it has no seal", "completing it")
+    assert json.loads((bundle / "metadata.json").read_text())["model"]["name"] != "GPT-9"
     ws.keeper_intact()

@@ -192,6 +192,8 @@ def test_an_id_field_the_rows_lack_and_an_empty_metrics_list_are_refused(tmp_pat
         get_task(str(_task(tmp_path, MC + "id: nosuch\n", rows))).eval_samples()
     with pytest.raises(TaskDefinitionError, match=r"field 'metrics'"):
         get_task(str(_task(tmp_path, MC + "metrics: []\n", rows)))
+    with pytest.raises(TaskDefinitionError, match=r"name one metric twice"):
+        get_task(str(_task(tmp_path, MC + "metrics: [acc, acc, acc_norm]\n", rows)))
 
 
 def test_a_key_written_twice_in_a_task_file_is_refused(tmp_path):
