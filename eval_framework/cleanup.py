@@ -149,6 +149,27 @@ def install_sigterm_handler() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def finished(code: int = 0) -> None:
+    """The command's work is done and said: a stop from here on only cuts the exit short (the W&B
+    SDK's exit handler, interpreter teardown), so it is said as such and the process leaves."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def late_stop(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(Exception):
+            outcome = (
+                "nothing is lost (the command had finished and written everything); no need to rerun"
+                if code == 0
+                else "the error above stands; what was written is kept"
+            )
+            sys.stderr.write(f"error: stopped by {signal.Signals(signum).name} while exiting: {outcome}\n")
+            sys.stderr.flush()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGINT, late_stop)
+    signal.signal(signal.SIGTERM, late_stop)
+
+
 #: Seconds a stopped process gives the W&B SDK to flush (the preemption record) before it exits.
 STOP_GRACE_S = 10.0
 

@@ -347,22 +347,19 @@ def upload_command_cli(
         print(json.dumps([plan(b, sinks) for b in bundles], indent=2))
         return
     finished = [b for b in bundles if Bundle(b).is_complete()]
-    if not finished:
-        raise ConfigError(
-            f"none of the {len(bundles)} bundle(s) found is a finished evaluation; rerun the evaluations "
-            "first (upload --dry-run says what each one lacks)"
-        )
     skipped = sorted(set(bundles) - set(finished))
     for path in skipped:
-        why = Bundle(path).why_unfinished()
-        print(f"skipping {path}: not a finished evaluation ({why}); rerun it to finish it", file=sys.stderr)
-    _publish_and_report(finished, sinks)
+        why, advice = Bundle(path).unfinished()
+        print(f"skipping {path}: not a finished evaluation ({why}); {advice}", file=sys.stderr)
+    if finished:
+        _publish_and_report(finished, sinks)
     if skipped:
         from eval_framework.errors import OutputError
 
+        exported = "the others are exported" if finished else "nothing was exported"
         raise OutputError(
-            f"{len(skipped)} of {len(bundles)} bundle(s) skipped (see above), the others are exported; "
-            "rerun those evaluations (or move them away), then upload again"
+            f"{len(skipped)} of {len(bundles)} bundle(s) skipped (see above), {exported}; do what each "
+            "line says, then upload again (upload --dry-run shows what each bundle lacks)"
         )
 
 
@@ -627,9 +624,10 @@ def _names_subcommand(args: list[str]) -> bool:
 
 def run() -> None:
     code = main()
-    if code != 0 and "wandb" in sys.modules:
-        from eval_framework import cleanup
+    from eval_framework import cleanup
 
+    cleanup.finished(code)
+    if code != 0 and "wandb" in sys.modules:
         # A stopped or failed process must not wait minutes on the W&B SDK's exit handler (it joins
         # a service that may still be waiting on an unreachable server): bounded, then gone.
         cleanup.exit_now(code)

@@ -205,6 +205,12 @@ class SampleScan:
     bad: list[BadLine] = field(default_factory=list)
 
 
+#: An interrupted atomic write's temporary file (mkstemp's 8 random characters after the name).
+_OUR_TEMP = re.compile(r"\.(?:" + "|".join(re.escape(n) for n in BUNDLE_FILES) + r")\.[a-z0-9_]{8}")
+#: What the W&B SDK and our staging put under <bundle>/wandb.
+_SDK_ENTRY = re.compile(
+    r"(?:offline-)?run-\d{8}_\d{6}-.+|latest-run|debug(?:-internal|-cli\..+)?\.log|artifact|sdk-data"
+)
 _SCANS: dict[tuple[str, int, int, int], SampleScan] = {}
 _VERDICTS: dict[tuple[tuple[int, int, int], ...], str | None] = {}
 
@@ -432,10 +438,18 @@ class Bundle:
 
     def why_unfinished(self) -> str:
         """``problems()`` for a message: why this is not a finished evaluation."""
+        return self.unfinished()[0]
+
+    def unfinished(self) -> tuple[str, str]:
+        """Why this is not a finished evaluation, and what to do about it."""
+        if self.blocked() is not None:
+            return str(self.blocked()), "move it away, then rerun the evaluation"
         try:
-            return self.problems() or "complete"
-        except OutputError as exc:  # damaged (BundleDamaged) or unreadable
-            return str(exc).split(";")[0]
+            return self.problems() or "complete", "rerun the evaluation to finish or check it"
+        except BundleDamaged as exc:
+            return str(exc).split(";")[0], "rerun the evaluation with --overwrite"
+        except OutputError as exc:  # unreadable
+            return str(exc).split(";")[0], "fix its permissions"
 
     def blocked(self) -> str | None:
         """A path of the bundle's layout taken by the wrong kind of thing (a directory named
@@ -460,11 +474,13 @@ class Bundle:
         if not self.dir.is_dir():
             return []
         known = set(BUNDLE_FILES) | set(BUNDLE_DIRS)
-        return sorted(
-            p.name
-            for p in self.dir.iterdir()
-            if p.name not in known and not any(p.name.startswith(f".{k}.") for k in BUNDLE_FILES)
-        )
+        foreign = [
+            p.name for p in self.dir.iterdir() if p.name not in known and not _OUR_TEMP.fullmatch(p.name)
+        ]
+        runs = self.dir / WANDB_DIR
+        if runs.is_dir():  # the SDK's run directories and logs, our artifact staging
+            foreign += [f"{WANDB_DIR}/{p.name}" for p in runs.iterdir() if not _SDK_ENTRY.fullmatch(p.name)]
+        return sorted(foreign)
 
     def is_complete(self) -> bool:
         """A complete, consistent evaluation (damaged, unreadable or unfinished bundles are not)."""
@@ -545,12 +561,12 @@ class Bundle:
     def promote(self, new: Bundle) -> None:
         """Put the complete bundle ``new`` in this one's place; the old one goes only afterwards."""
         old = self._old_dir
-        if old.exists():
-            shutil.rmtree(old)
-        if self.dir.exists():
+        if old.exists() or old.is_symlink():
+            _remove(old)
+        if self.dir.exists() or self.dir.is_symlink():
             os.replace(self.dir, old)
         os.replace(new.dir, self.dir)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old, quietly=True)
 
     def finish_interrupted_swap(self) -> None:
         """Complete (or undo) a ``promote`` that a killed process left half done."""
@@ -561,8 +577,16 @@ class Bundle:
                 os.replace(new.dir, self.dir)
             else:
                 os.replace(old, self.dir)
-        if self.dir.exists() and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
+        if self.dir.exists() and (old.exists() or old.is_symlink()):
+            _remove(old, quietly=True)
+
+
+def _remove(path: Path, quietly: bool = False) -> None:
+    """Remove a bundle directory we replaced; a symlinked one loses the link, never its target."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=quietly)
 
 
 def ensure_writable(directory: Path) -> None:

@@ -236,10 +236,10 @@ def _overwrite(plan: EvalPlan, bundle: Bundle, progress: ProgressFn | None, mode
         )
     unsynced = bundle.unsynced_offline_runs()
     if unsynced:
+        runs = " ".join(str(p.resolve()) for p in unsynced)
         raise OutputError(
             f"--overwrite would delete {len(unsynced)} W&B run(s) logged offline in {bundle.dir} and never "
-            f"synced; sync them first (wandb sync {' '.join(str(p) for p in unsynced)}) or delete them to "
-            "discard, then rerun"
+            f"synced; sync them first (wandb sync {runs}) or delete them to discard, then rerun"
         )
     staging = Bundle(bundle.overwrite_dir)
     try:

@@ -56,3 +56,21 @@ def test_a_stop_python_dropped_is_acted_on_at_the_next_safe_point(handlers, lett
     finally:
         cleanup.reset()
     assert not any((tmp_path / "out").glob("*/samples.jsonl"))
+
+
+@pytest.mark.parametrize(("code", "says"), [(0, "nothing is lost"), (3, "the error above stands")])
+def test_a_stop_after_the_work_is_done_is_said_as_such(code, says):
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, time\n"
+        "from eval_framework import cleanup\n"
+        f"cleanup.finished({code})\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr == f"error: stopped by SIGTERM while exiting: {says}" + proc.stderr.split(says, 1)[1]
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr

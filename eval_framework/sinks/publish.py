@@ -154,7 +154,8 @@ def plan(bundle_dir: Path, options: PublishOptions) -> dict[str, Any]:
     bundle = Bundle(bundle_dir)
     out: dict[str, Any] = {"bundle": str(bundle_dir), "complete": bundle.is_complete()}
     if not out["complete"]:
-        out["skip"] = f"{bundle.why_unfinished()}; rerun the evaluation first"
+        why, advice = bundle.unfinished()
+        out["skip"] = f"{why}; {advice}"
         return out
     if options.wandb is not None:
         spec = build_spec(bundle, options.wandb)

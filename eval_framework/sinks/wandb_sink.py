@@ -385,7 +385,7 @@ def log_bundle(
         apply(run, bundle, options, mode, report)
         report.url = getattr(run, "url", None) if mode == "online" else None
         report.offline_dir = _offline_dir(run)
-    except Exception as exc:  # ours, the SDK's, or a write of our own (a full disk)
+    except BaseException as exc:  # ours, the SDK's, a write of our own (a full disk), or a stop
         with contextlib.suppress(OSError):  # the record is a courtesy; the error below is the news
             ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, "failed", report, error=brief(exc)))
         if own and run is not None:
@@ -393,6 +393,8 @@ def log_bundle(
             finish(run, exit_code=1)
             if partial is not None:  # half a log: a sync would send it; the rerun logs anew
                 shutil.rmtree(partial, ignore_errors=True)
+        if not isinstance(exc, Exception):
+            raise  # a stop (SIGTERM, Ctrl-C) stays a stop
         what = (
             brief(exc, 600)
             if isinstance(exc, EvalFrameworkError)

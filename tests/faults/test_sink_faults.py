@@ -174,8 +174,11 @@ def test_upload_of_only_unfinished_bundles(ws):
     (unfinished / "metadata.json").write_text("{}")
     expect(
         ws.run("upload", ws.root / "partial", *WANDB),
-        2,
-        "none of the 1 bundle(s) found is a finished evaluation",
+        5,
+        "metadata.json is damaged",
+        "rerun the evaluation with --overwrite",
+        "1 of 1 bundle(s) skipped (see above), nothing was exported",
+        lines=2,
     )
     ws.keeper_intact()
 
@@ -222,13 +225,13 @@ def test_upload_refuses_a_bundle_whose_scores_were_edited(ws, tamper, says):
             (bundle / "results.json").write_text(json.dumps(results))
     dry = ws.run("upload", bundle, *WANDB, "--dry-run")
     assert dry.code == 0 and says in dry.out and '"complete": false' in dry.out, dry.out
-    expect(ws.run("upload", bundle, *WANDB), 2, "none of the 1 bundle(s) found is a finished evaluation")
+    expect(ws.run("upload", bundle, *WANDB), 5, says, "1 of 1 bundle(s) skipped", lines=2)
     good = ws.bundle("--num-samples", "4")
     both = ws.run("upload", bundle, good, *WANDB, "--wandb-mode", "offline")
     assert both.code == 5 and f"skipping {bundle}: not a finished evaluation (" in both.err, both.err
     assert "1 of 2 bundle(s) skipped (see above), the others are exported" in both.lines[-1], both.err
     assert (good / "exports.jsonl").is_file()  # the finished one was logged all the same
-    assert says in both.lines[0] and "rerun it" in both.lines[0], both.err
+    assert says in both.lines[0] and "rerun the evaluation" in both.lines[0], both.err
     ws.keeper_intact()
 
 
