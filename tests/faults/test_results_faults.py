@@ -204,12 +204,27 @@ def test_something_in_the_way_of_the_bundle_layout_is_named(ws, what, says):
     ws.keeper_intact()
 
 
-def test_overwrite_refuses_to_delete_files_it_did_not_write(ws):
+@pytest.mark.parametrize("name", ["notes.md", ".eval.log.swp", "wandb/mynotes.txt", "wandb/offline-run-x"])
+def test_overwrite_refuses_to_delete_files_it_did_not_write(ws, name):
     bundle = ws.bundle("--num-samples", "10")
-    (bundle / "notes.md").write_text("why this run matters\n")
-    expect(ws.evaluate("--num-samples", "10", "--overwrite"), 5, "--overwrite would delete notes.md",
+    (bundle / name).parent.mkdir(exist_ok=True)
+    (bundle / name).write_text("why this run matters\n")
+    expect(ws.evaluate("--num-samples", "10", "--overwrite"), 5, f"--overwrite would delete {name}",
            "move them out of the bundle")  # fmt: skip
-    assert (bundle / "notes.md").is_file()
+    assert (bundle / name).is_file()
+    ws.keeper_intact()
+
+
+def test_overwrite_of_a_symlinked_bundle_never_touches_the_link_target(ws):
+    bundle = ws.bundle("--num-samples", "10")
+    elsewhere = ws.root / "elsewhere"
+    shutil.move(bundle, elsewhere)
+    bundle.symlink_to(elsewhere)
+    before = sorted(p.name for p in elsewhere.iterdir())
+    expect(ws.evaluate("--num-samples", "10", "--overwrite"), 0, lines=0)
+    expect(ws.evaluate("--num-samples", "10", "--overwrite"), 0, lines=0)  # a second time too
+    assert sorted(p.name for p in elsewhere.iterdir()) == before and bundle.is_dir()
+    assert not [p for p in ws.out.iterdir() if p.name.endswith((".old", ".overwrite"))]
     ws.keeper_intact()
 
 
