@@ -75,13 +75,14 @@ def missing_extra(
 
 def brief(exc: BaseException, limit: int = 300, with_type: bool = False) -> str:
     """Another library's exception text made fit for a one-line message: secrets scrubbed first (a
-    cut could hide a secret from the scrubber), whitespace and newlines collapsed, cut at ``limit``
-    characters; the type name when the text says nothing."""
+    cut could hide a secret from the scrubber), whitespace and newlines collapsed, its middle cut out
+    beyond ``limit`` characters; the type name when the text says nothing."""
     from eval_framework.redact import scrub  # redact is light, but errors is imported by everything
 
     text = " ".join(scrub(str(exc)).split())
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
+    if len(text) > limit:  # head and tail: the last words of a long error are often its cause
+        half = (limit - 3) // 2
+        text = f"{text[:half].rstrip()} … {text[-half:].lstrip()}"
     if not text:
         return type(exc).__name__
     return f"{type(exc).__name__}: {text}" if with_type else text

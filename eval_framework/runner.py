@@ -206,7 +206,7 @@ def evaluate(
     """Run (or resume, or reuse) one evaluation and return its bundle."""
     plan = make_plan(config)
     ensure_writable(config.output_dir)
-    bundle = Bundle(config.output_dir / plan.bundle_name)
+    bundle = _bundle_for(plan)
     if bundle.dir.exists() and not bundle.dir.is_dir():
         raise OutputError(
             f"{bundle.dir} is a file where this evaluation's bundle directory belongs; move it away and rerun"
@@ -223,6 +223,26 @@ def evaluate(
             log.info("reusing finished evaluation in %s (pass --overwrite to recompute)", bundle.dir)
             return EvalOutcome(bundle.dir, bundle.results(), bundle.metadata(), reused=True)
         return _run(plan, bundle, done, progress, model, hooks)
+
+
+def _bundle_for(plan: EvalPlan) -> Bundle:
+    """The evaluation's bundle: by its name, or the one already holding this evaluation under
+    another display name (``--llm-args name=...`` changes the name, never the results)."""
+    bundle = Bundle(plan.config.output_dir / plan.bundle_name)
+    if bundle.dir.exists() or bundle.dir.is_symlink() or not plan.config.output_dir.is_dir():
+        return bundle
+    suffix = f"__{plan.key[:12]}"
+    for other in sorted(plan.config.output_dir.glob(f"*{suffix}")):
+        if other.name.startswith(".") or not other.is_dir():
+            continue
+        try:
+            same = Bundle(other).metadata()["natural_key"] == plan.key
+        except OutputError:
+            continue
+        if same:
+            log.info("this evaluation is already in %s (under another name): using it", other)
+            return Bundle(other)
+    return bundle
 
 
 def _overwrite(plan: EvalPlan, bundle: Bundle, progress: ProgressFn | None, model: Any) -> EvalOutcome:

@@ -105,6 +105,13 @@ def _logprob(result: Any, position: int) -> tuple[float, bool]:
             f"the model's loglikelihood() returned {type(result).__name__} at position {position} "
             f"(logprob {value!r}); fix it to return LoglikelihoodResult(logprob=<float>, is_greedy=<bool>)"
         )
+    try:
+        value = float(value)
+    except OverflowError as exc:  # an int beyond any float
+        raise ModelError(
+            f"the model's loglikelihood() returned logprob {brief(exc)} at position {position}; fix the "
+            "model (return a float)"
+        ) from exc
     if math.isnan(value) or value > POSITIVE_TOLERANCE:
         raise ModelError(
             f"the model's loglikelihood() returned logprob {value} at position {position}; fix the model "

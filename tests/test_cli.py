@@ -416,3 +416,21 @@ def test_python_api_matches_the_cli(cli, letters_task, tmp_path):
                 "--output-dir", tmp_path / "o")  # fmt: skip
     assert again.code == 0 and "reusing" in again.err.lower()
     assert json.loads((outcome.bundle_dir / "results.json").read_text()) == outcome.results
+
+
+def test_a_display_name_does_not_make_a_second_bundle(cli, tmp_path):
+    args = [
+        "--llm-name",
+        "embedded",
+        "--task-name",
+        "tiny-letters",
+        "--num-samples",
+        "5",
+        "--output-dir",
+        tmp_path,
+    ]
+    assert cli(*args, "--llm-args", "name=foo").code == 0
+    again = cli(*args, "--llm-args", "name=bar")
+    assert again.code == 0, again.err
+    (bundle,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert bundle.name.startswith("foo__") and str(bundle) in again.out  # the same evaluation, found

@@ -41,6 +41,7 @@ def test_numpy_scalars_are_numbers_and_flags():
     [
         (-math.inf, "returned logprob -inf at position 0"),
         (0.5, "returned logprob 0.5"),
+        (-(10**400), "too large to convert to float at position 0; fix the model"),
         (math.nan, "logprob nan"),
     ],
 )

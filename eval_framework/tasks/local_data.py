@@ -20,6 +20,18 @@ def _kind(value: Any) -> str:
     )
 
 
+class WrittenNumber(float):
+    """A JSON decimal number that remembers how the data wrote it: ``7.50`` reaches a prompt or an
+    answer as ``7.50``, not Python's ``7.5``."""
+
+    text: str
+
+    def __new__(cls, text: str) -> WrittenNumber:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
 class _DuplicateKey(ValueError):
     pass
 
@@ -37,7 +49,7 @@ def _loads(text: str, where: str) -> Any:
     """JSON text as data, or a TaskError naming ``where``: a key written twice in one object
     (JSON keeps the last one silently) and nesting too deep to read are refused too."""
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_float=WrittenNumber)
     except _DuplicateKey as exc:
         raise TaskError(f"{where} writes the key {exc.args[0]!r} twice in one object; keep one") from exc
     except RecursionError as exc:
@@ -95,9 +107,14 @@ def _json_rows(path: Path) -> list[dict[str, Any]]:
 def _csv_rows(path: Path) -> list[dict[str, Any]]:
     text = read_text(path, f"data file {path}", TaskError)
     try:
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
     except csv.Error as exc:
         raise TaskError(f"{path} is not valid CSV ({brief(exc)}); fix the file") from exc
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:  # the last column of a name would silently win
+        raise TaskError(f"{path}:1 names the column {twice[0]!r} twice; give each column its own name")
     for number, row in enumerate(rows, 2):
         if None in row:  # more cells than header columns
             raise TaskError(f"{path}:{number} has more cells than the header has columns; fix the row")

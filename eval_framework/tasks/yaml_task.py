@@ -101,7 +101,7 @@ def _text(value: Any, where: str, what: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
-        return str(value)
+        return str(getattr(value, "text", value))  # a JSON decimal as the data wrote it (7.50)
     shown = "null" if value is None else type(value).__name__ if not isinstance(value, float) else repr(value)
     raise TaskError(f"{where}: {what} is {shown}, not text or a number; fix the data")
 
@@ -123,7 +123,9 @@ def _format(template: str, row: dict[str, Any], where: str) -> str:
 
 
 class YamlTask(Task):
-    prompt_version = 2  # 2: a target equal to a choice's text means that choice; letters are upper case
+    # 2: a target equal to a choice's text means that choice; letters are upper case.
+    # 3: JSON decimal numbers are written as the data has them (7.50, 1e3).
+    prompt_version = 3
 
     def __init__(self, path: Path, subjects: tuple[str, ...] = (), data_dir: Path | None = None) -> None:
         if data_dir is not None:

@@ -26,3 +26,10 @@ def test_an_escaped_pair_is_one_character(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"q": "smile \\ud83d\\ude00"}\n')
     assert read_rows(path) == [{"q": "smile \U0001f600"}]
+
+
+def test_a_csv_column_named_twice_is_refused(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("q,q,a\n1,2,x\n")
+    with pytest.raises(TaskError, match=r"d\.csv:1 names the column 'q' twice"):
+        read_rows(path)

@@ -215,3 +215,10 @@ def test_an_unknown_key_named_like_a_secret_is_named_not_masked(cli, tmp_path):
     result = cli("--llm-name", "embedded", "--task-name", path)
     assert result.code == 2, result.err
     assert "Extra inputs are not permitted (field 'unknown_key')" in result.err, result.err
+
+
+def test_decimal_numbers_reach_prompts_and_answers_as_the_data_wrote_them(tmp_path):
+    body = "name: g\nkind: generation\ndata: {eval: d.jsonl}\nprompt: 'Q: {q} costs {p}'\ntarget: a\n"
+    path = _task(tmp_path, body, {"d.jsonl": '{"q": "tea", "p": 1e3, "a": 7.50}\n'})
+    sample = get_task(str(path)).eval_samples()[0]
+    assert sample.prompt == "Q: tea costs 1e3" and sample.target == "7.50"
