@@ -15,6 +15,7 @@ def run() -> None:
         from eval_framework.cli import run as cli_run
     except (KeyboardInterrupt, SystemExit) as exc:
         code = 130 if isinstance(exc, KeyboardInterrupt) else exc.code
-        print("error: interrupted while starting: nothing was done; rerun the same command", file=sys.stderr)
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by SIGTERM"
+        print(f"error: {what} while starting: nothing was done; rerun the same command", file=sys.stderr)
         raise SystemExit(code) from None
     cli_run()

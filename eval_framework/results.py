@@ -591,6 +591,12 @@ def _remove(path: Path, quietly: bool = False) -> None:
 
 def ensure_writable(directory: Path) -> None:
     """Fail before any work if results cannot be written under ``directory``."""
+    taken = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
+    if taken is not None:
+        raise OutputError(
+            f"cannot write to output directory {directory}: {taken} is a file, not a directory; "
+            "choose another --output-dir or move that file away"
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=directory)

@@ -434,3 +434,11 @@ def test_a_display_name_does_not_make_a_second_bundle(cli, tmp_path):
     assert again.code == 0, again.err
     (bundle,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert bundle.name.startswith("foo__") and str(bundle) in again.out  # the same evaluation, found
+
+
+def test_an_output_dir_that_is_a_file_is_named_as_one(cli, tmp_path):
+    taken = tmp_path / "results"
+    taken.write_text("not a directory\n")
+    result = cli("--llm-name", "embedded", "--task-name", "tiny-letters", "--output-dir", taken / "sub")
+    _one_line_error(result, f"{taken} is a file, not a directory", "move that file away")
+    assert taken.read_text() == "not a directory\n"

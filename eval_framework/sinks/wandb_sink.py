@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -121,7 +122,8 @@ def choose_mode(options: WandbOptions) -> tuple[Mode, str | None]:
     """The mode to run in, and a message when it is not what was asked for."""
     wanted = options.mode or os.environ.get("WANDB_MODE") or "online"
     if wanted not in ("online", "offline", "disabled"):
-        raise ConfigError(f"--wandb-mode {wanted!r} is not a mode; use online, offline or disabled")
+        source = "--wandb-mode" if options.mode else "WANDB_MODE (environment or .env)"
+        raise ConfigError(f"{source} {wanted!r} is not a mode; use online, offline or disabled")
     if wanted != "online":
         return wanted, None  # type: ignore[return-value]
     key = wandb_server.api_key()
@@ -400,6 +402,8 @@ def log_bundle(
             if isinstance(exc, EvalFrameworkError)
             else f"W&B logging failed: {brief(exc, with_type=True)}"
         )
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            what += "; free space first"
         raise WandbLogError(f"{what} (logged before that: {', '.join(report.logged) or 'nothing'})") from exc
     if own:
         finish(run)

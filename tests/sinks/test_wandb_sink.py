@@ -396,3 +396,15 @@ def test_uploading_many_bundles_says_it_once(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     result = cli("upload", tmp_path / "out", "--wandb-project", "evals")
     assert result.code == 0 and result.err.count("no W&B API key found") == 1
+
+
+def test_a_bad_wandb_mode_names_where_it_came_from(monkeypatch):
+    from eval_framework.errors import ConfigError
+    from eval_framework.sinks.wandb_sink import choose_mode
+    from eval_framework.sinks.wandb_spec import WandbOptions
+
+    monkeypatch.setenv("WANDB_MODE", "bogus")
+    with pytest.raises(ConfigError, match=r"WANDB_MODE \(environment or \.env\) 'bogus' is not a mode"):
+        choose_mode(WandbOptions(project="p"))
+    with pytest.raises(ConfigError, match=r"--wandb-mode 'nope' is not a mode"):
+        choose_mode(WandbOptions(project="p", mode="nope"))  # type: ignore[arg-type]
