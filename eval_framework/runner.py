@@ -8,6 +8,7 @@ directory is made, so a failure there leaves no half-made bundle behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -25,11 +26,11 @@ from typing import Any, Protocol
 from eval_framework import cleanup
 from eval_framework.bundle_schema import MetadataFile, ResultsFile
 from eval_framework.config import EvalConfig
-from eval_framework.errors import ModelError, OutputError, TaskError
+from eval_framework.errors import ModelError, OutputError, TaskError, brief
 from eval_framework.metrics import aggregate
 from eval_framework.models.base import BaseLLM
 from eval_framework.models.loading import check_llm_args, find_model_class, instantiate, model_identity
-from eval_framework.redact import ScrubFilter, redact, register_secrets_in
+from eval_framework.redact import ScrubFilter, redact, register_secrets_in, scrub
 from eval_framework.results import (
     SCHEMA_VERSION,
     BadLine,
@@ -112,11 +113,20 @@ class _BundleLogHandler(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         pass
 
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # what a full disk left unflushed is lost, quietly
+            super().close()
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    def formatException(self, ei: Any) -> str:
+        return scrub(super().formatException(ei))
+
 
 @contextmanager
 def _bundle_log(path: Path) -> Iterator[None]:
     handler = _BundleLogHandler(path, encoding="utf-8", delay=True)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(ScrubFilter())
     root = logging.getLogger("eval_framework")
     root.addHandler(handler)
@@ -125,6 +135,21 @@ def _bundle_log(path: Path) -> Iterator[None]:
         root.setLevel(logging.INFO)
     try:
         yield
+    except Exception as exc:
+        # The whole failure, traceback and cause included, in the run's own log only: the console
+        # gets the one line (the traceback with -v).
+        why = (brief(exc, with_type=True),)
+        record = root.makeRecord(
+            root.name,
+            logging.ERROR,
+            __file__,
+            0,
+            "the evaluation stopped: %s",
+            why,
+            (type(exc), exc, exc.__traceback__),
+        )
+        handler.handle(record)
+        raise
     finally:
         root.removeHandler(handler)
         root.setLevel(previous)
