@@ -231,7 +231,7 @@ def evaluate_command(
     cfg = build_config(file_values, flags)
     sinks = cfg.publish_options()
     preflight(sinks)  # a missing extra or token costs seconds, not an evaluation
-    _say_on_interrupt(f"finished samples are saved under {cfg.output_dir}; rerun the same command to resume")
+    _say_on_interrupt(f"whatever finished is saved under {cfg.output_dir}; rerun the same command to resume")
     live = None
     if sinks.wandb is not None:
         from eval_framework.sinks.wandb_sink import LiveRun, say_once

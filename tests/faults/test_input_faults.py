@@ -222,7 +222,7 @@ def test_an_interrupted_evaluation_says_what_is_kept(ws, sig):
                     env={"EF_TEST_SLEEP": "2"})  # fmt: skip
     result = signal_when(proc, lambda: has_rows(ws.out, "*1shot*"), SIGNALS[sig])
     code, word = (130, "interrupted") if sig == "SIGINT" else (143, "stopped by SIGTERM")
-    expect(result, code, f"{word}: finished samples are saved under", "rerun the same command to resume")
+    expect(result, code, f"{word}: whatever finished is saved under", "rerun the same command to resume")
     resumed = ws.evaluate("--num-fewshot", "1")
     expect(resumed, 0, lines=0)
     ws.keeper_intact()
