@@ -627,8 +627,9 @@ def run() -> None:
     from eval_framework import cleanup
 
     cleanup.finished(code)
-    if code != 0 and "wandb" in sys.modules:
-        # A stopped or failed process must not wait minutes on the W&B SDK's exit handler (it joins
-        # a service that may still be waiting on an unreachable server): bounded, then gone.
+    if "wandb" in sys.modules:
+        # Leave through one bounded path: the W&B SDK's exit handler joins a service that may still
+        # wait on an unreachable server (minutes), and Python's own shutdown resets the signal
+        # handlers after the exit handlers ran, so a stop there would kill the process silently.
         cleanup.exit_now(code)
     sys.exit(code)

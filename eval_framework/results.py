@@ -448,8 +448,9 @@ class Bundle:
             return self.problems() or "complete", "rerun the evaluation to finish or check it"
         except BundleDamaged as exc:
             return str(exc).split(";")[0], "rerun the evaluation with --overwrite"
-        except OutputError as exc:  # unreadable
-            return str(exc).split(";")[0], "fix its permissions"
+        except OutputError as exc:  # unreadable, or too new: the error says what to do
+            why, _, advice = str(exc).partition("; ")
+            return why, advice or "check it"
 
     def blocked(self) -> str | None:
         """A path of the bundle's layout taken by the wrong kind of thing (a directory named

@@ -237,3 +237,36 @@ def test_an_argument_given_as_its_default_is_the_same_evaluation(tmp_path, lette
     assert _secretive(tmp_path, letters_task, token_budget=4, temperature=0.0, greedy=False).key == plain
     assert _secretive(tmp_path, letters_task, temperature=0.5).key != plain
     assert _secretive(tmp_path, letters_task, greedy=True).key != plain
+
+
+NAMED = """\
+from eval_framework import BaseLLM, LoglikelihoodResult
+
+
+class Picker(BaseLLM):
+    def __init__(self, name: str = "good") -> None:
+        self.prefer = 0 if name == "good" else 1
+
+    def loglikelihood(self, requests):
+        return [LoglikelihoodResult(-1.0, False) for r in requests]
+
+
+class Plain(BaseLLM):
+    def __init__(self, **options) -> None:  # passes name on, as a display name
+        self.options = options
+
+    def loglikelihood(self, requests):
+        return [LoglikelihoodResult(-1.0, False) for r in requests]
+"""
+
+
+def test_name_is_only_a_display_name_where_the_class_does_not_take_it(tmp_path, letters_task):
+    models = tmp_path / "named.py"
+    models.write_text(NAMED)
+
+    def key(cls: str, name: str) -> str:
+        config = EvalConfig(llm_name=cls, models=models, task_name=str(letters_task), llm_args={"name": name})
+        return make_plan(config).key
+
+    assert key("Picker", "good") != key("Picker", "bad")  # the class's own argument: results may differ
+    assert key("Plain", "a") == key("Plain", "b")  # only how the bundle is titled

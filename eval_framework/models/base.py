@@ -31,6 +31,25 @@ class GenerationRequest:
     stop: tuple[str, ...] = field(default_factory=tuple)
 
 
+def _declared_by_user(cls: type, *names: str) -> frozenset[str]:
+    """Which of ``names`` a user's own class takes in its constructor, unless it also says itself
+    which arguments never change outputs. ``name`` is our display name; a class that takes it
+    may use it for more (a persona, a variant), so it stays in the key there: a recompute, never
+    a wrong reuse."""
+    found: set[str] = set()
+    for klass in cls.__mro__:
+        if klass.__module__.split(".")[0] == "eval_framework" or klass is object:
+            break
+        if "non_result_args" in vars(klass):
+            return frozenset()
+        init = vars(klass).get("__init__")
+        if init is not None:
+            code = getattr(init, "__code__", None)
+            params = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount] if code else ()
+            found |= {n for n in names if n in params}
+    return frozenset(found)
+
+
 class BaseLLM:
     """Subclass this and implement ``loglikelihood`` and/or ``generate``.
 
@@ -56,7 +75,8 @@ class BaseLLM:
     def result_identity(cls, llm_args: dict[str, Any]) -> dict[str, Any]:
         """What identifies this model's outputs, computed before loading it (so a finished
         evaluation is recognised without loading weights)."""
-        args = {k: v for k, v in llm_args.items() if k not in cls.non_result_args}
+        skip = cls.non_result_args - _declared_by_user(cls, "name")
+        args = {k: v for k, v in llm_args.items() if k not in skip}
         return {"class": cls.__qualname__, "args": identity_args(cls, args)}
 
     @classmethod

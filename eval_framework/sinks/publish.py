@@ -12,7 +12,7 @@ from typing import Any
 
 from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, brief
 from eval_framework.net import Kind, classify
-from eval_framework.results import Bundle, is_bundle_dir_name, write_json
+from eval_framework.results import METADATA, Bundle, is_bundle_dir_name, write_json
 from eval_framework.sinks import ledger
 from eval_framework.sinks.hf_hub import HfUploadOptions, describe_failure, upload_bundle
 from eval_framework.sinks.wandb_sink import LiveRun, LogReport, log_bundle
@@ -130,7 +130,7 @@ def find_bundles(paths: list[Path]) -> list[Path]:
     for path in paths:
         if not path.exists():
             raise ConfigError(f"{path} does not exist; pass bundle directories or a directory holding them")
-        if Bundle(path).exists():
+        if (path / METADATA).exists():  # a directory in its place too: skipped later, saying why
             found.append(path)
             continue
         below = sorted(
@@ -139,7 +139,7 @@ def find_bundles(paths: list[Path]) -> list[Path]:
             if "wandb" not in p.parts[len(path.parts) :]
             and all(is_bundle_dir_name(part) for part in p.parent.parts[len(path.parts) :])
         )
-        found += [b for b in below if Bundle(b).exists()]
+        found += below
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise ConfigError(

@@ -380,6 +380,7 @@ def log_bundle(
             report.offline_dir, report.already_offline = waiting, True
             return report
     own = run is None
+    before = _offline_runs(bundle) if own else set()
     try:
         if run is None:
             run, mode = open_run_or_offline(bundle, options, mode)
@@ -390,10 +391,12 @@ def log_bundle(
     except BaseException as exc:  # ours, the SDK's, a write of our own (a full disk), or a stop
         with contextlib.suppress(OSError):  # the record is a courtesy; the error below is the news
             ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, "failed", report, error=brief(exc)))
-        if own and run is not None:
-            partial = _offline_dir(run)
-            finish(run, exit_code=1)
-            if partial is not None:  # half a log: a sync would send it; the rerun logs anew
+        if own:
+            if run is not None:
+                finish(run, exit_code=1)
+            # half a log (a run opened here, even one whose start was cut short): a sync would
+            # send it; the rerun logs anew
+            for partial in _offline_runs(bundle) - before:
                 shutil.rmtree(partial, ignore_errors=True)
         if not isinstance(exc, Exception):
             raise  # a stop (SIGTERM, Ctrl-C) stays a stop
@@ -417,6 +420,10 @@ def records_digest(spec: RunSpec, options: WandbOptions) -> str:
     digests mean an equal log."""
     sent = {"spec": dataclasses.asdict(spec), "options": {**dataclasses.asdict(options), "mode": None}}
     return hashlib.sha256(json.dumps(sent, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _offline_runs(bundle: Bundle) -> set[Path]:
+    return set((bundle.dir / "wandb").glob("offline-run-*"))
 
 
 def _unsynced_offline_log(bundle: Bundle, records: str) -> Path | None:
@@ -477,8 +484,11 @@ class LiveRun:
             return report
         finally:
             if self.run is not None:
+                partial = _offline_dir(self.run) if exit_code else None
                 finish(self.run, exit_code)
                 self.run = None
+                if partial is not None:  # the final log failed or was stopped: half a log, as above
+                    shutil.rmtree(partial, ignore_errors=True)
 
 
 def log_to_training_run(

@@ -291,3 +291,18 @@ def test_an_offline_run_is_recorded_with_its_absolute_path_and_recognised_from_a
     expect(again, 0, "was already logged offline (not synced yet)")
     assert len(_offline_runs(bundle)) == 1
     ws.keeper_intact()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_during_an_offline_upload_leaves_no_half_run(ws, sig):
+    bundle = ws.bundle("--num-samples", "10")
+    proc = ws.start("upload", bundle, *WANDB, "--wandb-mode", "offline")
+    result = signal_when(proc, lambda: bool(list((bundle / "wandb").glob("offline-run-*"))), sig)
+    code, word = (143, "stopped by SIGTERM") if sig == signal.SIGTERM else (130, "interrupted")
+    if result.code == 0:  # the log finished before the stop could land: nothing half-done either
+        pytest.skip("the upload finished first")
+    expect(result, code, word)
+    assert _offline_runs(bundle) == [] and not list((bundle / "wandb").glob("offline-run-*")), result.err
+    expect(ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline"), 0, "logged offline; sync it with")
+    assert len(_offline_runs(bundle)) == 1
+    ws.keeper_intact()

@@ -354,8 +354,10 @@ def test_failure_mid_run_names_what_was_logged_and_what_was_not(cli, tmp_path, m
     bundle = _only_bundle(tmp_path / "out")
     assert Bundle(bundle).is_complete()
     assert "W&B samples table failed" in result.err and "logged before that: config, summary)" in result.err
-    (log,) = _runs(bundle)
-    assert log.exit_code == 1 and log.summary["tiny-letters/acc/n"] == 24  # what got through is kept
+    # offline, half a log is removed (a sync would send it); the ledger says what got through
+    assert _runs(bundle) == [] and not list((bundle / "wandb").glob("offline-run-*"))
+    (entry,) = [e for e in ledger.read(bundle) if e["destination"] == "wandb"]
+    assert entry["status"] == "failed" and entry["logged"] == ["config", "summary"]
     assert f"eval_framework upload {bundle} --wandb-project evals" in result.err
 
 
