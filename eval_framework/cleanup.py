@@ -72,21 +72,24 @@ def reset() -> None:
     stopping.clear()
 
 
-def _on_sigint(signum: int, frame: FrameType | None) -> None:
+def _record(signum: int) -> bool:
+    """Remember a stop; False when it is deferred (``stops_deferred`` acts on it at its end)."""
     if _deferring.is_set():
         _deferred.append(signum)
-        return
+        return False
     _received.append(signum)
     stopping.set()
-    raise KeyboardInterrupt
+    return True
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    if _record(signum):
+        raise KeyboardInterrupt
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    if _deferring.is_set():
-        _deferred.append(signum)
+    if not _record(signum):
         return
-    _received.append(signum)
-    stopping.set()
     remove_all()
     previous = _previous_sigterm
     if callable(previous):

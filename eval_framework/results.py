@@ -436,14 +436,11 @@ class Bundle:
             return "its files were changed after it finished (the seal in metadata.json does not match)"
         return None
 
-    def why_unfinished(self) -> str:
-        """``problems()`` for a message: why this is not a finished evaluation."""
-        return self.unfinished()[0]
-
     def unfinished(self) -> tuple[str, str]:
         """Why this is not a finished evaluation, and what to do about it."""
-        if self.blocked() is not None:
-            return str(self.blocked()), "move it away, then rerun the evaluation"
+        blocked = self.blocked()
+        if blocked is not None:
+            return blocked, "move it away, then rerun the evaluation"
         try:
             return self.problems() or "complete", "rerun the evaluation to finish or check it"
         except BundleDamaged as exc:

@@ -128,7 +128,7 @@ def _logprob(result: Any, position: int) -> tuple[float, bool]:
             f"the model's loglikelihood() returned is_greedy={greedy!r} ({type(greedy).__name__}) at "
             f"position {position}; fix it to return True or False"
         )
-    return float(value), greedy
+    return value, greedy
 
 
 def _one_per_request(
