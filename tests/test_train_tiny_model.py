@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,9 +31,14 @@ def test_same_arguments_same_bytes(tmp_path):
     # The task data does not depend on training length: it is the shipped data.
     for name in ("tiny_letters_test.jsonl", "tiny_letters_fewshot.jsonl"):
         assert (tmp_path / "a" / "data" / name).read_bytes() == (DATA / name).read_bytes()
-    # Step 0 is the seeded initialisation: the shipped v0.
-    for name in ("model.safetensors", "config.json", "tokenizer.json"):
-        shipped = (checkpoint_dir("v0") / name).read_bytes()
-        assert (tmp_path / "a" / "checkpoints" / "tiny-letters" / "v0" / name).read_bytes() == shipped, name
+    # Step 0 is the seeded initialisation: the shipped v0 (config.json also records the
+    # transformers release that wrote it, which is not the model).
+    built = tmp_path / "a" / "checkpoints" / "tiny-letters" / "v0"
+    for name in ("model.safetensors", "tokenizer.json"):
+        assert (built / name).read_bytes() == (checkpoint_dir("v0") / name).read_bytes(), name
+    configs = [json.loads((d / "config.json").read_text()) for d in (built, checkpoint_dir("v0"))]
+    for config in configs:
+        config.pop("transformers_version")
+    assert configs[0] == configs[1]
     versions = sorted(p.name for p in (tmp_path / "a" / "checkpoints" / "tiny-letters").iterdir())
     assert versions == ["v0", "v1", "v2"]
