@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: 2: a finished bundle carries a seal over its files (edits after it finished are caught)
-SCHEMA_VERSION = 2
+#: 3: acc_norm is per character (lm-eval's), acc_bytes per byte; few-shot ids name their split
+SCHEMA_VERSION = 3
 
 _STRICT = ConfigDict(extra="allow", strict=True)
 

@@ -16,16 +16,34 @@ def argmax(values: Sequence[float]) -> int:
     return best
 
 
-def score_multiple_choice(logprobs: Sequence[float], choices: Sequence[str], target: int) -> dict[str, Any]:
-    """acc: highest total logprob; acc_norm: highest logprob per byte of the choice text."""
+def _per_unit(logprobs: Sequence[float], lengths: Sequence[int]) -> list[float]:
+    # An empty choice has no length to divide by: it is never preferred (lm-eval divides by zero,
+    # which gives -inf for a negative log-likelihood).
+    return [lp / n if n else -math.inf for lp, n in zip(logprobs, lengths, strict=True)]
+
+
+def score_multiple_choice(
+    logprobs: Sequence[float], choices: Sequence[str], target: int, *, byte_norm: bool = False
+) -> dict[str, Any]:
+    """acc: highest total log-likelihood; acc_norm: highest log-likelihood per character of the
+    choice text (lm-eval's acc_norm); acc_bytes: per UTF-8 byte (lm-eval's acc_bytes).
+
+    ``byte_norm`` reads bundles of schema 2 and older, whose acc_norm was per byte."""
     pred = argmax(logprobs)
-    lengths = [max(1, len(c.encode("utf-8"))) for c in choices]
-    pred_norm = argmax([lp / n for lp, n in zip(logprobs, lengths, strict=True)])
+    chars = _per_unit(logprobs, [len(c) for c in choices])
+    per_byte = _per_unit(logprobs, [len(c.encode("utf-8")) for c in choices])
+    if byte_norm:  # the old rule exactly, an empty choice counted as one byte
+        legacy = [max(1, len(c.encode("utf-8"))) for c in choices]
+        pred_norm = argmax([lp / n for lp, n in zip(logprobs, legacy, strict=True)])
+    else:
+        pred_norm = argmax(chars)
+    pred_bytes = argmax(per_byte)
     return {
         "prediction": pred,
         "prediction_norm": pred_norm,
         "acc": float(pred == target),
         "acc_norm": float(pred_norm == target),
+        "acc_bytes": float(pred_bytes == target),
     }
 
 

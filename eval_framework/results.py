@@ -269,7 +269,7 @@ def as_stored(data: Any) -> Any:
     return json.loads(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))
 
 
-def _scored_problem(row: Mapping[str, Any], metrics: Sequence[str]) -> str | None:
+def _scored_problem(row: Mapping[str, Any], metrics: Sequence[str], schema_version: int) -> str | None:
     """Why a row's scores are not what its own outputs give, or None. Needs no task: a multiple
     choice row's prediction and scores follow from its log-likelihoods, choices and target; any
     row's scores hold exactly the bundle's metrics, each 0 or 1."""
@@ -277,7 +277,10 @@ def _scored_problem(row: Mapping[str, Any], metrics: Sequence[str]) -> str | Non
     if sorted(scores) != sorted(metrics):
         return f"its scores are for {sorted(scores)}, the evaluation's metrics are {sorted(metrics)}"
     if row.get("choices") is not None:
-        scored = score_multiple_choice(row["logprobs"], row["choices"], row["target"])
+        # Up to schema 2, acc_norm was per UTF-8 byte; such bundles stay valid as they were written.
+        scored = score_multiple_choice(
+            row["logprobs"], row["choices"], row["target"], byte_norm=schema_version <= 2
+        )
         for name in ("prediction", "prediction_norm"):
             if row[name] != scored[name]:
                 return f"its {name} is not what its log-likelihoods give"
@@ -424,7 +427,7 @@ class Bundle:
             return f"{self.samples_path} does not hold exactly one row per sample"
         metrics = metadata["task"]["metrics"]
         for line in scan.rows:
-            why = _scored_problem(line.row, metrics)
+            why = _scored_problem(line.row, metrics, metadata["schema_version"])
             if why is not None:
                 return f"{self.samples_path}:{line.number}: {why}"
         rows = sorted((line.row for line in scan.rows), key=lambda r: r["index"])

@@ -14,10 +14,42 @@ def test_argmax_ties_go_to_first():
 
 
 def test_acc_and_length_normalised_acc_disagree_when_lengths_differ():
-    # Totals favour the short choice; per-byte the long one wins: -2/1 = -2.0 vs -3/10 = -0.3.
+    # Totals favour the short choice; per character the long one wins: -2/1 = -2.0 vs -3/10 = -0.3.
     scored = score_multiple_choice([-2.0, -3.0], ["a", "abcdefghij"], target=1)
     assert scored["prediction"] == 0 and scored["acc"] == 0.0
     assert scored["prediction_norm"] == 1 and scored["acc_norm"] == 1.0
+
+
+def test_acc_norm_is_per_character_and_acc_bytes_per_byte():
+    # lm-eval: acc_norm divides by len(choice), acc_bytes by len(choice.encode("utf-8")).
+    # "日本" is 2 characters, 6 bytes: per character -2.2/2 = -1.1 loses to -4/4 = -1.0,
+    # per byte -2.2/6 = -0.37 wins.
+    scored = score_multiple_choice([-2.2, -4.0], ["日本", "abcd"], target=1)
+    assert scored["prediction_norm"] == 1 and scored["acc_norm"] == 1.0
+    assert scored["acc_bytes"] == 0.0
+    # Bundles of schema 2 and older were written with the per-byte rule; they are read with it.
+    old = score_multiple_choice([-2.2, -4.0], ["日本", "abcd"], target=1, byte_norm=True)
+    assert old["prediction_norm"] == 0 and old["acc_norm"] == 0.0
+
+
+def test_an_empty_choice_is_never_preferred_by_length():
+    scored = score_multiple_choice([-0.5, -3.0], ["", "abc"], target=1)
+    assert scored["prediction"] == 0 and scored["prediction_norm"] == 1 and scored["acc_bytes"] == 1.0
+
+
+def test_old_bundles_rows_are_checked_by_their_own_rule():
+    from eval_framework.results import _scored_problem
+
+    row = {
+        "choices": ["日本", "abcd"],
+        "logprobs": [-2.2, -4.0],
+        "target": 1,
+        "prediction": 0,
+        "prediction_norm": 0,  # per byte
+        "scores": {"acc": 0.0, "acc_norm": 0.0},
+    }
+    assert _scored_problem(row, ["acc", "acc_norm"], schema_version=2) is None
+    assert "prediction_norm" in (_scored_problem(row, ["acc", "acc_norm"], schema_version=3) or "")
 
 
 def test_mean_stderr_by_hand():
