@@ -98,6 +98,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def bos_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama whose byte-level BPE tokenizer adds BOS by default."""
+    from tests.fixtures.bos_llama import build_bos_llama
+
+    return build_bos_llama(tmp_path_factory.mktemp("bos-llama"))
+
+
 @pytest.fixture
 def letters_task(tmp_path: Path) -> Path:
     """A private YAML task over local JSONL, as a team would write one."""

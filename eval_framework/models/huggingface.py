@@ -55,6 +55,7 @@ class HuggingFaceLLM(BaseLLM):
         batch_size: int = 8,
         max_length: int | None = None,
         trust_remote_code: bool = False,
+        add_bos_token: bool | None = None,
         name: str | None = None,
     ) -> None:
         self.resolved: Any = None
@@ -118,6 +119,27 @@ class HuggingFaceLLM(BaseLLM):
         self._prefix_id = self.tokenizer.bos_token_id
         if self._prefix_id is None:
             self._prefix_id = self.tokenizer.eos_token_id
+        self._bos = self._bos_prefix(add_bos_token)
+
+    def _bos_prefix(self, add_bos_token: bool | None) -> list[int]:
+        """The tokens put once before every context: BOS when the tokenizer adds it by default
+        (Llama, Mistral, Gemma) or ``add_bos_token=true`` asks for it, as lm-eval does."""
+        bos = self.tokenizer.bos_token_id
+        if add_bos_token is None:
+            ids = self.tokenizer("a")["input_ids"]
+            return [bos] if bos is not None and ids[:1] == [bos] else []
+        if add_bos_token and bos is None:
+            raise ConfigError(
+                f"--llm-args add_bos_token=true, but the tokenizer of {self.checkpoint!r} has no BOS token; "
+                "drop the argument"
+            )
+        return [bos] if add_bos_token else []
+
+    def _encode_context(self, text: str) -> list[int]:
+        # A context that already starts with the BOS text gets no second one (lm-eval's rule).
+        bos_text = self.tokenizer.bos_token
+        bos = [] if bos_text and text.startswith(bos_text) else self._bos
+        return bos + self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _pick_dtype(self, dtype: str) -> str:
         if dtype != "auto":
@@ -149,6 +171,10 @@ class HuggingFaceLLM(BaseLLM):
     def result_identity(cls, llm_args: dict[str, Any]) -> dict[str, Any]:
         ident = super().result_identity(llm_args)
         ident["args"].pop("checkpoint", None)
+        # Whether contexts begin with BOS changes every log-likelihood: the tokenizer's default
+        # (its files are in the checkpoint's fingerprint or hub commit), or what the user asked.
+        bos = ident["args"].pop("add_bos_token", None)
+        ident["add_bos_token"] = "tokenizer default" if bos is None else bool(bos)
         if llm_args.get("artifact_name"):
             from eval_framework.registry.resolver import registry_identity
 
@@ -189,22 +215,24 @@ class HuggingFaceLLM(BaseLLM):
             "checkpoint": self.checkpoint,
             "device": self.device,
             "dtype": self.dtype_name,
+            "bos_token": bool(self._bos),
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
 
     # loglikelihood --------------------------------------------------------------------------
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        # Trailing context whitespace belongs to the continuation so tokenizers that merge a
-        # leading space into the next word see the same text they were trained on.
+        # As lm-eval: trailing context whitespace belongs to the continuation (tokenizers merge a
+        # leading space into the next word); the whole text is encoded once and split after the
+        # context's tokens; BOS, when used, comes once before the context.
         spaces = len(context) - len(context.rstrip())
         if spaces:
             continuation = context[-spaces:] + continuation
             context = context[:-spaces]
-        ctx = self.tokenizer(context, add_special_tokens=False)["input_ids"]
-        whole = self.tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-        cont = whole[len(ctx) :]
-        if not ctx or whole[: len(ctx)] != ctx:
-            ctx = ([self._prefix_id] if self._prefix_id is not None else []) + ctx
+        ctx = self._encode_context(context)
+        if ctx:
+            cont = self._encode_context(context + continuation)[len(ctx) :]
+        else:  # nothing to condition on: the prefix token stands in (BOS, else EOS)
+            ctx = [self._prefix_id] if self._prefix_id is not None else []
             cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         if not cont:
             raise ModelError(
@@ -255,7 +283,7 @@ class HuggingFaceLLM(BaseLLM):
                 max_new = max(requests[i].max_tokens for i in idx)
                 prompts = []
                 for i in idx:
-                    ids = self.tokenizer(requests[i].context, add_special_tokens=False)["input_ids"]
+                    ids = self._encode_context(requests[i].context)
                     if not ids and self._prefix_id is not None:
                         ids = [self._prefix_id]
                     prompts.append(ids[-max(1, self.max_length - max_new) :])
@@ -265,7 +293,10 @@ class HuggingFaceLLM(BaseLLM):
                 for row, p in enumerate(prompts):  # left padding keeps new tokens aligned
                     ids_t[row, width - len(p) :] = torch.tensor(p)
                     mask[row, width - len(p) :] = 1
-                stops = sorted({s for i in idx for s in requests[i].stop if s})
+                # lm-eval also stops at the end-of-sequence text, for models whose generation config
+                # names another end token
+                eos = [self.tokenizer.eos_token] if self.tokenizer.eos_token else []
+                stops = sorted({s for i in idx for s in (*requests[i].stop, *eos) if s})
                 extra: dict[str, Any] = {"stop_strings": stops, "tokenizer": self.tokenizer} if stops else {}
                 generated = self.model.generate(
                     input_ids=ids_t.to(self.device),

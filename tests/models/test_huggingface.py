@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -81,3 +83,79 @@ def test_identity_depends_on_contents_not_location(tiny_model_dir, tmp_path, cop
     assert a == b
     (moved / "config.json").write_text((moved / "config.json").read_text().replace("}", ', "x": 1}', 1))
     assert HuggingFaceLLM.result_identity({"checkpoint": str(moved)}) != a
+
+
+def _lm_eval_reference(model_dir, context: str, continuation: str, add_special_tokens: bool) -> float:
+    """lm-eval's causal rule: encode context and context+continuation (with the tokenizer's special
+    tokens as asked), the continuation is what follows the context's tokens."""
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    ctx = tok(context, add_special_tokens=add_special_tokens)["input_ids"]
+    whole = tok(context + continuation, add_special_tokens=add_special_tokens)["input_ids"]
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(torch.tensor([whole])).logits[0].float(), -1)
+    return sum(logprobs[i - 1, whole[i]].item() for i in range(len(ctx), len(whole)))
+
+
+BOS_REQUESTS = [
+    LoglikelihoodRequest("Question: Which is a planet?\nAnswer:", " Mars"),
+    LoglikelihoodRequest("Question: Café or tea? \nAnswer: ", "温度 CO₂"),
+    LoglikelihoodRequest("", "Sarah always got the harder cases."),
+]
+
+
+def test_bos_follows_the_tokenizer_default(bos_llama_dir):
+    llm = HuggingFaceLLM(str(bos_llama_dir), dtype="float32", device="cpu", batch_size=2)
+    assert llm.describe()["bos_token"] is True
+    got = llm.loglikelihood(BOS_REQUESTS[:2])
+    for req, res in zip(BOS_REQUESTS, got, strict=False):
+        expected = _lm_eval_reference(bos_llama_dir, req.context, req.continuation, add_special_tokens=True)
+        assert res.logprob == pytest.approx(expected, abs=1e-4)
+    # BOS once, before the context; never between context and continuation
+    ctx, cont = llm._encode_pair(BOS_REQUESTS[0].context, BOS_REQUESTS[0].continuation)
+    assert ctx[0] == llm.tokenizer.bos_token_id and llm.tokenizer.bos_token_id not in ctx[1:] + cont
+    # an empty context is BOS alone; a context already starting with the BOS text gets no second one
+    ctx, cont = llm._encode_pair("", "Sarah")
+    assert (
+        ctx == [llm.tokenizer.bos_token_id]
+        and cont == llm.tokenizer("Sarah", add_special_tokens=False)["input_ids"]
+    )
+    ctx, _ = llm._encode_pair("<s>Question: x", " y")
+    assert ctx.count(llm.tokenizer.bos_token_id) == 1
+
+
+def test_add_bos_token_overrides_the_tokenizer(bos_llama_dir, tiny_model_dir):
+    off = HuggingFaceLLM(str(bos_llama_dir), dtype="float32", device="cpu", add_bos_token=False)
+    req = BOS_REQUESTS[0]
+    expected = _lm_eval_reference(bos_llama_dir, req.context, req.continuation, add_special_tokens=False)
+    assert off.loglikelihood([req])[0].logprob == pytest.approx(expected, abs=1e-4)
+    assert off.describe()["bos_token"] is False
+    # the char tokenizer adds nothing by default; asked, its BOS goes first
+    plain = HuggingFaceLLM(str(tiny_model_dir), dtype="float32", device="cpu")
+    forced = HuggingFaceLLM(str(tiny_model_dir), dtype="float32", device="cpu", add_bos_token=True)
+    assert plain._encode_pair("copy: ab ->", " ab")[0] == plain.tokenizer("copy: ab ->")["input_ids"]
+    assert forced._encode_pair("copy: ab ->", " ab")[0][0] == forced.tokenizer.bos_token_id
+
+
+def test_generation_starts_from_bos_and_stops_at_reference_sequences(bos_llama_dir):
+    llm = HuggingFaceLLM(str(bos_llama_dir), dtype="float32", device="cpu")
+    out = llm.generate([GenerationRequest("Question: Mars?\nAnswer:", max_tokens=8, stop=("Question:",))])[0]
+    tok = AutoTokenizer.from_pretrained(bos_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(bos_llama_dir, dtype=torch.float32).eval()
+    ids = torch.tensor([tok("Question: Mars?\nAnswer:")["input_ids"]])  # the tokenizer's BOS included
+    assert ids[0, 0].item() == tok.bos_token_id
+    gen = model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+    expected = tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True).split("Question:")[0]
+    assert out == expected
+
+
+def test_add_bos_token_is_part_of_the_identity(tiny_model_dir):
+    ident = {
+        value: HuggingFaceLLM.result_identity({"checkpoint": str(tiny_model_dir), "add_bos_token": value})
+        for value in (None, True, False)
+    }
+    assert ident[None]["add_bos_token"] == "tokenizer default"
+    assert len({json.dumps(i, sort_keys=True) for i in ident.values()}) == 3

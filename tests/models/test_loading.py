@@ -53,7 +53,7 @@ def test_values_are_converted_to_the_constructor_types():
             "embedded",
             {"vresion": "v1"},
             r"EmbeddedTinyLLM does not accept --llm-args vresion \(did you mean version\?\); use the names "
-            r"it accepts: version, dtype, device, batch_size, max_length, name$",
+            r"it accepts: version, dtype, device, batch_size, max_length, add_bos_token, name$",
         ),
         ("embedded", {"revision": "main"}, r"takes no --llm-args revision; drop it"),
         ("embedded", {"trust_remote_code": "true"}, r"takes no --llm-args trust_remote_code; drop it"),
