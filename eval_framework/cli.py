@@ -143,7 +143,11 @@ def evaluate_command(
         ),
     ] = None,
     num_fewshot: Annotated[
-        int | None, typer.Option(help="Few-shot examples per prompt. [default: 0]")
+        int | None,
+        typer.Option(
+            help="Few-shot examples per prompt. [default: the task's standard count, "
+            "see 'eval_framework tasks']"
+        ),
     ] = None,
     num_samples: Annotated[
         int | None, typer.Option(help="Evaluate a seeded random subset of this many samples. [default: all]")
@@ -373,13 +377,28 @@ def tasks_command() -> None:
 
     table = Table(title="Built-in tasks (any task YAML file path works too)", title_justify="left")
     table.add_column("task", no_wrap=True)
-    for column in ("kind", "metrics", "language", "source", "description"):
+    table.add_column("shots", justify="right")
+    for column in ("few-shot examples", "kind", "metrics", "language", "source", "description"):
         table.add_column(column, overflow="fold")
     for info in list_tasks():
+        kind = info.kind
+        if info.stop:
+            kind += f" (stops at {', '.join(repr(s) for s in info.stop)})"
         table.add_row(
-            info.name, info.kind, ", ".join(info.metrics), info.language, info.source, info.description
+            info.name,
+            str(info.num_fewshot),
+            info.fewshot_rule,
+            kind,
+            ", ".join(info.metrics),
+            info.language,
+            info.source,
+            info.description,
         )
     stdout.print(table)
+    stdout.print(
+        "shots: the standard few-shot count, used when --num-fewshot is not given. "
+        "Rules and prompts: docs/tasks.md"
+    )
 
 
 @app.command("resolve")

@@ -80,7 +80,7 @@ class EvalConfig(BaseModel):
     llm_args: dict[str, Any] = Field(default_factory=dict)
     task_name: str
     # Numbers are strict: `num_fewshot: true` in a config file is a mistake, not 1 shot.
-    num_fewshot: int = Field(0, ge=0, strict=True)
+    num_fewshot: int | None = Field(None, ge=0, strict=True)  #: None: the task's standard count
     num_samples: int | None = Field(None, ge=1, strict=True)
     subjects: tuple[str, ...] = ()
     seed: int = Field(1234, strict=True)

@@ -45,7 +45,7 @@ from eval_framework.results import (
 )
 from eval_framework.scoring import row_problem, score_generation, score_mc
 from eval_framework.tasks.base import Task
-from eval_framework.tasks.fewshot import PreparedSample, prepare, select_samples
+from eval_framework.tasks.fewshot import PreparedSample, prepare_samples, select_samples
 from eval_framework.tasks.registry import get_task
 from eval_framework.version import __version__
 
@@ -156,6 +156,11 @@ def _bundle_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
+def shots_for(task: Task, config: EvalConfig) -> int:
+    """--num-fewshot, or the task's standard count when it is not given."""
+    return task.default_fewshot if config.num_fewshot is None else config.num_fewshot
+
+
 def _prepare_samples(task: Task, config: EvalConfig) -> tuple[int | None, list[PreparedSample]]:
     """The samples to evaluate with their few-shot examples, and the sample count that names the
     subset (None: all of them)."""
@@ -164,7 +169,10 @@ def _prepare_samples(task: Task, config: EvalConfig) -> tuple[int | None, list[P
     samples = select_samples(available, num_samples, config.seed)
     if not samples:
         raise TaskError(f"task {task.name} has no samples to evaluate; check its data and --subjects")
-    return num_samples, [prepare(task, s, config.num_fewshot, config.seed) for s in samples]
+    k = shots_for(task, config)
+    return num_samples, prepare_samples(
+        task, available, samples, k, config.seed, k_is_default=config.num_fewshot is None
+    )
 
 
 def _same_prompts(a: Sequence[PreparedSample], b: Sequence[PreparedSample]) -> bool:
@@ -200,7 +208,7 @@ def make_plan(config: EvalConfig) -> EvalPlan:
             task, num_samples, prepared = whole, whole_num, whole_prepared
     max_tokens = config.max_tokens if task.kind == "generation" else None
     settings = {
-        "num_fewshot": config.num_fewshot,
+        "num_fewshot": shots_for(task, config),
         "num_samples": num_samples,
         "seed": config.seed,
         "max_tokens": None if max_tokens == task.max_tokens else max_tokens,
@@ -366,7 +374,8 @@ def _metadata(plan: EvalPlan, bundle: Bundle, resumed: bool) -> dict[str, Any]:
             "kind": task.kind,
             "language": task.language,
             "subjects": sorted({p.sample.subject for p in plan.prepared if p.sample.subject}),
-            "num_fewshot": config.num_fewshot,
+            "num_fewshot": plan.identity["settings"]["num_fewshot"],
+            "fewshot_sampler": task.fewshot_sampler,
             "num_samples": len(plan.prepared),
             "num_samples_requested": config.num_samples,
             "seed": config.seed,

@@ -80,12 +80,12 @@ def mc_row(
 
 
 def generation_row(task: Task, index: int, prepared: PreparedSample, text: str) -> dict[str, Any]:
-    extracted = task.extract_answer(text)
+    extracted, scores = task.score_generation(text, prepared.sample)
     return {
         **base_row(index, prepared),
         "generation": text,
         "extracted": extracted,
-        "scores": {"exact_match": float(task.matches(extracted, str(prepared.sample.target)))},
+        "scores": scores,
     }
 
 

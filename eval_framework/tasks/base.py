@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 TaskKind = Literal["multiple_choice", "generation"]
+FewshotSampler = Literal["random", "first_n"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,10 @@ class Sample:
     subject: str | None = None
     answer_text: str | None = None
 
+    def content(self) -> tuple[Any, ...]:
+        """Everything but the id: two rows with equal content are one item."""
+        return (self.prompt, self.target, self.choices, self.choice_prompts, self.subject, self.answer_text)
+
 
 class Task(ABC):
     """A benchmark: where samples come from and how they are scored."""
@@ -42,6 +46,14 @@ class Task(ABC):
     continuation_prefix: str = " "
     stop: tuple[str, ...] = ("\n\n",)
     max_tokens: int = 256
+    #: Shots when --num-fewshot is not given: the benchmark's standard count.
+    default_fewshot: int = 0
+    #: How few-shot examples are chosen (docs/tasks.md): "random", lm-eval's default sampler (one
+    #: seeded draw per evaluation row, in dataset order), or "first_n", the pool's first k in order.
+    fewshot_sampler: FewshotSampler = "random"
+    #: Whether the few-shot pool counts as the evaluation split: each draw then takes one extra
+    #: example and drops the evaluated row (lm-eval does this for tasks without a test split).
+    fewshot_same_split: bool = False
     #: Bumped when prompt formatting changes, so old results get a new identity.
     prompt_version: int = 1
 
@@ -61,6 +73,21 @@ class Task(ABC):
     def fewshot_pool(self, sample: Sample) -> list[Sample]:
         """Candidates for few-shot examples of ``sample`` (same subject where that matters)."""
 
+    def fewshot_source(self) -> str:
+        """The name few-shot ids carry (``train:17``): the split or file the pool comes from."""
+        return "fewshot"
+
+    def fewshot_stream(self, sample: Sample) -> Any:
+        """Samples with the same stream share one few-shot pool and one seeded draw sequence
+        (lm-eval: one task per dataset config)."""
+        return sample.subject
+
+    def fewshot_rule(self) -> str:
+        """How examples are chosen, in words (``eval_framework tasks``, docs/tasks.md)."""
+        if self.fewshot_sampler == "first_n":
+            return "first k of the pool, in order"
+        return "seeded random draw per row (lm-eval)"
+
     def header(self, sample: Sample) -> str:
         """Text placed once before the few-shot examples (e.g. MMLU's subject line)."""
         return ""
@@ -73,6 +100,11 @@ class Task(ABC):
         """Exact match of an extracted prediction against the gold answer."""
         return prediction.strip() == str(target).strip()
 
+    def score_generation(self, generation: str, sample: Sample) -> tuple[str, dict[str, float]]:
+        """The answer extracted from a generation, and its score for each of ``metrics``."""
+        extracted = self.extract_answer(generation)
+        return extracted, {"exact_match": float(self.matches(extracted, str(sample.target)))}
+
     def identity(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -80,23 +112,9 @@ class Task(ABC):
             "language": self.language,
             "subjects": list(self.selected_subjects),
             "prompt_version": self.prompt_version,
+            "fewshot_sampler": self.fewshot_sampler,
         }
 
     def dataset_info(self) -> dict[str, Any]:
         """Dataset identity for metadata (path, revision, splits)."""
         return {}
-
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def normalize_number(text: str) -> str:
-    """'1,234.00' -> '1234', '$5' -> '5'; non-numbers are stripped and lowered."""
-    cleaned = text.strip().replace("$", "").rstrip(".")
-    match = _NUMBER.search(cleaned)
-    if not match:
-        return cleaned.lower()
-    value = match.group(0).replace(",", "")
-    if "." in value:
-        value = value.rstrip("0").rstrip(".")
-    return value

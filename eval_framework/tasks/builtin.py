@@ -1,8 +1,11 @@
 """Built-in benchmarks over Hugging Face datasets at pinned revisions.
 
-Each task turns rows of the real dataset schema into Samples. Winogrande and PIQA are read from
-the hub's parquet conversion ref, since their original repositories hold loading scripts that
-current ``datasets`` releases refuse to run.
+Each task turns rows of the real dataset schema into Samples rendered as lm-evaluation-harness's
+own task configs render them (the text as the dataset has it; only where a reference template
+strips or cleans, we do), with its few-shot rule, default shot count and stop sequences, so scores
+compare with published ones. Winogrande and PIQA are read from the hub's parquet conversion ref,
+since their original repositories hold loading scripts that current ``datasets`` releases refuse
+to run.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, ClassVar
 
 from eval_framework.errors import TaskError
 from eval_framework.fingerprint import file_sha256
-from eval_framework.tasks.base import Sample, Task, normalize_number
+from eval_framework.tasks.base import Sample, Task
 from eval_framework.tasks.hf_datasets import DatasetSource, load_split, local_split_file
 
 ARC_REVISION = "210d026faf9955653af8916fad021475a3f00453"
@@ -93,6 +96,8 @@ class HFTask(Task):
     fewshot_split: ClassVar[str]
     #: subject -> dataset config name; one entry with key None for single-config datasets.
     configs: ClassVar[dict[str | None, str | None]]
+    #: 2: text as the dataset has it, lm-eval's few-shot rules, stop sequences and acc_norm.
+    prompt_version = 2
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,9 +130,17 @@ class HFTask(Task):
     def eval_samples(self) -> list[Sample]:
         return [s for subject in self._subjects() for s in self._load(subject, self.eval_split)]
 
+    def _config_of(self, sample: Sample) -> str | None:
+        return sample.subject if sample.subject in self.configs else None
+
     def fewshot_pool(self, sample: Sample) -> list[Sample]:
-        subject = sample.subject if sample.subject in self.configs else None
-        return self._load(subject, self.fewshot_split)
+        return self._load(self._config_of(sample), self.fewshot_split)
+
+    def fewshot_stream(self, sample: Sample) -> Any:
+        return self._config_of(sample)
+
+    def fewshot_source(self) -> str:
+        return self.fewshot_split
 
     def identity(self) -> dict[str, Any]:
         identity = {
@@ -164,7 +177,8 @@ class HFTask(Task):
 
 
 def _qa_prompt(question: str) -> str:
-    return f"Question: {question.strip()}\nAnswer:"
+    # lm-eval: "Question: {{question}}\nAnswer:", the text not stripped
+    return f"Question: {question}\nAnswer:"
 
 
 class ARC(HFTask):
@@ -173,6 +187,7 @@ class ARC(HFTask):
     dataset_path = "allenai/ai2_arc"
     revision = ARC_REVISION
     eval_split, fewshot_split = "test", "train"
+    default_fewshot = 25  # the Open LLM Leaderboard's ARC setting
     configs: ClassVar[dict[str | None, str | None]] = {
         "ARC-Easy": "ARC-Easy",
         "ARC-Challenge": "ARC-Challenge",
@@ -211,6 +226,8 @@ class HellaSwag(HFTask):
     dataset_path = "Rowan/hellaswag"
     revision = HELLASWAG_REVISION
     eval_split, fewshot_split = "validation", "train"
+    default_fewshot = 10
+    fewshot_same_split = True  # lm-eval's hellaswag has no test split
     configs: ClassVar[dict[str | None, str | None]] = {None: None}
 
     def row_to_sample(self, row: dict[str, Any], index: int, subject: str | None) -> Sample:
@@ -231,10 +248,13 @@ class MMLU(HFTask):
     eval_split, fewshot_split = "test", "dev"
     configs: ClassVar[dict[str | None, str | None]] = {s: s for s in MMLU_SUBJECTS}
     metrics = ("acc",)
+    default_fewshot = 5
+    fewshot_sampler = "first_n"  # the standard MMLU prompt: the dev examples in dev order
 
     def row_to_sample(self, row: dict[str, Any], index: int, subject: str | None) -> Sample:
+        # lm-eval: "{{question.strip()}}\nA. {{choices[0]}}..." (the question stripped, choices not)
         letters = "ABCD"
-        options = "\n".join(f"{letters[i]}. {c.strip()}" for i, c in enumerate(row["choices"]))
+        options = "\n".join(f"{letters[i]}. {c}" for i, c in enumerate(row["choices"]))
         return Sample(
             id=f"{subject}/{index}",
             prompt=f"{row['question'].strip()}\n{options}\nAnswer:",
@@ -256,6 +276,8 @@ class Winogrande(HFTask):
     eval_split, fewshot_split = "validation", "train"
     configs: ClassVar[dict[str | None, str | None]] = {None: "winogrande_xl"}
     metrics = ("acc",)
+    default_fewshot = 5
+    fewshot_same_split = True  # no test split in lm-eval's winogrande
 
     def row_to_sample(self, row: dict[str, Any], index: int, subject: str | None) -> Sample:
         sentence = row["sentence"]
@@ -278,6 +300,7 @@ class PIQA(HFTask):
     revision = PARQUET_REF
     eval_split, fewshot_split = "validation", "train"
     configs: ClassVar[dict[str | None, str | None]] = {None: "plain_text"}
+    fewshot_same_split = True  # no test split in lm-eval's piqa
 
     def row_to_sample(self, row: dict[str, Any], index: int, subject: str | None) -> Sample:
         return Sample(
@@ -289,8 +312,28 @@ class PIQA(HFTask):
 
 
 _GSM_FINAL = re.compile(r"####\s*(.+)")
-_GSM_SAYS = re.compile(r"answer is\s*:?\s*\$?(-?[\d,]*\.?\d+)", re.IGNORECASE)
-_ANY_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+# lm-eval's gsm8k: its two answer filters, and what its exact_match ignores on both sides.
+_GSM_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
+_GSM_FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+_GSM_IGNORED = (re.compile(","), re.compile(r"\$"), re.compile(r"(?s).*#### "), re.compile(r"\.$"))
+_NO_MATCH = "[invalid]"  # lm-eval's fallback when a filter finds nothing
+
+
+def _regex_filter(pattern: re.Pattern[str], text: str, pick: int) -> str:
+    """lm-eval's regex filter: the ``pick``-th match, its first non-empty group, stripped."""
+    found = pattern.findall(text)
+    if not found:
+        return _NO_MATCH
+    match = found[pick]
+    if isinstance(match, tuple):
+        match = next((m for m in match if m), _NO_MATCH)
+    return str(match).strip()
+
+
+def _exact_match_form(text: str) -> str:
+    for pattern in _GSM_IGNORED:
+        text = pattern.sub("", text)
+    return text.lower()
 
 
 class GSM8K(HFTask):
@@ -301,32 +344,36 @@ class GSM8K(HFTask):
     revision = GSM8K_REVISION
     eval_split, fewshot_split = "test", "train"
     configs: ClassVar[dict[str | None, str | None]] = {None: "main"}
-    metrics = ("exact_match",)
-    stop = ("Question:", "\n\n")
+    #: lm-eval's exact_match with its strict-match filter ("#### <number>") and with its
+    #: flexible-extract filter (the last number in the generation)
+    metrics = ("exact_match", "exact_match_flexible")
+    # lm-eval's gsm8k: these, and the model's end-of-sequence token (added by the backend)
+    stop = ("Question:", "</s>", "<|im_end|>")
     max_tokens = 256
+    default_fewshot = 5
 
     def row_to_sample(self, row: dict[str, Any], index: int, subject: str | None) -> Sample:
         answer = row["answer"]
-        final = _GSM_FINAL.search(answer)
-        if final is None:
+        if _GSM_FINAL.search(answer) is None:
             raise ValueError(f"row {index} answer has no '#### <number>' line")
         return Sample(
             id=str(index),
             prompt=_qa_prompt(row["question"]),
-            target=normalize_number(final.group(1)),
-            answer_text=answer.strip(),
+            target=_exact_match_form(answer),  # what lm-eval compares with: "#### 72" gives "72"
+            answer_text=answer,  # lm-eval's few-shot target: "{{answer}}"
         )
 
     def extract_answer(self, generation: str) -> str:
-        for pattern in (_GSM_FINAL, _GSM_SAYS):
-            match = pattern.search(generation)
-            if match:
-                return normalize_number(match.group(1))
-        numbers = _ANY_NUMBER.findall(generation)
-        return normalize_number(numbers[-1]) if numbers else ""
+        return _regex_filter(_GSM_STRICT, generation, 0)
 
-    def matches(self, prediction: str, target: str) -> bool:
-        return prediction != "" and prediction == normalize_number(str(target))
+    def score_generation(self, generation: str, sample: Sample) -> tuple[str, dict[str, float]]:
+        gold = str(sample.target)
+        strict = self.extract_answer(generation)
+        flexible = _regex_filter(_GSM_FLEXIBLE, generation, -1)
+        return strict, {
+            "exact_match": float(_exact_match_form(strict) == gold),
+            "exact_match_flexible": float(_exact_match_form(flexible) == gold),
+        }
 
 
 BUILTIN_TASKS: dict[str, type[HFTask]] = {

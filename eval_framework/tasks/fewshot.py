@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from eval_framework.errors import TaskError
 from eval_framework.tasks.base import Sample, Task
@@ -19,24 +19,83 @@ def select_samples(samples: Sequence[Sample], num_samples: int | None, seed: int
     return [samples[i] for i in chosen]
 
 
-def _rng_for(seed: int, sample_id: str) -> random.Random:
-    # Per-sample seeding: a sample's prompt does not depend on which other samples were chosen,
-    # so subsets, resumes and reruns show each sample the same examples.
-    digest = hashlib.sha256(f"{seed}\0{sample_id}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
+def _same_row(a: Sample, b: Sample) -> bool:
+    """The same item, whatever its id: lm-eval compares documents by content."""
+    return a.content() == b.content()
 
 
-def select_fewshot(task: Task, sample: Sample, k: int, seed: int) -> list[Sample]:
-    if k == 0:
-        return []
-    pool = [s for s in task.fewshot_pool(sample) if s.id != sample.id or s.prompt != sample.prompt]
-    if k > len(pool):
+def _others(pool: Sequence[Sample], sample: Sample) -> list[Sample]:
+    return [s for s in pool if not _same_row(s, sample)]
+
+
+def _draw(
+    pool: Sequence[Sample], k: int, sample: Sample, rng: random.Random, same_split: bool
+) -> list[Sample]:
+    """One sample's examples, as lm-eval's default sampler draws them: ``k`` from the pool or, when
+    the pool counts as the evaluation split, ``k + 1`` with the evaluated row dropped."""
+    if not same_split:
+        return rng.sample(pool, k)
+    if len(pool) > k:
+        drawn = _others(rng.sample(pool, k + 1), sample)[:k]
+        if len(drawn) == k:
+            return drawn
+    # Copies of the evaluated row were drawn (or the pool has no spare row): draw from the rest.
+    return rng.sample(_others(pool, sample), k)
+
+
+def _checked_pool(task: Task, sample: Sample, k: int, k_is_default: bool) -> list[Sample]:
+    pool = task.fewshot_pool(sample)
+    usable = len(_others(pool, sample)) if task.fewshot_same_split else len(pool)
+    if k > usable:
         where = f" for subject {sample.subject}" if sample.subject else ""
+        asked = f"{task.name}'s standard {k} shots are" if k_is_default else f"--num-fewshot {k} is"
         raise TaskError(
-            f"--num-fewshot {k} is larger than the few-shot pool of {task.name}{where} "
-            f"({len(pool)} examples); use --num-fewshot {len(pool)} or fewer"
+            f"{asked} larger than the few-shot pool of {task.name}{where} ({usable} examples); "
+            f"use --num-fewshot {usable} or fewer"
         )
-    return _rng_for(seed, sample.id).sample(pool, k)
+    return pool
+
+
+def fewshot_examples(
+    task: Task,
+    available: Sequence[Sample],
+    selected: Sequence[Sample],
+    k: int,
+    seed: int,
+    k_is_default: bool = False,
+) -> list[list[Sample]]:
+    """The few-shot examples of each selected sample, by the task's rule (``task.fewshot_sampler``).
+
+    ``first_n``: the pool's first ``k`` in order (the evaluated row left out). ``random``:
+    lm-eval's default rule: one ``Random(seed)`` per pool, drawing for each evaluation row in
+    dataset order. A row's examples depend only on its place in the dataset, never on which other
+    rows were selected: the draws of unselected rows before it are replayed.
+    """
+    if k == 0:
+        return [[] for _ in selected]
+    position = {id(s): i for i, s in enumerate(available)}
+    wanted: dict[int, list[Sample]] = {position[id(s)]: [] for s in selected}
+    streams: dict[Any, list[int]] = {}
+    for i, s in enumerate(available):
+        streams.setdefault(task.fewshot_stream(s), []).append(i)
+    for indices in streams.values():
+        needed = [i for i in indices if i in wanted]
+        if not needed:
+            continue
+        pool = _checked_pool(task, available[needed[0]], k, k_is_default)
+        if task.fewshot_sampler == "first_n":
+            for i in needed:
+                wanted[i] = (_others(pool, available[i]) if task.fewshot_same_split else pool)[:k]
+            continue
+        rng = random.Random(seed)
+        last = needed[-1]
+        for i in indices:
+            drawn = _draw(pool, k, available[i], rng, task.fewshot_same_split)
+            if i in wanted:
+                wanted[i] = drawn
+            if i == last:
+                break
+    return [wanted[position[id(s)]] for s in selected]
 
 
 def render_example(task: Task, example: Sample) -> str:
@@ -69,8 +128,33 @@ class PreparedSample:
         return [task.continuation_prefix + c for c in self.sample.choices]
 
 
+def prepare_samples(
+    task: Task,
+    available: Sequence[Sample],
+    selected: Sequence[Sample],
+    k: int,
+    seed: int,
+    k_is_default: bool = False,
+) -> list[PreparedSample]:
+    """``selected`` (a subset of ``available``, the task's evaluation rows in order) with their
+    header and ``k`` few-shot examples. Few-shot ids name the split they come from
+    (``dev:astronomy/0``), so they are never mistaken for evaluation rows."""
+    source = task.fewshot_source()
+    prepared = []
+    examples = fewshot_examples(task, available, selected, k, seed, k_is_default)
+    for sample, shots in zip(selected, examples, strict=True):
+        parts = [render_example(task, ex) for ex in shots]
+        prefix = task.header(sample) + "".join(p + task.fewshot_separator for p in parts)
+        prepared.append(PreparedSample(sample, tuple(f"{source}:{ex.id}" for ex in shots), prefix))
+    return prepared
+
+
 def prepare(task: Task, sample: Sample, k: int, seed: int) -> PreparedSample:
-    shots = select_fewshot(task, sample, k, seed)
-    parts = [render_example(task, ex) for ex in shots]
-    prefix = task.header(sample) + "".join(p + task.fewshot_separator for p in parts)
-    return PreparedSample(sample, tuple(ex.id for ex in shots), prefix)
+    """One sample as a full evaluation of its task would prepare it."""
+    available = task.eval_samples()
+    match = next((s for s in available if s is sample), None) or next(
+        (s for s in available if s == sample), None
+    )
+    if match is None:
+        raise ValueError(f"sample {sample.id!r} is not one of {task.name}'s evaluation rows")
+    return prepare_samples(task, available, [match], k, seed)[0]

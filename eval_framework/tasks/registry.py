@@ -10,7 +10,7 @@ from eval_framework.embedded import embedded_task_files
 from eval_framework.errors import ConfigError, TaskError
 from eval_framework.tasks.base import Task
 from eval_framework.tasks.builtin import BUILTIN_TASKS
-from eval_framework.tasks.yaml_task import YamlTask, load_spec
+from eval_framework.tasks.yaml_task import YamlTask
 
 
 @dataclass(frozen=True)
@@ -21,19 +21,28 @@ class TaskInfo:
     metrics: tuple[str, ...]
     description: str
     source: str
+    num_fewshot: int  #: the standard shot count, used when --num-fewshot is not given
+    fewshot_rule: str
+    stop: tuple[str, ...]  #: generation stop sequences (empty for multiple choice)
+
+
+def _info(task: Task, source: str) -> TaskInfo:
+    return TaskInfo(
+        name=task.name,
+        kind=task.kind,
+        language=task.language,
+        metrics=task.metrics,
+        description=task.description,
+        source=source,
+        num_fewshot=task.default_fewshot,
+        fewshot_rule=task.fewshot_rule(),
+        stop=task.stop if task.kind == "generation" else (),
+    )
 
 
 def list_tasks() -> list[TaskInfo]:
-    infos = [
-        TaskInfo(cls.name, cls.kind, cls.language, cls.metrics, cls.description, f"{cls.dataset_path}")
-        for cls in BUILTIN_TASKS.values()
-    ]
-    for name, path in embedded_task_files().items():
-        spec = load_spec(path)
-        metrics = tuple(
-            spec.metrics or (["acc", "acc_norm"] if spec.kind == "multiple_choice" else ["exact_match"])
-        )
-        infos.append(TaskInfo(name, spec.kind, spec.language, metrics, spec.description, "embedded"))
+    infos = [_info(cls(), cls.dataset_path) for cls in BUILTIN_TASKS.values()]
+    infos += [_info(YamlTask(path), "embedded") for path in embedded_task_files().values()]
     return infos
 
 

@@ -44,6 +44,8 @@ class TaskSpec(BaseModel):
     subject: str | None = None
     id: str | None = None
     metrics: list[str] | None = Field(None, min_length=1)
+    num_fewshot: int = Field(0, ge=0, strict=True, description="shots when --num-fewshot is not given")
+    fewshot_sampler: Literal["random", "first_n"] = "random"
     fewshot_separator: str = "\n\n"
     continuation_prefix: str = " "
     stop: list[str] = Field(default_factory=lambda: ["\n\n"])
@@ -70,7 +72,9 @@ class TaskSpec(BaseModel):
             _check_template(template)
         if self.metrics and len(set(self.metrics)) != len(self.metrics):
             raise ValueError(f"metrics {self.metrics} name one metric twice; name each once")
-        allowed = {"multiple_choice": {"acc", "acc_norm"}, "generation": {"exact_match"}}[self.kind]
+        allowed = {"multiple_choice": {"acc", "acc_norm", "acc_bytes"}, "generation": {"exact_match"}}[
+            self.kind
+        ]
         bad = set(self.metrics or ()) - allowed
         if bad:
             raise ValueError(f"metrics {sorted(bad)} do not apply to {self.kind}; use {sorted(allowed)}")
@@ -125,7 +129,8 @@ def _format(template: str, row: dict[str, Any], where: str) -> str:
 class YamlTask(Task):
     # 2: a target equal to a choice's text means that choice; letters are upper case.
     # 3: JSON decimal numbers are written as the data has them (7.50, 1e3).
-    prompt_version = 3
+    # 4: few-shot examples drawn by lm-eval's rule (docs/tasks.md); acc_norm per character.
+    prompt_version = 4
 
     def __init__(self, path: Path, subjects: tuple[str, ...] = (), data_dir: Path | None = None) -> None:
         if data_dir is not None:
@@ -147,6 +152,10 @@ class YamlTask(Task):
         self.continuation_prefix = self.spec.continuation_prefix
         self.stop = tuple(self.spec.stop)
         self.max_tokens = self.spec.max_tokens
+        self.default_fewshot = self.spec.num_fewshot
+        self.fewshot_sampler = self.spec.fewshot_sampler
+        # A row never shows itself as an example, also when the few-shot file repeats it.
+        self.fewshot_same_split = True
         self._cache: dict[str, list[Sample]] = {}
 
     def _data_path(self, rel: str) -> Path:
@@ -263,6 +272,9 @@ class YamlTask(Task):
         pool = self._samples("fewshot") if self.spec.data.fewshot else self._samples("eval")
         return [s for s in pool if s.subject == sample.subject] if sample.subject else pool
 
+    def fewshot_source(self) -> str:
+        return "fewshot" if self.spec.data.fewshot else "eval"
+
     def extract_answer(self, generation: str) -> str:
         text = generation.strip()
         if self.spec.answer_regex:
@@ -276,8 +288,9 @@ class YamlTask(Task):
             for which, rel in (("eval", self.spec.data.eval), ("fewshot", self.spec.data.fewshot))
             if rel is not None and self._data_path(rel).is_file()
         }
-        # What changes results: not the description, not the order metrics are listed in.
-        spec = self.spec.model_dump(mode="json", exclude={"description"})
+        # What changes results: not the description, not the order metrics are listed in, not the
+        # default shot count (the count used is in the settings).
+        spec = self.spec.model_dump(mode="json", exclude={"description", "num_fewshot"})
         spec["metrics"] = sorted(spec["metrics"]) if spec["metrics"] else None
         spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
         return {**super().identity(), "spec_sha256": spec_hash.hexdigest(), "data_sha256": files}

@@ -40,6 +40,8 @@ def test_two_local_copies_of_a_benchmark_are_two_evaluations(ws):
         "HashLLM",
         "--task-name",
         "ARC-Easy",
+        "--num-fewshot",
+        "0",
         "--output-dir",
         ws.out,
     )

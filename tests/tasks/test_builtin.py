@@ -136,12 +136,20 @@ def test_gsm8k_targets_and_extraction(tmp_path):
     _write(tmp_path / "train.jsonl", rows)
     task = get_task("GSM8K", data_dir=tmp_path)
     sample = task.eval_samples()[0]
-    assert sample.target == "1203"
-    assert task.extract_answer("so 1203 apples.\n#### 1,203") == "1203"
-    assert task.extract_answer("The answer is $1,203.00.") == "1203"
-    assert task.extract_answer("He has 5, then 1203") == "1203"
-    assert task.matches(task.extract_answer("#### 1203"), sample.target)
-    assert not task.matches(task.extract_answer("no number"), sample.target)
+    assert sample.target == "1203"  # lm-eval's reference after its ignored patterns
+    # strict-match: the first "#### <number>"; flexible-extract: the last number anywhere
+    cases = {
+        "so 1203 apples.\n#### 1,203": ("1,203", 1.0, 1.0),
+        "#### 1203.": ("1203.", 1.0, 1.0),  # a final period is ignored
+        "The answer is $1,203.": ("[invalid]", 0.0, 1.0),
+        "He has 1203, then 5": ("[invalid]", 0.0, 0.0),
+        "no number": ("[invalid]", 0.0, 0.0),
+    }
+    for text, (extracted, strict, flexible) in cases.items():
+        got, scores = task.score_generation(text, sample)
+        assert got == extracted, text
+        assert scores["exact_match"] == strict, text
+        assert scores["exact_match_flexible"] == flexible, text
 
 
 def test_schema_mismatch_is_explained(tmp_path):

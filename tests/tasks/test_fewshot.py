@@ -26,13 +26,13 @@ def test_fewshot_is_per_sample_and_excludes_the_sample():
         assert first[sid] == again[sid]
     assert any(prepare(task, s, 3, seed=2).fewshot_ids != first[s.id].fewshot_ids for s in samples[:10])
     for p in first.values():
-        assert p.sample.id not in p.fewshot_ids and len(set(p.fewshot_ids)) == 3
+        assert f"fewshot:{p.sample.id}" not in p.fewshot_ids and len(set(p.fewshot_ids)) == 3
 
 
 def test_fewshot_from_the_same_subject():
     task = get_task("tiny-letters")
     for s in task.eval_samples()[:5] + task.eval_samples()[-5:]:
-        pool = {x.id: x.subject for x in task.fewshot_pool(s)}
+        pool = {f"fewshot:{x.id}": x.subject for x in task.fewshot_pool(s)}
         assert all(pool[i] == s.subject for i in prepare(task, s, 4, seed=0).fewshot_ids)
 
 
