@@ -378,12 +378,12 @@ def tasks_command() -> None:
     table = Table(title="Built-in tasks (any task YAML file path works too)", title_justify="left")
     table.add_column("task", no_wrap=True)
     table.add_column("shots", justify="right")
-    for column in ("few-shot examples", "kind", "metrics", "language", "source", "description"):
+    for column in ("few-shot rule", "kind", "metrics", "language", "source", "description"):
         table.add_column(column, overflow="fold")
     for info in list_tasks():
         kind = info.kind
         if info.stop:
-            kind += f" (stops at {', '.join(repr(s) for s in info.stop)})"
+            kind += f", stops at {' '.join(repr(s) for s in info.stop)}"
         table.add_row(
             info.name,
             str(info.num_fewshot),
@@ -396,8 +396,8 @@ def tasks_command() -> None:
         )
     stdout.print(table)
     stdout.print(
-        "shots: the standard few-shot count, used when --num-fewshot is not given. "
-        "Rules and prompts: docs/tasks.md"
+        "shots: the standard count, used when --num-fewshot is not given. Few-shot rules, prompts "
+        "and scoring (as lm-evaluation-harness): docs/tasks.md"
     )
 
 

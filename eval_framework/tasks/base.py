@@ -85,8 +85,8 @@ class Task(ABC):
     def fewshot_rule(self) -> str:
         """How examples are chosen, in words (``eval_framework tasks``, docs/tasks.md)."""
         if self.fewshot_sampler == "first_n":
-            return "first k of the pool, in order"
-        return "seeded random draw per row (lm-eval)"
+            return "first k, in order"
+        return "seeded draw, one extra" if self.fewshot_same_split else "seeded draw"
 
     def header(self, sample: Sample) -> str:
         """Text placed once before the few-shot examples (e.g. MMLU's subject line)."""

@@ -339,7 +339,7 @@ def _exact_match_form(text: str) -> str:
 class GSM8K(HFTask):
     name = "GSM8K"
     kind = "generation"
-    description = "Grade-school math word problems, exact match on the final number"
+    description = "Grade-school math word problems, exact match on the answer number"
     dataset_path = "openai/gsm8k"
     revision = GSM8K_REVISION
     eval_split, fewshot_split = "test", "train"

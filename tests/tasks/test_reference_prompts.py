@@ -195,7 +195,8 @@ def test_every_builtin_task_has_its_standard_shot_count():
         0,
     )
     rules = {info.name: info.fewshot_rule for info in list_tasks()}
-    assert rules["MMLU"].startswith("first k") and rules["ARC"].startswith("seeded random")
+    assert rules["MMLU"] == "first k, in order" and rules["ARC"] == "seeded draw"
+    assert rules["HellaSwag"] == rules["Winogrande"] == rules["PIQA"] == "seeded draw, one extra"
 
 
 def test_the_standard_count_larger_than_the_pool_says_so(tmp_path):
