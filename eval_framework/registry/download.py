@@ -2,10 +2,12 @@
 
 The wandb SDK's own ``skip_cache=True`` path is unsafe in the pinned release (a process-wide
 destination override), so files are fetched here: each into a temp file beside its target,
-verified against the manifest (MD5 for W&B-stored files, ETag and version id for S3
-references), then moved into place with ``os.replace``. A file already at its target counts
-only after it verifies. Several processes may fill the same directory at once: every file they
-publish is complete and verified, so correctness never depends on a lock.
+verified against the manifest (MD5 or XXH128, as the manifest names, for W&B-stored files; the
+ETag, multipart ETags with the store's own part size, and version id for S3 references), then
+moved into place with ``os.replace``. A file already at its target counts only after it
+verifies. Several processes may fill the same directory at once: every file they publish is
+complete and verified, so correctness never depends on a lock. Bytes are streamed in small
+chunks, so a stop (SIGTERM) is honoured within a chunk at any link speed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -36,6 +38,7 @@ from eval_framework.errors import EvalFrameworkError, OutputError, RegistryError
 from eval_framework.registry.checkpoint_root import safe_join
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 MiB = 1024 * 1024
 #: Files at least this large are fetched as parallel byte ranges.
@@ -63,6 +66,7 @@ class ManifestEntry:
     ref: str | None = None  #: s3://bucket/key or file:///abs for reference artifacts
     url: str | None = None  #: signed URL for W&B-stored files
     version_id: str | None = None  #: S3 object version pinned by the manifest
+    algorithm: str = "MD5"  #: the digest algorithm of a W&B-stored file (the manifest's ``extra.alg``)
 
     @property
     def scheme(self) -> str:
@@ -76,6 +80,32 @@ class ByteSource(Protocol):
 
     def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
         """Bytes ``[start, end]`` inclusive."""
+        ...
+
+
+@dataclass(frozen=True)
+class Received:
+    """What one streamed request delivered."""
+
+    start: int  #: offset of the first byte sent (0 when a server ignored the Range and sent it all)
+    count: int  #: bytes sent
+    object_size: int | None = None  #: the stored object's size, where the store said it
+
+
+#: Chunk handler: (offset in the file, bytes).
+Sink = Callable[[int, bytes], None]
+
+
+class StreamingSource(ByteSource, Protocol):
+    """A source that streams a range in chunks (the real transports): the downloader checks for a
+    stop between chunks, and learns when a server ignored the Range."""
+
+    def stream_range(self, entry: ManifestEntry, start: int, end: int, sink: Sink) -> Received: ...
+
+
+class PartSizedSource(ByteSource, Protocol):
+    def part_size(self, entry: ManifestEntry) -> int | None:
+        """The first part's size of a multipart object, as the store says (S3 ``PartNumber=1``)."""
         ...
 
 
@@ -127,17 +157,51 @@ def _multipart_etags(path: Path, part_sizes: Sequence[int]) -> set[str]:
     return {h.etag() for h in hashers}
 
 
-def _etag_matches(path: Path, etag: str, size: int) -> bool:
+def is_multipart(entry: ManifestEntry) -> bool:
+    return entry.scheme == "s3" and "-" in entry.digest.strip('"')
+
+
+def _etag_matches(path: Path, etag: str, size: int, part_size: int | None = None) -> bool:
     etag = etag.strip('"')
     if "-" not in etag:
         return _md5_hex(path) == etag
-    # Multipart ETag: md5 of the parts' md5s plus the part count. The part size is not recorded,
-    # so try the whole-MiB sizes that give this part count.
+    # Multipart ETag: md5 of the parts' md5s plus the part count. The manifest does not record the
+    # part size: the store's own answer is used where known, else the whole-MiB sizes that give
+    # this part count.
     count = int(etag.rpartition("-")[2])
-    derived = math.ceil(math.ceil(size / count) / MiB) * MiB
-    candidates = {derived, *(n * MiB for n in _COMMON_PART_SIZES)}
+    if part_size:
+        candidates = {part_size}
+    else:
+        derived = math.ceil(math.ceil(size / count) / MiB) * MiB
+        candidates = {derived, *(n * MiB for n in _COMMON_PART_SIZES)}
     fitting = sorted(p for p in candidates if p > 0 and math.ceil(size / p) == count)
     return bool(fitting) and etag in _multipart_etags(path, fitting)
+
+
+#: Digest algorithms a W&B-stored file may name (``extra.alg``); untagged entries are MD5.
+ALGORITHMS = ("MD5", "XXH128")
+
+
+def _xxh128_b64(path: Path) -> str:
+    import xxhash  # a dependency of the wandb SDK, which wrote the manifest
+
+    digest = xxhash.xxh128()
+    with path.open("rb") as handle:
+        while block := handle.read(MiB):
+            digest.update(block)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def check_algorithms(entries: Sequence[ManifestEntry]) -> None:
+    """Refuse, by name, a digest algorithm this release cannot verify."""
+    unknown = sorted({e.algorithm for e in entries if e.algorithm not in ALGORITHMS})
+    if unknown:
+        first = next(e.path for e in entries if e.algorithm in unknown)
+        raise DownloadError(
+            f"the manifest names digest algorithm {', '.join(unknown)} (e.g. for {first}), which this "
+            f"eval_framework cannot verify (it knows {', '.join(ALGORITHMS)}); upgrade eval_framework, or "
+            "log the artifact with digest_algorithm MD5 or XXH128"
+        )
 
 
 _HEX_MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -160,6 +224,19 @@ def digest_is_of_uri(entry: ManifestEntry) -> bool:
     return entry.digest in {base64.b64encode(hashlib.md5(uri.encode()).digest()).decode() for uri in uris}
 
 
+def content_digest(entry: ManifestEntry) -> tuple[str, str] | None:
+    """The entry's content digest as (algorithm, hex), or None when its digest is not one of the
+    content (a multipart ETag, a file:// reference added without checksums)."""
+    if entry.scheme == "wandb" and entry.algorithm != "MD5":
+        try:
+            raw = base64.b64decode(entry.digest, validate=True)
+        except ValueError:
+            return None
+        return (entry.algorithm, raw.hex())
+    md5 = content_md5(entry)
+    return ("MD5", md5) if md5 is not None else None
+
+
 def content_md5(entry: ManifestEntry) -> str | None:
     """The entry's content MD5 as hex, from whichever form its digest takes (base64 for W&B-stored
     files, hex or base64 for file://, the ETag of a single-part S3 object); None when the digest
@@ -169,7 +246,7 @@ def content_md5(entry: ManifestEntry) -> str | None:
     digest = entry.digest.strip('"') if entry.scheme == "s3" else entry.digest
     if _HEX_MD5.match(digest.lower()):
         return digest.lower()
-    if entry.scheme == "s3":
+    if entry.scheme == "s3" or entry.algorithm != "MD5":
         return None
     try:
         raw = base64.b64decode(digest, validate=True)
@@ -179,26 +256,31 @@ def content_md5(entry: ManifestEntry) -> str | None:
 
 
 def same_contents(a: Sequence[ManifestEntry], b: Sequence[ManifestEntry]) -> bool:
-    """Whether two versions hold the same files (path, size, MD5), wherever each keeps them."""
+    """Whether two versions hold the same files (path, size, content digest), wherever each keeps
+    them. Files hashed with different algorithms cannot be compared: not the same."""
 
-    def files(entries: Sequence[ManifestEntry]) -> dict[str, tuple[int, str | None]]:
-        return {e.path: (e.size, content_md5(e)) for e in entries}
+    def files(entries: Sequence[ManifestEntry]) -> dict[str, tuple[int, tuple[str, str] | None]]:
+        return {e.path: (e.size, content_digest(e)) for e in entries}
 
     ours = files(a)
-    return bool(ours) and ours == files(b) and all(md5 is not None for _, md5 in ours.values())
+    return bool(ours) and ours == files(b) and all(d is not None for _, d in ours.values())
 
 
-def verify_file(path: Path, entry: ManifestEntry) -> bool:
-    """Size first (cheap), then the manifest digest."""
+def verify_file(path: Path, entry: ManifestEntry, part_size: int | None = None) -> bool:
+    """Size first (cheap), then the manifest digest with the algorithm it names. ``part_size``: a
+    multipart S3 object's part size, as the store gave it."""
     try:
         if path.stat().st_size != entry.size:
             return False
     except FileNotFoundError:
         return False
     if entry.scheme == "s3":
-        return _etag_matches(path, entry.digest, entry.size)
+        return _etag_matches(path, entry.digest, entry.size, part_size)
     if digest_is_of_uri(entry):
         return True  # the size matched; the digest says nothing about the content
+    if entry.scheme == "wandb" and entry.algorithm != "MD5":
+        check_algorithms([entry])
+        return _xxh128_b64(path) == entry.digest
     md5 = _md5_hex(path)
     if entry.scheme == "file":
         return md5 == entry.digest or base64.b64encode(bytes.fromhex(md5)).decode() == entry.digest
@@ -208,14 +290,14 @@ def verify_file(path: Path, entry: ManifestEntry) -> bool:
 # ---- downloading ----------------------------------------------------------------------------
 
 
-def _retrying(fn: Callable[[], bytes], attempts: int) -> bytes:
+def _retrying(fn: Callable[[], _T], attempts: int) -> _T:
     @retry(
         retry=retry_if_exception(lambda e: isinstance(e, TransientError)),
         wait=wait_random_exponential(multiplier=0.5, max=RETRY_WAIT_MAX),
         stop=stop_after_attempt(attempts),
         reraise=True,
     )
-    def once() -> bytes:
+    def once() -> _T:
         return fn()
 
     return once()
@@ -277,9 +359,63 @@ def sweep_stale_parts(dest: Path) -> int:
     return removed
 
 
+def remove_extra_files(dest: Path, entries: Sequence[ManifestEntry]) -> list[str]:
+    """Remove what ``dest`` holds besides the manifest's files (a file an earlier version had, a
+    file put there by hand): transformers would load a stale ``model.safetensors`` beside new
+    shards. Part files of downloads in flight are left to their owners. Returns what was removed."""
+    wanted = {safe_join(dest, e.path) for e in entries}
+    removed = []
+    for path in sorted(dest.rglob("*"), reverse=True):  # children before their folders
+        if path.is_dir() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when empty
+        elif path not in wanted and not _PART.match(path.name):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path.relative_to(dest).as_posix())
+    if removed:
+        log.info(
+            "removed %d file(s) not in the manifest from %s: %s", len(removed), dest, ", ".join(removed[:5])
+        )
+    return removed
+
+
 def _stop_if_asked() -> None:
     if cleanup.stopping.is_set():
         raise SystemExit(143)  # SIGTERM arrived: workers stop instead of finishing the download
+
+
+def _stream(source: ByteSource, entry: ManifestEntry, start: int, end: int, sink: Sink) -> Received:
+    """One request for bytes ``[start, end]``, streamed into ``sink`` where the source can."""
+    if hasattr(source, "stream_range"):
+        received: Received = source.stream_range(entry, start, end, sink)
+        return received
+    data = source.read_range(entry, start, end)
+    sink(start, data)
+    return Received(start, len(data))
+
+
+def _changed(entry: ManifestEntry) -> DownloadError:
+    return DownloadError(
+        f"{entry.path}: digest mismatch, the stored object changed since the artifact referenced it "
+        f"({entry.ref or 'W&B storage'}); re-register the checkpoint or restore the object"
+    )
+
+
+def _truncated(entry: ManifestEntry, got: Received) -> DownloadError:
+    held = got.object_size if got.object_size is not None else got.start + got.count
+    where = entry.ref or "W&B storage"
+    return DownloadError(
+        f"{entry.path}: the stored object is truncated: it ends after {held} of the {entry.size} bytes the "
+        f"manifest lists ({where}); re-register the checkpoint or restore the object"
+    )
+
+
+def _part_size(source: ByteSource, entry: ManifestEntry) -> int | None:
+    if not is_multipart(entry) or not hasattr(source, "part_size"):
+        return None
+    size: int | None = source.part_size(entry)
+    return size
 
 
 def _fetch_one(
@@ -306,30 +442,37 @@ def _fetch_one(
             if entry.size < RANGED_THRESHOLD:
                 ranges = [(0, entry.size - 1)] if entry.size else []
 
-            def write(span: tuple[int, int]) -> None:
-                _stop_if_asked()
-                data = _retrying(lambda: source.read_range(entry, span[0], span[1]), attempts)
-                if len(data) != span[1] - span[0] + 1:
-                    raise DownloadError(
-                        f"{entry.path}: short read at bytes {span[0]}-{span[1]}; retry the download"
-                    )
-                os.pwrite(fd, data, span[0])
-                report(len(data))
+            def write(span: tuple[int, int]) -> bool:
+                """Fetch one range; True when the server sent the whole file instead."""
 
-            if len(ranges) > 1:
-                _run_all(write, ranges, workers)
-            else:
-                for span in ranges:
-                    write(span)
+                def sink(offset: int, chunk: bytes) -> None:
+                    _stop_if_asked()  # between chunks: a stop is honoured at any link speed
+                    if offset + len(chunk) > entry.size:
+                        raise _changed(entry)
+                    os.pwrite(fd, chunk, offset)
+
+                got = _retrying(lambda: _stream(source, entry, span[0], span[1], sink), attempts)
+                if got.start == 0 and got.count == entry.size:
+                    return True
+                if got.start != span[0] or got.count != span[1] - span[0] + 1:
+                    raise _truncated(entry, got)
+                report(got.count)
+                return False
+
+            # The first range alone: a server that ignores Range answers it with the whole file,
+            # and then that one stream is the whole transfer.
+            if ranges and write(ranges[0]):
+                report(entry.size)
+            elif len(ranges) > 2:
+                _run_all(write, ranges[1:], workers)
+            elif len(ranges) == 2:
+                write(ranges[1])
             os.fsync(fd)
         finally:
             os.close(fd)
         _stop_if_asked()
-        if not verify_file(tmp, entry):
-            raise DownloadError(
-                f"{entry.path}: digest mismatch, the stored object changed since the artifact referenced it "
-                f"({entry.ref or 'W&B storage'}); re-register the checkpoint or restore the object"
-            )
+        if not verify_file(tmp, entry, _part_size(source, entry)):
+            raise _changed(entry)
         os.replace(tmp, target)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -344,7 +487,18 @@ def _fetch_one(
             tmp.unlink()
 
 
-def _run_all(fn: Callable[[Any], None], items: Sequence[Any], workers: int) -> None:
+def _recheck_multipart(plan: DownloadPlan, dest: Path, sources: Mapping[str, ByteSource]) -> None:
+    """A present multipart S3 object uploaded with an unusual part size fails the guessed sizes:
+    check it again with the part size the store gives before fetching it anew."""
+    for entry in [e for e in plan.todo if is_multipart(e)]:
+        target = safe_join(dest, entry.path)
+        present = target.is_file() and target.stat().st_size == entry.size
+        if present and verify_file(target, entry, _part_size(sources[entry.scheme], entry)):
+            plan.todo.remove(entry)
+            plan.done.append(entry)
+
+
+def _run_all(fn: Callable[[Any], object], items: Sequence[Any], workers: int) -> None:
     """``pool.map`` that, on the first failure (or SIGTERM), drops the queued work instead of
     running it to the end before re-raising."""
     pool = ThreadPoolExecutor(max_workers=workers)
@@ -371,16 +525,18 @@ def download(
     then gets byte increments as ranges are written, summing to exactly that total on success.
     Calls to ``progress`` are serialised, so it need not be thread-safe.
     """
+    check_algorithms(entries)
     dest.mkdir(parents=True, exist_ok=True)
     cleanup.install_sigterm_handler()
     sweep_stale_parts(dest)
     plan = plan_download(entries, dest)
-    _check_space(dest, plan.bytes_needed)
     if callable(sources):  # built from what is missing: S3 credentials only when S3 files are
         sources = sources(plan.todo)
     missing = {e.scheme for e in plan.todo} - set(sources)
     if missing:
         raise DownloadError(f"no way to fetch {', '.join(sorted(missing))} entries")
+    _recheck_multipart(plan, dest, sources)
+    _check_space(dest, plan.bytes_needed)
     if on_total:
         on_total(plan.bytes_needed)
     lock = threading.Lock()

@@ -10,9 +10,34 @@ from urllib.parse import unquote, urlparse
 import httpx
 
 from eval_framework.errors import ConfigError, brief, missing_extra
-from eval_framework.registry.download import DownloadError, ManifestEntry, TransientError, file_ref_path
+from eval_framework.registry.download import (
+    DownloadError,
+    ManifestEntry,
+    Received,
+    Sink,
+    TransientError,
+    file_ref_path,
+)
 
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
+#: Bytes per streamed chunk: small enough that a stop is seen within a second or two on a slow link.
+CHUNK = 64 * 1024
+
+
+def _collect(stream: object, entry: ManifestEntry, start: int, end: int) -> bytes:
+    """``read_range`` over ``stream_range``: the whole range in memory."""
+    parts: list[bytes] = []
+    got = stream.stream_range(entry, start, end, lambda _offset, chunk: parts.append(chunk))  # type: ignore[attr-defined]
+    data = b"".join(parts)
+    return data[start - got.start : end - got.start + 1] if got.start != start else data
+
+
+def _content_range_total(value: str | None) -> int | None:
+    """The object size from ``Content-Range: bytes a-b/total``."""
+    if value and "/" in value:
+        total = value.rpartition("/")[2].strip()
+        return int(total) if total.isdigit() else None
+    return None
 
 
 def s3_endpoint() -> str | None:
@@ -48,17 +73,36 @@ class S3Source:
         self._client: Any = session.client("s3", endpoint_url=s3_endpoint(), config=config)
         self._lock = threading.Lock()
 
-    def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
+    def _object(self, entry: ManifestEntry) -> dict[str, Any]:
         assert entry.ref is not None
         parsed = urlparse(entry.ref)
-        bucket, key = parsed.netloc, unquote(parsed.path.lstrip("/"))
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={start}-{end}"}
+        kwargs: dict[str, Any] = {"Bucket": parsed.netloc, "Key": unquote(parsed.path.lstrip("/"))}
         if entry.version_id:
             kwargs["VersionId"] = entry.version_id
+        return kwargs
+
+    def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
+        return _collect(self, entry, start, end)
+
+    def part_size(self, entry: ManifestEntry) -> int | None:
+        """A multipart object's part size: the size of its part 1, as the store says."""
         try:
-            response = self._client.get_object(**kwargs)
-            data: bytes = response["Body"].read()
-            return data
+            head = self._client.head_object(**self._object(entry), PartNumber=1)
+        except (self._errors.ClientError, self._errors.BotoCoreError):
+            return None  # the guessed sizes are tried instead
+        size = head.get("ContentLength")
+        return int(size) if isinstance(size, int) and size > 0 else None
+
+    def stream_range(self, entry: ManifestEntry, start: int, end: int, sink: Sink) -> Received:
+        try:
+            response = self._client.get_object(**self._object(entry), Range=f"bytes={start}-{end}")
+            total = _content_range_total(response.get("ContentRange"))
+            first = start if response.get("ContentRange") else 0
+            count = 0
+            for chunk in response["Body"].iter_chunks(CHUNK):
+                sink(first + count, chunk)
+                count += len(chunk)
+            return Received(first, count, total if total is not None else response.get("ContentLength"))
         except self._errors.ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             code = exc.response.get("Error", {}).get("Code", "")
@@ -79,7 +123,7 @@ class S3Source:
                 f"S3 error for {entry.ref}: {code or status}; check the object and the AWS credentials"
             ) from exc
         except (self._errors.EndpointConnectionError, self._errors.ConnectionClosedError,
-                self._errors.ReadTimeoutError) as exc:  # fmt: skip
+                self._errors.ReadTimeoutError, self._errors.ResponseStreamingError) as exc:  # fmt: skip
             raise TransientError(f"cannot reach S3 for {entry.ref}: {brief(exc)}") from exc
 
 
@@ -90,36 +134,53 @@ class HttpSource:
         self._client = httpx.Client(timeout=timeout, follow_redirects=True)
 
     def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
+        return _collect(self, entry, start, end)
+
+    def stream_range(self, entry: ManifestEntry, start: int, end: int, sink: Sink) -> Received:
         if not entry.url:
             raise DownloadError(
                 f"{entry.path}: the manifest gives no download URL; retry, or check the artifact"
             )
         try:
-            response = self._client.get(entry.url, headers={"Range": f"bytes={start}-{end}"})
+            with self._client.stream("GET", entry.url, headers={"Range": f"bytes={start}-{end}"}) as response:
+                if response.status_code in _TRANSIENT_HTTP:
+                    raise TransientError(f"{entry.path}: HTTP {response.status_code}")
+                if response.status_code not in (200, 206):
+                    raise DownloadError(
+                        f"{entry.path}: storage answered HTTP {response.status_code}; "
+                        "retry later, or check access to it"
+                    )
+                # 200 to a ranged request: the server ignored Range and sends the whole object
+                first = start if response.status_code == 206 else 0
+                count = 0
+                for chunk in response.iter_bytes():
+                    sink(first + count, chunk)
+                    count += len(chunk)
+                total = _content_range_total(response.headers.get("content-range"))
+                return Received(first, count, total if response.status_code == 206 else count)
         except httpx.TransportError as exc:
             raise TransientError(f"{entry.path}: {type(exc).__name__}") from exc
-        if response.status_code in _TRANSIENT_HTTP:
-            raise TransientError(f"{entry.path}: HTTP {response.status_code}")
-        if response.status_code == 200 and (start, end) != (0, entry.size - 1):
-            return response.content[start : end + 1]  # server ignored Range
-        if response.status_code not in (200, 206):
-            raise DownloadError(
-                f"{entry.path}: storage answered HTTP {response.status_code}; "
-                "retry later, or check access to it"
-            )
-        return response.content
 
 
 class FileSource:
     """``file://`` references on a shared filesystem (copied, for artifacts used elsewhere)."""
 
     def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
+        return _collect(self, entry, start, end)
+
+    def stream_range(self, entry: ManifestEntry, start: int, end: int, sink: Sink) -> Received:
         path = file_ref_path(entry)
         assert path is not None
         try:
             with path.open("rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
                 handle.seek(start)
-                return handle.read(end - start + 1)
+                count, left = 0, end - start + 1
+                while left > 0 and (chunk := handle.read(min(CHUNK * 16, left))):
+                    sink(start + count, chunk)
+                    count += len(chunk)
+                    left -= len(chunk)
+                return Received(start, count, size)
         except FileNotFoundError as exc:
             raise DownloadError(
                 f"referenced file {path} does not exist on this machine; run where it is mounted, or use the "

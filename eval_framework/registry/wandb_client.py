@@ -147,20 +147,25 @@ class WandbRegistry:
                     cursor = page.page_info.end_cursor
         except Exception as exc:
             raise self._translate(exc, ref) from exc
-        return [
-            ManifestEntry(
-                path=str(e.path),
-                size=int(e.size or 0),
-                digest=str(e.digest),
-                ref=str(e.ref) if e.ref else None,
-                url=None if e.ref else urls.get(str(e.path)),
-                version_id=(e.extra or {}).get("versionID"),
-            )
-            for e in raw
-        ]
+        return [manifest_entry(e, None if e.ref else urls.get(str(e.path))) for e in raw]
 
     def identity(self, artifact: Any) -> ArtifactIdentity:
         return _identity(artifact, _producing_run(artifact))
+
+
+def manifest_entry(entry: Any, url: str | None = None) -> ManifestEntry:
+    """One SDK manifest entry as the downloader sees it."""
+    extra = entry.extra or {}
+    return ManifestEntry(
+        path=str(entry.path),
+        size=int(entry.size or 0),
+        digest=str(entry.digest),
+        ref=str(entry.ref) if entry.ref else None,
+        url=url,
+        version_id=extra.get("versionID"),
+        # Untagged entries are MD5 (the SDK's own rule); W&B-stored XXH128 files say so in "alg".
+        algorithm=str(extra.get("alg") or "MD5") if not entry.ref else "MD5",
+    )
 
 
 def _producing_run(artifact: Any) -> str | None:

@@ -31,13 +31,15 @@ service_api.ServiceApi.feature_enabled = lambda *a, **k: False  # type: ignore[m
 
 if os.environ.get("EF_SLOW_DOWNLOAD"):
     download.RANGED_THRESHOLD, download.PART_SIZE = 1024, 1024
-    read = sources.HttpSource.read_range
+    stream = sources.HttpSource.stream_range
 
-    def slow(self: sources.HttpSource, entry: download.ManifestEntry, start: int, end: int) -> bytes:
+    def slow(
+        self: sources.HttpSource, entry: download.ManifestEntry, start: int, end: int, sink: download.Sink
+    ) -> download.Received:
         time.sleep(0.05)
-        return read(self, entry, start, end)
+        return stream(self, entry, start, end, sink)
 
-    sources.HttpSource.read_range = slow  # type: ignore[method-assign]
+    sources.HttpSource.stream_range = slow  # type: ignore[method-assign]
 
 sys.argv = ["eval_framework", *sys.argv[2:]]
 run()

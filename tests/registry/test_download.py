@@ -283,11 +283,11 @@ dl.RANGED_THRESHOLD, dl.PART_SIZE = 1024, 1024  # many ranges, so SIGTERM lands 
 src = Path(sys.argv[2])
 
 class Slow(FileSource):
-    def read_range(self, entry, start, end):
+    def stream_range(self, entry, start, end, sink):
         if start == 0:
             print("started", flush=True)
         time.sleep(0.05)
-        return super().read_range(entry, start, end)
+        return super().stream_range(entry, start, end, sink)
 
 data = src.read_bytes()
 entry = ManifestEntry("model/w.bin", len(data), hashlib.md5(data).hexdigest(), ref=src.as_uri())
