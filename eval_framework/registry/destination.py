@@ -14,19 +14,31 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 from eval_framework import cleanup
 from eval_framework.errors import ConfigError
-from eval_framework.registry.reference import CheckpointRef
 
 log = logging.getLogger(__name__)
 
 TEMP_PREFIX = "eval-framework-ckpt-"
 
 
-def version_dirname(ref: CheckpointRef, version: str) -> str:
-    """Stable folder name for one resolved version inside the persistent store."""
-    parts = [ref.entity or "_default", ref.project, ref.name, version]
+class Resolved(Protocol):
+    @property
+    def qualified_name(self) -> str: ...  # org-entity/project/collection:vN
+
+    @property
+    def digest(self) -> str: ...
+
+
+def version_dirname(identity: Resolved) -> str:
+    """The folder of one resolved version in the persistent store: by what the server resolved
+    (entity, project, collection, version, digest), never by how the reference was spelled, so
+    ``tiny:prod`` and ``acme/wandb-registry-model/tiny:v1`` share one copy, and a version with other
+    contents (another server, a re-created registry) never shares a folder with it."""
+    path, _, version = identity.qualified_name.rpartition(":")
+    parts = [*path.split("/"), f"{version}-{identity.digest[:16]}"]
     return "/".join(re.sub(r"[^A-Za-z0-9_.-]", "_", p) for p in parts)
 
 
@@ -47,11 +59,11 @@ def persistent_root(explicit: Path | None = None) -> Path | None:
 
 
 @contextlib.contextmanager
-def checkpoint_destination(ref: CheckpointRef, version: str, explicit: Path | None = None) -> Iterator[Path]:
+def checkpoint_destination(identity: Resolved, explicit: Path | None = None) -> Iterator[Path]:
     """Yield the directory a version should be placed in; temporary ones are removed afterwards."""
     root = persistent_root(explicit)
     if root is not None:
-        target = root / version_dirname(ref, version)
+        target = root / version_dirname(identity)
         target.mkdir(parents=True, exist_ok=True)
         yield target
         return

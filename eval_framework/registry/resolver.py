@@ -26,7 +26,14 @@ from eval_framework.registry.destination import (
     persistent_root,
     version_dirname,
 )
-from eval_framework.registry.download import ByteSource, ManifestEntry, download, plan_download, same_contents
+from eval_framework.registry.download import (
+    ByteSource,
+    ManifestEntry,
+    download,
+    plan_download,
+    remove_extra_files,
+    same_contents,
+)
 from eval_framework.registry.local_twin import TwinCheck, check_twin, in_place_root, wait_timeout, wait_until
 from eval_framework.registry.progress import download_bar
 from eval_framework.registry.reference import DEFAULT_REGISTRY, CheckpointRef, parse_reference
@@ -159,7 +166,7 @@ class Resolver:
         root = persistent_root(self.options.artifact_dir)
         if root is None:
             return ResolvePlan(ref.path, identity, "(a temporary directory)", entries, entries)
-        dest = root / version_dirname(ref, identity.version)
+        dest = root / version_dirname(identity)
         todo = plan_download(entries, dest).todo if dest.is_dir() else entries
         return ResolvePlan(ref.path, identity, str(dest), entries, todo)
 
@@ -177,7 +184,7 @@ class Resolver:
             log.info("using the files of %s in place at %s", ref.local_twin(), root)
             return ResolvedCheckpoint(path, choice.reference, choice.identity, True, root)
         artifact, identity = choice.artifact, choice.identity
-        dest = stack.enter_context(checkpoint_destination(ref, identity.version, self.options.artifact_dir))
+        dest = stack.enter_context(checkpoint_destination(identity, self.options.artifact_dir))
         cache_skip = self.options.cache_skip
         if cache_skip is None:
             cache_skip = env_flag("WANDB_CACHE_SKIP", True)
@@ -191,6 +198,8 @@ class Resolver:
                 else:
                     with download_bar(f"{ref.name}:{identity.version}") as bar:
                         plan = download(entries, dest, _sources, progress=bar.advance, on_total=bar.start)
+                # What the folder holds is what gets loaded: only the manifest's files.
+                remove_extra_files(dest, entries)
             fetched = plan.bytes_needed
         else:
             log.info("WANDB_CACHE_SKIP=false: downloading %s through the W&B cache", ref)

@@ -220,3 +220,73 @@ def test_concurrent_resolves_transfer_once_and_all_get_a_verified_copy(fake_wand
     for path, data in files.items():
         assert (root / path.removeprefix("hf/")).read_bytes() == data
     assert not list(root.rglob(".*part-*"))
+
+
+def test_one_version_is_one_folder_however_it_is_spelled(fake_wandb, tmp_path, monkeypatch):
+    _register_shipped(fake_wandb)
+    monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
+    spellings = ("tiny:prod", "acme/wandb-registry-model/tiny:v0", "acme-org/wandb-registry-model/tiny:v0")
+    resolved = []
+    for text in spellings:
+        with contextlib.ExitStack() as stack:
+            resolved.append(Resolver().resolve(text, stack))
+    assert {r.destination for r in resolved} == {resolved[0].destination}
+    assert [r.downloaded_bytes > 0 for r in resolved] == [True, False, False]  # fetched once
+    folders = [p for p in (tmp_path / "store").rglob("*") if p.is_dir() and p.name.startswith("v0-")]
+    assert len(folders) == 1 and folders[0].parent.parts[-3:] == ("acme-org", "wandb-registry-model", "tiny")
+
+
+def test_the_version_folder_holds_exactly_the_manifests_files(fake_wandb, tmp_path, monkeypatch):
+    files = _register_shipped(fake_wandb)
+    monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
+    with contextlib.ExitStack() as stack:
+        first = Resolver().resolve("tiny:v0", stack)
+    # a stale single-file checkpoint beside sharded weights would be what transformers loads
+    (first.path / "pytorch_model.bin").write_bytes(b"stale weights")
+    (first.path / "old" / "model.safetensors").parent.mkdir()
+    (first.path / "old" / "model.safetensors").write_bytes(b"stale")
+    with contextlib.ExitStack() as stack:
+        again = Resolver().resolve("tiny:v0", stack)
+    held = sorted(
+        p.relative_to(again.destination).as_posix() for p in again.destination.rglob("*") if p.is_file()
+    )
+    assert held == sorted(files) and again.path == first.path
+
+
+def test_the_same_name_from_another_registry_never_mixes_files(s3, tmp_path, monkeypatch, wandb_http):
+    """tiny:v0 from one server is a single file; from another, shards: two folders, each exact."""
+    import uuid
+
+    from wandb.apis.public import service_api
+
+    from tests.fakes.wandb_service import VALID_KEY, FakeWandb
+
+    monkeypatch.setenv("WANDB_BASE_URL", wandb_http)
+    monkeypatch.setenv("WANDB_API_KEY", VALID_KEY)
+    monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
+    monkeypatch.setattr(service_api.ServiceApi, "feature_enabled", lambda *a, **k: False)
+    layouts = {
+        "single": {"hf/config.json": b"{}", "hf/model.safetensors": b"one file"},
+        "sharded": {
+            "hf/config.json": b"{}",
+            "hf/model-00001-of-00002.safetensors": b"shard 1",
+            "hf/model-00002-of-00002.safetensors": b"shard 2",
+            "hf/model.safetensors.index.json": b'{"weight_map": {}}',
+        },
+    }
+    held = {}
+    for name, files in layouts.items():
+        fake = FakeWandb(s3, f"wandb-storage-{uuid.uuid4().hex[:12]}")
+        fake.add_version("wandb-registry-model", "tiny", [fake.stored_file(p, d) for p, d in files.items()])
+        monkeypatch.setattr(service_api.ServiceApi, "execute_graphql",
+                            lambda api, *a, fake=fake, **k: fake.execute_graphql(api, *a, **k))  # fmt: skip
+        monkeypatch.setattr(service_api.ServiceApi, "authenticate",
+                            lambda api, *a, fake=fake, **k: fake.authenticate(api, *a, **k))  # fmt: skip
+        with contextlib.ExitStack() as stack:
+            resolved = Resolver().resolve("tiny:v0", stack)
+        held[name] = sorted(
+            p.relative_to(resolved.destination).as_posix()
+            for p in resolved.destination.rglob("*")
+            if p.is_file()
+        )
+        assert held[name] == sorted(files)
