@@ -19,7 +19,7 @@ from typing import Any
 from filelock import FileLock
 
 from eval_framework.config import env_flag
-from eval_framework.registry.checkpoint_root import find_checkpoint_root
+from eval_framework.registry.checkpoint_root import find_checkpoint_root, safe_join
 from eval_framework.registry.destination import (
     TEMP_PREFIX,
     checkpoint_destination,
@@ -28,11 +28,13 @@ from eval_framework.registry.destination import (
 )
 from eval_framework.registry.download import (
     ByteSource,
+    DownloadError,
     ManifestEntry,
     download,
     plan_download,
     remove_extra_files,
     same_contents,
+    verify_file,
 )
 from eval_framework.registry.local_twin import TwinCheck, check_twin, in_place_root, wait_timeout, wait_until
 from eval_framework.registry.progress import download_bar
@@ -204,8 +206,29 @@ class Resolver:
         else:
             log.info("WANDB_CACHE_SKIP=false: downloading %s through the W&B cache", ref)
             artifact.download(root=str(dest))
+            _check_sdk_download(dest, self.client.entries(artifact, ref, with_urls=False))
         path = find_checkpoint_root(dest, self.options.checkpoint_subdir)
         return ResolvedCheckpoint(path, ref.path, identity, False, dest, fetched)
+
+
+def _check_sdk_download(dest: Path, entries: list[ManifestEntry]) -> None:
+    """What the SDK's cached download delivered, verified as our own downloads are: a file that
+    does not match is removed here and from the SDK cache (else every later download would be
+    served the same bytes), and the command fails."""
+    from eval_framework.registry.sdk_cache import evict
+
+    bad = [e for e in entries if not verify_file(safe_join(dest, e.path), e)]
+    for entry in bad:
+        evict(entry)
+        safe_join(dest, entry.path).unlink(missing_ok=True)
+    if bad:
+        shown = ", ".join(e.path for e in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise DownloadError(
+            f"the W&B cache delivered bytes that do not match the manifest for {shown}; they were removed "
+            "from the cache and the destination: run again to fetch them anew (WANDB_CACHE_SKIP=true "
+            "bypasses the cache)"
+        )
+    remove_extra_files(dest, entries)
 
 
 def registry_identity(text: str, client: WandbRegistry | None = None) -> dict[str, Any]:

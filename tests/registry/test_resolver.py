@@ -290,3 +290,31 @@ def test_the_same_name_from_another_registry_never_mixes_files(s3, tmp_path, mon
             if p.is_file()
         )
         assert held[name] == sorted(files)
+
+
+def test_cache_skip_false_never_keeps_corrupt_bytes(fake_wandb, tmp_path, monkeypatch):
+    from eval_framework.registry.download import DownloadError
+
+    files = _register_shipped(fake_wandb)
+    monkeypatch.setenv("WANDB_CACHE_SKIP", "false")
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
+    with contextlib.ExitStack() as stack:
+        first = Resolver().resolve("tiny:prod", stack)
+    weights = files["hf/model.safetensors"]
+    (cached,) = [
+        p for p in (tmp_path / "wandb-cache").rglob("*") if p.is_file() and p.read_bytes() == weights
+    ]
+    cached.write_bytes(bytes(len(weights)))  # the same size, other bytes: the SDK serves them as a hit
+    (first.path / "model.safetensors").unlink()
+    with (
+        pytest.raises(
+            DownloadError, match=r"W&B cache delivered bytes that do not match the manifest for hf/model"
+        ),
+        contextlib.ExitStack() as stack,
+    ):
+        Resolver().resolve("tiny:prod", stack)
+    assert not cached.exists() and not (first.path / "model.safetensors").exists()
+    with contextlib.ExitStack() as stack:  # the next run fetches them anew
+        again = Resolver().resolve("tiny:prod", stack)
+    assert (again.path / "model.safetensors").read_bytes() == weights
