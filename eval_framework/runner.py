@@ -454,7 +454,9 @@ def _score_all(
     total, finished = len(plan.prepared), len(done)
     if progress:
         progress(finished, total)
-    chunk = max(config.batch_size * 4, 32)
+    # One model batch of samples at a time, each written as soon as it is scored: a kill loses at
+    # most the batch in flight (larger chunks sort better, but a slow batch would cost them all).
+    chunk = config.batch_size
     max_tokens = config.max_tokens or task.max_tokens
     for start in range(0, len(pending), chunk):
         cleanup.raise_if_stopped()  # a stop Python dropped (it landed in a finaliser) is acted on here

@@ -15,7 +15,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from eval_framework.errors import TaskError
+from eval_framework.errors import TaskError, brief
 from eval_framework.fingerprint import file_sha256
 from eval_framework.tasks.base import Sample, Task
 from eval_framework.tasks.hf_datasets import DatasetSource, load_split, local_split_file
@@ -114,15 +114,29 @@ class HFTask(Task):
         key = (subject, split)
         if key not in self._rows:
             source = DatasetSource(self.dataset_path, self.configs[subject], self.revision)
-            rows = load_split(source, split, self.data_dir, self.name, only_config=len(self.configs) == 1)
-            try:
-                self._rows[key] = [self.row_to_sample(row, i, subject) for i, row in enumerate(rows)]
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
-                raise TaskError(
-                    f"{self.name}: rows of split '{split}' do not have the expected schema ({exc!r}); "
-                    "check that --task-data-dir holds this dataset's own files"
-                ) from exc
+            only = len(self.configs) == 1
+            rows = load_split(source, split, self.data_dir, self.name, only_config=only)
+            samples = []
+            for i, row in enumerate(rows):
+                try:
+                    samples.append(self.row_to_sample(row, i, subject))
+                except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+                    where = f"{self._where(source, split, only)} row {i}"
+                    raise TaskError(
+                        f"{self.name}: {where} {_schema_problem(exc, row)}; fix the row, or check that "
+                        "--task-data-dir holds this dataset's own files "
+                        f"({self.dataset_path}'s schema, see docs/tasks.md)"
+                    ) from exc
+            self._rows[key] = samples
         return self._rows[key]
+
+    def _where(self, source: DatasetSource, split: str, only_config: bool) -> str:
+        if self.data_dir is not None:
+            found = local_split_file(source, split, self.data_dir, only_config)
+            if found is not None:
+                return str(found)
+        config = f" ({source.name})" if source.name else ""
+        return f"split '{split}' of {source.path}{config}"
 
     @abstractmethod
     def row_to_sample(self, row: dict[str, Any], index: int, subject: str | None) -> Sample: ...
@@ -176,6 +190,16 @@ class HFTask(Task):
         }
 
 
+def _schema_problem(exc: Exception, row: Any) -> str:
+    """What is wrong with a row, in its own words: a missing field by name, else the check that
+    failed ("answerKey 'Z' is not one of the labels A, B, C, D")."""
+    if not isinstance(row, dict):
+        return f"is {type(row).__name__}, not an object"
+    if isinstance(exc, KeyError):
+        return f"lacks the field {exc.args[0]!r} (row fields: {', '.join(map(str, row)) or 'none'})"
+    return f"does not fit the dataset's schema: {brief(exc)}"
+
+
 def _qa_prompt(question: str) -> str:
     # lm-eval: "Question: {{question}}\nAnswer:", the text not stripped
     return f"Question: {question}\nAnswer:"
@@ -195,10 +219,13 @@ class ARC(HFTask):
 
     def row_to_sample(self, row: dict[str, Any], index: int, subject: str | None) -> Sample:
         labels = [str(label) for label in row["choices"]["label"]]
+        key = str(row["answerKey"])
+        if key not in labels:
+            raise ValueError(f"answerKey {key!r} is not one of the labels {', '.join(labels)}")
         return Sample(
             id=str(row["id"]),
             prompt=_qa_prompt(row["question"]),
-            target=labels.index(str(row["answerKey"])),
+            target=labels.index(key),
             choices=tuple(row["choices"]["text"]),
             subject=subject,
         )

@@ -99,13 +99,28 @@ def fewshot_examples(
 
 
 def render_example(task: Task, example: Sample) -> str:
-    """A solved example as it appears in a few-shot prompt."""
+    """A solved example as it appears in a few-shot prompt (without the separator after it)."""
+    return f"{_question(example)}{task.continuation_prefix}{_answer(task, example)}"
+
+
+def _shot(task: Task, example: Sample) -> str:
+    """One example with its separators. An answer given as text that is empty (a Winogrande blank
+    that ends the sentence) is no answer to lm-eval: the question alone, with no separator."""
+    answer_is_text = task.kind == "generation" or bool(example.choice_prompts)
+    if answer_is_text and _answer(task, example) == "":
+        return _question(example)
+    return render_example(task, example) + task.fewshot_separator
+
+
+def _question(example: Sample) -> str:
+    index = int(example.target) if example.choice_prompts else 0
+    return example.choice_prompts[index] if example.choice_prompts else example.prompt
+
+
+def _answer(task: Task, example: Sample) -> str:
     if task.kind == "generation":
-        answer = example.answer_text if example.answer_text is not None else str(example.target)
-        return f"{example.prompt}{task.continuation_prefix}{answer}"
-    index = int(example.target)
-    prompt = example.choice_prompts[index] if example.choice_prompts else example.prompt
-    return f"{prompt}{task.continuation_prefix}{example.choices[index]}"
+        return example.answer_text if example.answer_text is not None else str(example.target)
+    return example.choices[int(example.target)]
 
 
 @dataclass(frozen=True)
@@ -143,8 +158,7 @@ def prepare_samples(
     prepared = []
     examples = fewshot_examples(task, available, selected, k, seed, k_is_default)
     for sample, shots in zip(selected, examples, strict=True):
-        parts = [render_example(task, ex) for ex in shots]
-        prefix = task.header(sample) + "".join(p + task.fewshot_separator for p in parts)
+        prefix = task.header(sample) + "".join(_shot(task, ex) for ex in shots)
         prepared.append(PreparedSample(sample, tuple(f"{source}:{ex.id}" for ex in shots), prefix))
     return prepared
 

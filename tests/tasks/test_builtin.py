@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eval_framework.errors import ConfigError, DatasetUnavailableError
+from eval_framework.errors import ConfigError, DatasetUnavailableError, TaskError
 from eval_framework.tasks import get_task
 from eval_framework.tasks.fewshot import prepare
 from tests.conftest import USER_MODELS
@@ -152,10 +152,19 @@ def test_gsm8k_targets_and_extraction(tmp_path):
         assert scores["exact_match_flexible"] == flexible, text
 
 
-def test_schema_mismatch_is_explained(tmp_path):
-    _write(tmp_path / "validation.jsonl", [{"goal": "x"}])
-    with pytest.raises(Exception, match="do not have the expected schema"):
+def test_schema_mismatch_names_the_file_row_and_field(tmp_path):
+    _write(
+        tmp_path / "validation.jsonl", [{"goal": "x", "sol1": "a", "sol2": "b", "label": 0}, {"goal": "x"}]
+    )
+    with pytest.raises(
+        TaskError, match=r"PIQA: .*validation.jsonl row 1 lacks the field 'label' \(row fields: goal\)"
+    ):
         get_task("PIQA", data_dir=tmp_path).eval_samples()
+    _write(tmp_path / "arc" / "test.jsonl", [_arc_row(1), _arc_row(2, "Z")])
+    with pytest.raises(
+        TaskError, match=r"test.jsonl row 1 does not fit .*answerKey 'Z' is not one of the labels A, B, C, D"
+    ):
+        get_task("ARC-Easy", data_dir=tmp_path / "arc").eval_samples()
 
 
 def test_missing_local_split(tmp_path):

@@ -163,6 +163,22 @@ def test_winogrande_fewshot_shows_the_right_option_then_the_rest(tmp_path):
     assert p.continuations(task) == [" trained more."] * 2
 
 
+def test_winogrande_blank_at_the_end_gives_an_example_without_separators(tmp_path):
+    # lm-eval's build_qa_turn: an empty answer is no answer, so neither " " nor "\n\n" follows it
+    def row(a: str, b: str) -> dict:
+        return {"sentence": f"{a} beat {b} because _", "option1": a, "option2": b, "answer": "1"}
+
+    train = [row("Cy", "Di"), row("Ed", "Fa"), row("Gus", "Hal")]
+    _write(tmp_path / "winogrande_xl" / "validation.jsonl", [row("Ann", "Bo")])
+    _write(tmp_path / "winogrande_xl" / "train.jsonl", train)
+    task = get_task("Winogrande", data_dir=tmp_path)
+    (_,), (p,) = _contexts(task, 2)
+    picked = [train[i] for i in random.Random(1234).sample(range(3), 3)[:2]]
+    shots = "".join(f"{r['option1']} beat {r['option2']} because {r['option1']}" for r in picked)
+    assert p.contexts(task) == [shots + "Ann beat Bo because Ann", shots + "Ann beat Bo because Bo"]
+    assert p.continuations(task) == [" ", " "]
+
+
 def test_gsm8k_text_as_given_full_answers_as_examples_and_reference_stops(tmp_path):
     # gsm8k.yaml: "Question: {{question}}\nAnswer:", few-shot target "{{answer}}", until
     # ["Question:", "</s>", "<|im_end|>"], num_fewshot 5, fewshot_split train
