@@ -9,6 +9,7 @@ directory is made, so a failure there leaves no half-made bundle behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import platform
@@ -156,6 +157,23 @@ def _bundle_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
+def prompts_digest(task: Task, prepared: Sequence[PreparedSample]) -> str:
+    """Every text the model will see and where its generations stop, hashed: a change in how
+    prompts are rendered (a template, a few-shot rule, a separator) is a new evaluation even where
+    nothing else in the key moved."""
+    digest = hashlib.sha256()
+    if task.kind == "generation":
+        digest.update(json.dumps({"stop": list(task.stop)}).encode() + b"\n")
+    for p in prepared:
+        item = {
+            "contexts": p.contexts(task),
+            "continuations": p.continuations(task) if task.kind != "generation" else [],
+        }
+        digest.update(json.dumps(item, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
 def shots_for(task: Task, config: EvalConfig) -> int:
     """--num-fewshot, or the task's standard count when it is not given."""
     return task.default_fewshot if config.num_fewshot is None else config.num_fewshot
@@ -212,6 +230,7 @@ def make_plan(config: EvalConfig) -> EvalPlan:
         "num_samples": num_samples,
         "seed": config.seed,
         "max_tokens": None if max_tokens == task.max_tokens else max_tokens,
+        "prompts_sha256": prompts_digest(task, prepared),
     }
     model_ident = model_identity(model_cls, llm_args)
     task_ident = task.identity()

@@ -270,3 +270,22 @@ def test_name_is_only_a_display_name_where_the_class_does_not_take_it(tmp_path, 
 
     assert key("Picker", "good") != key("Picker", "bad")  # the class's own argument: results may differ
     assert key("Plain", "a") == key("Plain", "b")  # only how the bundle is titled
+
+
+def test_any_change_in_what_the_model_sees_is_a_new_key(tmp_path, monkeypatch):
+    """A change to how prompts are rendered (here a separator) needs no version bump to be seen."""
+    from eval_framework.tasks.builtin import ARC
+
+    data = _arc_copy(tmp_path / "arc")
+
+    def key() -> str:
+        config = EvalConfig(models=USER_MODELS, llm_name="HashLLM", task_name="ARC-Easy",
+                            task_data_dir=data, num_fewshot=1)  # fmt: skip
+        return make_plan(config).key
+
+    before = key()
+    monkeypatch.setattr(ARC, "fewshot_separator", "\n")
+    assert key() != before
+    monkeypatch.setattr(ARC, "fewshot_separator", "\n\n")
+    monkeypatch.setattr(ARC, "continuation_prefix", "  ")
+    assert key() != before

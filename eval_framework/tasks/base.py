@@ -113,6 +113,7 @@ class Task(ABC):
             "subjects": list(self.selected_subjects),
             "prompt_version": self.prompt_version,
             "fewshot_sampler": self.fewshot_sampler,
+            "metrics": sorted(self.metrics),
         }
 
     def dataset_info(self) -> dict[str, Any]:
