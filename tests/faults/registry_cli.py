@@ -1,9 +1,10 @@
 """Run the eval_framework command against the fake W&B registry, in its own process.
 
-The W&B registry service cannot run here; the test's fake answers the SDK's GraphQL seam inside
-this process (as in tests/registry), with W&B-stored bytes served from the test's S3 endpoint.
-Everything after the lookups (download, evaluation, bundle, exit codes, messages) is the real
-command. ``EF_SLOW_DOWNLOAD=1`` reads the checkpoint in 1 KiB ranges with a pause, so that a
+The W&B registry service cannot run here; the fake registry is served over HTTP from this process
+(tests/fakes/wandb_registry_http.py, as in tests/registry), and the real SDK and its wandb-core
+service talk to it through WANDB_BASE_URL, with W&B-stored bytes served from the test's S3
+endpoint. Everything else (lookups, download, evaluation, bundle, exit codes, messages) is the
+real command. ``EF_SLOW_DOWNLOAD=1`` reads the checkpoint in 1 KiB ranges with a pause, so that a
 signal lands mid-download.
 
     python registry_cli.py BUCKET [eval_framework arguments...]
@@ -16,18 +17,17 @@ import sys
 import time
 
 import boto3
-from wandb.apis.public import service_api
 
 from eval_framework.cli import run
 from eval_framework.registry import download, sources
+from tests.fakes.wandb_registry_http import registry_server
 from tests.fakes.wandb_service import FakeWandb
 from tests.registry.test_resolver import _register_shipped
 
 fake = FakeWandb(boto3.client("s3"), sys.argv[1])  # the same bytes in the same bucket every run
 _register_shipped(fake)
-service_api.ServiceApi.execute_graphql = lambda api, *a, **k: fake.execute_graphql(api, *a, **k)  # type: ignore[method-assign]
-service_api.ServiceApi.authenticate = lambda api, *a, **k: fake.authenticate(api, *a, **k)  # type: ignore[method-assign]
-service_api.ServiceApi.feature_enabled = lambda *a, **k: False  # type: ignore[method-assign]
+serving = registry_server(fake)  # kept referenced: it serves until the process ends
+os.environ["WANDB_BASE_URL"] = serving.__enter__().url
 
 if os.environ.get("EF_SLOW_DOWNLOAD"):
     download.RANGED_THRESHOLD, download.PART_SIZE = 1024, 1024

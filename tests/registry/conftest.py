@@ -53,20 +53,18 @@ def wandb_http() -> Iterator[str]:
 
 
 @pytest.fixture
-def fake_wandb(s3, monkeypatch, wandb_http):
-    """The real wandb SDK, answered by the in-memory registry at its GraphQL seam."""
-    from wandb.apis.public import service_api
-
+def fake_wandb(s3, monkeypatch):
+    """The real wandb SDK and its wandb-core service, answered over HTTP by the in-memory registry
+    (tests/fakes/wandb_registry_http.py): login check, lookups, manifests and file URLs all cross
+    the wire with the SDK's own timeouts, retries and paging."""
+    from tests.fakes.wandb_registry_http import registry_server
     from tests.fakes.wandb_service import VALID_KEY, FakeWandb
 
     fake = FakeWandb(s3, f"wandb-storage-{uuid.uuid4().hex[:12]}")
-    monkeypatch.setenv("WANDB_BASE_URL", wandb_http)
-    monkeypatch.setenv("WANDB_API_KEY", VALID_KEY)
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setattr(service_api.ServiceApi, "execute_graphql",
-                        lambda api, *a, **k: fake.execute_graphql(api, *a, **k))  # fmt: skip
-    monkeypatch.setattr(
-        service_api.ServiceApi, "authenticate", lambda api, *a, **k: fake.authenticate(api, *a, **k)
-    )
-    monkeypatch.setattr(service_api.ServiceApi, "feature_enabled", lambda *a, **k: False)
-    return fake
+    with registry_server(fake) as server:
+        monkeypatch.setenv("WANDB_BASE_URL", server.url)
+        monkeypatch.setenv("WANDB_API_KEY", VALID_KEY)
+        monkeypatch.setenv("WANDB_SILENT", "true")
+        fake.server = server  # type: ignore[attr-defined]
+        yield fake
+        assert not server.unknown, f"operations the fake W&B server does not implement: {server.unknown}"

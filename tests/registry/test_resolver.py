@@ -182,18 +182,10 @@ def test_cache_skip_false_uses_the_sdk_cached_download(fake_wandb, tmp_path, mon
 
 
 RESOLVE_WORKER = """
-import contextlib, json, sys
-import boto3
-from wandb.apis.public import service_api
-from tests.fakes.wandb_service import FakeWandb
-from tests.registry.test_resolver import _register_shipped
+import contextlib, json
 from eval_framework.registry.resolver import Resolver
 
-fake = FakeWandb(boto3.client("s3"), sys.argv[1])  # same bytes in the same bucket in every process
-_register_shipped(fake)
-service_api.ServiceApi.execute_graphql = lambda api, *a, **k: fake.execute_graphql(api, *a, **k)
-service_api.ServiceApi.authenticate = lambda api, *a, **k: fake.authenticate(api, *a, **k)
-service_api.ServiceApi.feature_enabled = lambda *a, **k: False
+# WANDB_BASE_URL and the key come from the test: every process asks the test's one fake server
 with contextlib.ExitStack() as stack:
     resolved = Resolver().resolve("tiny:prod", stack)
 print(json.dumps({"path": str(resolved.path), "fetched": resolved.downloaded_bytes}))
@@ -208,7 +200,7 @@ def test_concurrent_resolves_transfer_once_and_all_get_a_verified_copy(fake_wand
     files = _register_shipped(fake_wandb)  # creates the bucket the workers share
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]),
            "WANDB_ARTIFACT_DIR": str(tmp_path / "store")}  # fmt: skip
-    command = [sys.executable, "-c", RESOLVE_WORKER, fake_wandb.bucket]
+    command = [sys.executable, "-c", RESOLVE_WORKER]
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(4)]  # fmt: skip
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -253,18 +245,15 @@ def test_the_version_folder_holds_exactly_the_manifests_files(fake_wandb, tmp_pa
     assert held == sorted(files) and again.path == first.path
 
 
-def test_the_same_name_from_another_registry_never_mixes_files(s3, tmp_path, monkeypatch, wandb_http):
+def test_the_same_name_from_another_registry_never_mixes_files(s3, tmp_path, monkeypatch):
     """tiny:v0 from one server is a single file; from another, shards: two folders, each exact."""
     import uuid
 
-    from wandb.apis.public import service_api
-
+    from tests.fakes.wandb_registry_http import registry_server
     from tests.fakes.wandb_service import VALID_KEY, FakeWandb
 
-    monkeypatch.setenv("WANDB_BASE_URL", wandb_http)
     monkeypatch.setenv("WANDB_API_KEY", VALID_KEY)
     monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
-    monkeypatch.setattr(service_api.ServiceApi, "feature_enabled", lambda *a, **k: False)
     layouts = {
         "single": {"hf/config.json": b"{}", "hf/model.safetensors": b"one file"},
         "sharded": {
@@ -274,22 +263,19 @@ def test_the_same_name_from_another_registry_never_mixes_files(s3, tmp_path, mon
             "hf/model.safetensors.index.json": b'{"weight_map": {}}',
         },
     }
-    held = {}
-    for name, files in layouts.items():
+    for files in layouts.values():
         fake = FakeWandb(s3, f"wandb-storage-{uuid.uuid4().hex[:12]}")
         fake.add_version("wandb-registry-model", "tiny", [fake.stored_file(p, d) for p, d in files.items()])
-        monkeypatch.setattr(service_api.ServiceApi, "execute_graphql",
-                            lambda api, *a, fake=fake, **k: fake.execute_graphql(api, *a, **k))  # fmt: skip
-        monkeypatch.setattr(service_api.ServiceApi, "authenticate",
-                            lambda api, *a, fake=fake, **k: fake.authenticate(api, *a, **k))  # fmt: skip
-        with contextlib.ExitStack() as stack:
-            resolved = Resolver().resolve("tiny:v0", stack)
-        held[name] = sorted(
+        with registry_server(fake) as server:
+            monkeypatch.setenv("WANDB_BASE_URL", server.url)
+            with contextlib.ExitStack() as stack:
+                resolved = Resolver().resolve("tiny:v0", stack)
+        held = [
             p.relative_to(resolved.destination).as_posix()
             for p in resolved.destination.rglob("*")
             if p.is_file()
-        )
-        assert held[name] == sorted(files)
+        ]
+        assert sorted(held) == sorted(files)
 
 
 def test_cache_skip_false_never_keeps_corrupt_bytes(fake_wandb, tmp_path, monkeypatch):

@@ -96,10 +96,12 @@ def test_invalid_api_key_is_named_and_not_printed(fake_wandb, monkeypatch, key):
     assert key not in str(info.value)
 
 
-def test_service_unreachable(fake_wandb, s3):
+def test_service_unreachable(fake_wandb, s3, monkeypatch):
+    # wandb-core retries a refused connection for ~20 s by default; the SDK's own setting bounds it
+    monkeypatch.setenv("WANDB__GRAPHQL_RETRY_MAX", "1")
     _register(fake_wandb, s3)
     client = WandbRegistry()
-    fake_wandb.down = True
+    fake_wandb.server.go_down()  # the server goes away between the login and the lookup
     with pytest.raises(
         RegistryError, match=r"failed: cannot reach the W&B server .*check network access and WANDB_BASE_URL"
     ):

@@ -1,0 +1,185 @@
+"""The fake W&B registry served over HTTP on 127.0.0.1, for the real SDK and its ``wandb-core``.
+
+``tests.fakes.wandb_service.FakeWandb`` holds the registry (orgs, collections, versions, aliases,
+manifests) and answers each GraphQL operation with the shapes of the SDK's own generated models.
+This server puts it behind ``WANDB_BASE_URL``: ``wandb.Api()`` and the Go service it starts send
+their login check, server-features query, lookups, manifest and file-URL queries over HTTP, with
+their own timeouts, retries and paging, exactly as against a real deployment. Manifests and
+W&B-stored bytes are served from the test's S3 endpoint through presigned URLs. The key is checked
+from the request's ``Authorization`` header; an operation the fake does not implement is answered
+with 500 and recorded in ``unknown``, so a test fails loudly.
+
+Failure modes are switchable per test: ``behaviour`` "401", "500" or "hang" (every request), or
+the same for lookups only after the login check (``after_login``).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import json
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+from tests.fakes.wandb_service import VALID_KEY, FakeWandb
+
+Behaviour = Literal["ok", "401", "500", "hang"]
+_OPERATION = re.compile(r"(?:query|mutation)\s+(\w+)")
+
+
+@dataclass
+class RegistryServer:
+    fake: FakeWandb
+    url: str = ""
+    behaviour: Behaviour = "ok"  #: every request
+    after_login: Behaviour = "ok"  #: requests other than the login check
+    operations: list[str] = field(default_factory=list)  #: GraphQL operations, in order
+    unknown: list[str] = field(default_factory=list)  #: operations the fake does not implement
+    release: threading.Event = field(default_factory=threading.Event)  #: ends stalled answers
+    httpd: ThreadingHTTPServer | None = None
+    connections: set[socket.socket] = field(default_factory=set)  #: open keep-alive connections
+
+    def go_down(self) -> None:
+        """Stop listening and drop open connections: from now on the server refuses at once."""
+        if self.httpd is not None:
+            self.release.set()
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+def _body(handler: BaseHTTPRequestHandler) -> bytes:
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        raw = b""
+        while True:
+            size = int(handler.rfile.readline().strip().split(b";")[0], 16)
+            if size == 0:
+                handler.rfile.readline()
+                break
+            raw += handler.rfile.read(size)
+            handler.rfile.readline()
+    else:
+        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    if handler.headers.get("Content-Encoding") == "gzip" or raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw
+
+
+def _api_key(handler: BaseHTTPRequestHandler) -> str | None:
+    auth = handler.headers.get("Authorization", "")
+    if not auth.startswith("Basic "):
+        return None
+    try:
+        return base64.b64decode(auth[6:]).decode().partition(":")[2]
+    except ValueError:
+        return None
+
+
+def _handler(server: RegistryServer) -> type[BaseHTTPRequestHandler]:
+    fake = server.fake
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def setup(self) -> None:
+            super().setup()
+            server.connections.add(self.connection)
+
+        def finish(self) -> None:
+            server.connections.discard(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
+
+        def _answer(self, status: int, body: dict[str, Any] | None) -> None:
+            data = json.dumps(body).encode() if body is not None else b""
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # the plain reachability probe made before the SDK is asked
+            _body(self)
+            self._act(server.behaviour, lambda: self._answer(200, {}))
+
+        def do_POST(self) -> None:
+            raw = _body(self)
+            if not self.path.startswith("/graphql"):  # wandb-core's own telemetry
+                self._answer(200, {})
+                return
+            try:
+                request = json.loads(raw or b"{}")
+            except ValueError:
+                self._answer(400, {"errors": [{"message": "not JSON"}]})
+                return
+            query = str(request.get("query", ""))
+            match = _OPERATION.search(query)
+            name = match.group(1) if match else ("Viewer" if "viewer" in query else "?")
+            server.operations.append(name)
+            login = name == "Viewer"
+            behaviour = server.behaviour if server.behaviour != "ok" or login else server.after_login
+            self._act(behaviour, lambda: self._graphql(name, request.get("variables") or {}))
+
+        def _act(self, behaviour: Behaviour, ok: Any) -> None:
+            if behaviour == "hang":
+                server.release.wait(120)
+                return
+            if behaviour == "500":
+                self._answer(500, {"errors": [{"message": "internal server error"}]})
+            elif behaviour == "401":
+                self._answer(401, {"errors": [{"message": "user is not logged in"}]})
+            else:
+                ok()
+
+        def _graphql(self, name: str, variables: dict[str, Any]) -> None:
+            if _api_key(self) != VALID_KEY:
+                self._answer(401, {"errors": [{"message": "user is not logged in"}]})
+                return
+            if name == "Viewer":
+                data: Any = {"viewer": {"id": "VXNlcjox", "entity": "alice", "username": "alice"}}
+            elif name == "ServerFeaturesQuery":
+                data = {"serverInfo": {"features": []}}
+            else:
+                op = getattr(fake, f"_op_{name}", None)
+                if op is None:
+                    server.unknown.append(name)
+                    self._answer(500, {"errors": [{"message": f"the fake does not implement {name}"}]})
+                    return
+                fake.calls.append(name)
+                try:
+                    data = op(variables)
+                except Exception as exc:  # the fake's way of failing like the server: "404 Not Found: ..."
+                    text = str(exc)
+                    status = int(text[:3]) if text[:3].isdigit() else 500
+                    self._answer(status, {"errors": [{"message": text}]})
+                    return
+            self._answer(200, {"data": data})
+
+    return Handler
+
+
+@contextmanager
+def registry_server(fake: FakeWandb) -> Iterator[RegistryServer]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    server = RegistryServer(fake, f"http://127.0.0.1:{httpd.server_address[1]}", httpd=httpd)
+    httpd.RequestHandlerClass = _handler(server)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.go_down()
