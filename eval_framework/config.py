@@ -36,6 +36,8 @@ ENV_VARS: dict[str, str] = {
     "WANDB_CACHE_SKIP": "store checkpoints once, without a W&B cache copy (default true)",
     "WANDB_ARTIFACT_DIR": "persistent directory for downloaded checkpoints (default: a temp dir)",
     "WANDB_ARTIFACT_WAIT_TIMEOUT_SEC": "how long to wait for an uploaded twin of a -local artifact",
+    "EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC": "seconds a checkpoint download may receive nothing (default 60)",
+    "WANDB__GRAPHQL_RETRY_MAX": "retries of a failing W&B request in the SDK's service (the SDK's setting)",
     "HF_TOKEN": "Hugging Face token for gated models, datasets and result uploads",
     "WANDB_MODE": "online, offline or disabled (the --wandb-mode default)",
     "WANDB_ADDITIONAL_ARTIFACT_REFERENCES": "comma-separated artifacts every logged run also uses (lineage)",

@@ -135,7 +135,7 @@ class Resolver:
         """The version to evaluate and where its files come from (one decision for the result's
         identity, ``--dry-run`` and the fetch, so they always agree)."""
         twin = ref.local_twin()
-        if self.client.exists(twin):
+        if self.client.exists(twin, shown=ref):
             artifact = self.client.artifact(twin)
             entries = self.client.entries(artifact, twin)
             check = check_twin(entries)

@@ -20,6 +20,25 @@ from eval_framework.registry.download import (
 )
 
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
+#: Seconds without a byte before a storage read counts as stalled (and is retried).
+DEFAULT_STALL_S = 60.0
+
+
+def stall_timeout() -> float:
+    """``EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC``: a bound on no progress, not on the whole transfer, so
+    a large file on a slow but moving link is never cut off."""
+    raw = os.environ.get("EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC", "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_STALL_S
+    except ValueError as exc:
+        raise ConfigError(
+            f"EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC={raw!r} is not a number of seconds; set e.g. 60"
+        ) from exc
+    if value <= 0:
+        raise ConfigError(f"EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC={raw!r} must be above 0; set e.g. 60")
+    return value
+
+
 #: Bytes per streamed chunk: small enough that a stop is seen within a second or two on a slow link.
 CHUNK = 64 * 1024
 
@@ -67,8 +86,13 @@ class S3Source:
                 f"{' and '.join(missing) or 'AWS credentials'} (in the environment or .env), and "
                 "AWS_ENDPOINT_URL for an S3-compatible store"
             )
+        stall = stall_timeout()
         config = botocore.config.Config(
-            retries={"max_attempts": 1}, max_pool_connections=64, s3={"addressing_style": "path"}
+            retries={"max_attempts": 1},
+            max_pool_connections=64,
+            s3={"addressing_style": "path"},
+            read_timeout=stall,
+            connect_timeout=min(stall, 20.0),
         )
         self._client: Any = session.client("s3", endpoint_url=s3_endpoint(), config=config)
         self._lock = threading.Lock()
@@ -130,7 +154,10 @@ class S3Source:
 class HttpSource:
     """Reads W&B-stored files from the signed URLs the manifest lists."""
 
-    def __init__(self, timeout: float = 60.0) -> None:
+    def __init__(self, stall: float | None = None) -> None:
+        stall = stall_timeout() if stall is None else stall
+        # read: the longest wait for the next bytes of a response, i.e. no progress for that long
+        timeout = httpx.Timeout(stall, connect=min(stall, 20.0))
         self._client = httpx.Client(timeout=timeout, follow_redirects=True)
 
     def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:

@@ -92,6 +92,9 @@ class WandbRegistry:
             )
         failure = classify(exc)
         if failure.kind is not Kind.OTHER:
+            # wandb-core reports a refused connection, a 5xx and a stall alike, after its own
+            # retries: one plain request says which it is.
+            failure = wandb_server.probe() or failure
             url = wandb_server.base_url()
             reason = advice(failure, "the W&B server", url, "WANDB_BASE_URL", "WANDB_API_KEY")
             return RegistryError(f"W&B request for {ref.path} failed: {reason}")
@@ -125,11 +128,13 @@ class WandbRegistry:
             aliases = sorted(latest.aliases)
         return f"{text}, aliases: {', '.join(aliases)}"
 
-    def exists(self, ref: CheckpointRef) -> bool:
+    def exists(self, ref: CheckpointRef, shown: CheckpointRef | None = None) -> bool:
+        """Whether ``ref`` exists; a failure is reported under ``shown`` (the reference the user
+        typed, when ``ref`` is its ``-local`` twin)."""
         try:
             return bool(self.api.artifact_exists(ref.path))
         except Exception as exc:
-            raise self._translate(exc, ref) from exc
+            raise self._translate(exc, shown or ref) from exc
 
     def entries(self, artifact: Any, ref: CheckpointRef, with_urls: bool = True) -> list[ManifestEntry]:
         """Manifest entries, with signed URLs for W&B-stored files unless only compared."""
