@@ -13,7 +13,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.fakes.loopback import loopback_server
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
@@ -77,14 +79,11 @@ def _handler(fake: FakeStorage) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def fake_storage() -> Iterator[FakeStorage]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), None)  # type: ignore[arg-type]
-    fake = FakeStorage(f"http://127.0.0.1:{server.server_address[1]}")
-    server.RequestHandlerClass = _handler(fake)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
+    made: list[FakeStorage] = []
+
+    def handler_for(url: str) -> type[BaseHTTPRequestHandler]:
+        made.append(FakeStorage(url))
+        return _handler(made[0])
+
+    with loopback_server(handler_for):
+        yield made[0]

@@ -17,8 +17,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Literal
+
+from tests.fakes.loopback import loopback_server
 
 Behaviour = Literal["ok", "401", "500", "hang", "viewer-then-hang"]
 
@@ -80,18 +82,17 @@ def _handler(fake: FakeWandbHttp) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def fake_wandb_http(behaviour: Behaviour = "ok", later: Behaviour | None = None) -> Iterator[FakeWandbHttp]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    fake = FakeWandbHttp(f"http://127.0.0.1:{server.server_address[1]}", behaviour, later)
-    server.RequestHandlerClass = _handler(fake)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        fake.release.set()
-        server.shutdown()
-        server.server_close()
+    made: list[FakeWandbHttp] = []
+
+    def handler_for(url: str) -> type[BaseHTTPRequestHandler]:
+        made.append(FakeWandbHttp(url, behaviour, later))
+        return _handler(made[0])
+
+    with loopback_server(handler_for):
+        try:
+            yield made[0]
+        finally:
+            made[0].release.set()  # stalled answers end before the server stops
 
 
 def refused_url() -> str:
