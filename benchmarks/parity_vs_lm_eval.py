@@ -6,8 +6,9 @@
 Builds a tiny random Llama whose byte-level BPE tokenizer adds BOS by default (as Llama, Mistral
 and Gemma tokenizers do), and data in each built-in task's hub schema with the text real data has
 (stray whitespace, HellaSwag's bracketed WikiHow markup, non-ASCII choices, blank lines inside
-GSM8K reasoning). Every built-in task is evaluated with both frameworks (lm-eval through its own
-task configs, pointed at the same files) at 0-shot and at the task's standard shot count. Per
+GSM8K reasoning, Winogrande blanks that end the sentence). Every built-in task is evaluated with
+both frameworks (lm-eval through its own task configs, pointed at the same files) at 0-shot and
+at the task's standard shot count. Per
 task it prints: prompts identical, the largest log-likelihood difference, predictions that differ,
 and both frameworks' scores. Target: every prompt identical, every log-likelihood within 1e-3, the
 same scores. Runs offline on the CPU in a few minutes.
@@ -159,9 +160,10 @@ def winogrande_rows(rng: random.Random, n: int) -> list[dict[str, Any]]:
     rows = []
     for _ in range(n):
         a, b = rng.sample(("Sarah", "Maria", "Zoë", "José", "Li", "Amir"), 2)
+        rest = f" {_phrase(rng, 3)}." if rng.random() < 0.75 else ""  # some blanks end the sentence
         rows.append(
             {
-                "sentence": f"{a} {_phrase(rng, 2)} {b} because _ {_phrase(rng, 3)}.",
+                "sentence": f"{a} {_phrase(rng, 2)} {b} because _{rest}",
                 "option1": a,
                 "option2": b,
                 "answer": rng.choice("12"),
