@@ -19,12 +19,15 @@ from tests.registry.test_resolver import _register_shipped
 def test_a_failing_twin_check_names_the_reference_the_user_typed(fake_wandb, monkeypatch):
     _register_shipped(fake_wandb)
     monkeypatch.setenv("WANDB__GRAPHQL_RETRY_MAX", "1")
+    monkeypatch.setenv("WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS", "0.5")
     fake_wandb.server.after_login = "500"  # the login check passes, every lookup fails
     with pytest.raises(RegistryError) as info, contextlib.ExitStack() as stack:
         Resolver().resolve("tiny:prod", stack)
     message = str(info.value)
     assert "wandb-registry-model/tiny:prod" in message and "tiny-local" not in message, message
-    assert "HTTP 500" in message and "API key" not in message, message
+    # wandb-core says "HTTP 500", or on a loaded machine that its retries ran out of time
+    assert "HTTP 500" in message or "did not answer in time" in message, message
+    assert "API key" not in message, message
 
 
 def test_a_server_that_hangs_after_login_never_hangs_the_command(fake_wandb, tmp_path):
