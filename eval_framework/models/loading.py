@@ -229,6 +229,15 @@ def _type_name(annotation: Any) -> str:
     return text or str(annotation).replace("typing.", "")
 
 
+def _what_to_pass(annotation: Any) -> str:
+    """The fix, in the words a user types: ``true or false`` for a flag, else the type."""
+    options = set(typing.get_args(annotation)) or {annotation}
+    if bool in options:
+        unset = " (or leave it out for the default)" if type(None) in options else ""
+        return f"pass true or false{unset}"
+    return "pass a value of that type"
+
+
 def check_llm_args(cls: type, llm_args: dict[str, Any]) -> dict[str, Any]:
     """``llm_args`` checked against ``cls``'s constructor: unknown names and values of the wrong
     type are refused naming the argument; values come back converted to the annotated types. Then
@@ -283,7 +292,7 @@ def check_signature(
             shown = redact({name: value})[name]
             raise ConfigError(
                 f"invalid --llm-args {name}={shown!r} for {owner}: expected {_type_name(annotation)} "
-                f"({exc.errors()[0]['msg'].lower()}); pass a value of that type"
+                f"({exc.errors()[0]['msg'].lower()}); {_what_to_pass(annotation)}"
             ) from exc
         except Exception:  # an annotation pydantic cannot check (a user's own class): leave it
             continue

@@ -59,6 +59,11 @@ def test_values_are_converted_to_the_constructor_types():
         ("embedded", {"trust_remote_code": "true"}, r"takes no --llm-args trust_remote_code; drop it"),
         ("hf", {}, r"HuggingFaceLLM needs a checkpoint"),
         ("hf", {"checkpoint": "x", "max_length": "long"}, r"max_length='long' for HuggingFaceLLM"),
+        (
+            "hf",
+            {"checkpoint": "x", "add_bos_token": "maybe"},
+            r"add_bos_token='maybe' .*; pass true or false \(or leave it out for the default\)$",
+        ),
     ],
 )
 def test_builtin_backends_check_their_values_before_loading(name, args, says):
