@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -75,14 +75,6 @@ class ManifestEntry:
         return "wandb"
 
 
-class ByteSource(Protocol):
-    """Reads byte ranges of one entry (one per transport)."""
-
-    def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
-        """Bytes ``[start, end]`` inclusive."""
-        ...
-
-
 @dataclass(frozen=True)
 class Received:
     """What one streamed request delivered."""
@@ -96,17 +88,32 @@ class Received:
 Sink = Callable[[int, bytes], None]
 
 
-class StreamingSource(ByteSource, Protocol):
+@runtime_checkable
+class RangeReader(Protocol):
+    """A source that returns a range whole (simple ones, such as a test's in-memory files)."""
+
+    def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
+        """Bytes ``[start, end]`` inclusive."""
+        ...
+
+
+@runtime_checkable
+class StreamingSource(Protocol):
     """A source that streams a range in chunks (the real transports): the downloader checks for a
     stop between chunks, and learns when a server ignored the Range."""
 
     def stream_range(self, entry: ManifestEntry, start: int, end: int, sink: Sink) -> Received: ...
 
 
-class PartSizedSource(ByteSource, Protocol):
+@runtime_checkable
+class PartSized(Protocol):
     def part_size(self, entry: ManifestEntry) -> int | None:
         """The first part's size of a multipart object, as the store says (S3 ``PartNumber=1``)."""
         ...
+
+
+#: Reads byte ranges of one entry (one per transport).
+ByteSource = RangeReader | StreamingSource
 
 
 # ---- verification ---------------------------------------------------------------------------
@@ -387,9 +394,8 @@ def _stop_if_asked() -> None:
 
 def _stream(source: ByteSource, entry: ManifestEntry, start: int, end: int, sink: Sink) -> Received:
     """One request for bytes ``[start, end]``, streamed into ``sink`` where the source can."""
-    if hasattr(source, "stream_range"):
-        received: Received = source.stream_range(entry, start, end, sink)
-        return received
+    if isinstance(source, StreamingSource):
+        return source.stream_range(entry, start, end, sink)
     data = source.read_range(entry, start, end)
     sink(start, data)
     return Received(start, len(data))
@@ -412,10 +418,9 @@ def _truncated(entry: ManifestEntry, got: Received) -> DownloadError:
 
 
 def _part_size(source: ByteSource, entry: ManifestEntry) -> int | None:
-    if not is_multipart(entry) or not hasattr(source, "part_size"):
+    if not is_multipart(entry) or not isinstance(source, PartSized):
         return None
-    size: int | None = source.part_size(entry)
-    return size
+    return source.part_size(entry)
 
 
 def _fetch_one(

@@ -43,14 +43,6 @@ def stall_timeout() -> float:
 CHUNK = 64 * 1024
 
 
-def _collect(stream: object, entry: ManifestEntry, start: int, end: int) -> bytes:
-    """``read_range`` over ``stream_range``: the whole range in memory."""
-    parts: list[bytes] = []
-    got = stream.stream_range(entry, start, end, lambda _offset, chunk: parts.append(chunk))  # type: ignore[attr-defined]
-    data = b"".join(parts)
-    return data[start - got.start : end - got.start + 1] if got.start != start else data
-
-
 def _content_range_total(value: str | None) -> int | None:
     """The object size from ``Content-Range: bytes a-b/total``."""
     if value and "/" in value:
@@ -105,9 +97,6 @@ class S3Source:
             kwargs["VersionId"] = entry.version_id
         return kwargs
 
-    def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
-        return _collect(self, entry, start, end)
-
     def part_size(self, entry: ManifestEntry) -> int | None:
         """A multipart object's part size: the size of its part 1, as the store says."""
         try:
@@ -160,9 +149,6 @@ class HttpSource:
         timeout = httpx.Timeout(stall, connect=min(stall, 20.0))
         self._client = httpx.Client(timeout=timeout, follow_redirects=True)
 
-    def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
-        return _collect(self, entry, start, end)
-
     def stream_range(self, entry: ManifestEntry, start: int, end: int, sink: Sink) -> Received:
         if not entry.url:
             raise DownloadError(
@@ -191,9 +177,6 @@ class HttpSource:
 
 class FileSource:
     """``file://`` references on a shared filesystem (copied, for artifacts used elsewhere)."""
-
-    def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
-        return _collect(self, entry, start, end)
 
     def stream_range(self, entry: ManifestEntry, start: int, end: int, sink: Sink) -> Received:
         path = file_ref_path(entry)
