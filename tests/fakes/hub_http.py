@@ -4,12 +4,12 @@ chosen status, with the Hub's error headers, so the client raises its own errors
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.fakes.loopback import answer_json, loopback_server, read_body
 
 
 @dataclass
@@ -28,9 +28,7 @@ def _handler(fake: FakeHubHttp) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            read_body(self, gunzip=False)  # uploaded bytes are discarded as they are
             fake.requests.append(f"{self.command} {self.path}")
             if self.path.startswith("/api/whoami"):
                 status = fake.whoami_status
@@ -40,14 +38,8 @@ def _handler(fake: FakeHubHttp) -> type[BaseHTTPRequestHandler]:
             else:
                 status = fake.other_status
                 body = {"error": "Internal Error"} if status >= 500 else {}
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status != 200:
-                self.send_header("X-Error-Message", str(body.get("error", "")))
-            self.end_headers()
-            self.wfile.write(data)
+            errors = {"X-Error-Message": str(body.get("error", ""))} if status != 200 else {}
+            answer_json(self, status, body, errors)
 
         do_GET = do_POST = do_PUT = do_HEAD = _serve
 
@@ -56,13 +48,11 @@ def _handler(fake: FakeHubHttp) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def fake_hub_http(whoami_status: int = 200, other_status: int = 500) -> Iterator[FakeHubHttp]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    fake = FakeHubHttp(f"http://127.0.0.1:{server.server_address[1]}", whoami_status, other_status)
-    server.RequestHandlerClass = _handler(fake)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
+    made: list[FakeHubHttp] = []
+
+    def handler_for(url: str) -> type[BaseHTTPRequestHandler]:
+        made.append(FakeHubHttp(url, whoami_status, other_status))
+        return _handler(made[0])
+
+    with loopback_server(handler_for):
+        yield made[0]

@@ -10,7 +10,6 @@ is recorded, so a test can count how often the server was asked. A port nobody l
 
 from __future__ import annotations
 
-import gzip
 import json
 import socket
 import threading
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Literal
 
-from tests.fakes.loopback import loopback_server
+from tests.fakes.loopback import answer_json, loopback_server, read_body
 
 Behaviour = Literal["ok", "401", "500", "hang", "viewer-then-hang"]
 
@@ -43,18 +42,10 @@ def _handler(fake: FakeWandbHttp) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _answer(self, status: int, body: dict[str, object]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            answer_json(self, status, body)
 
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            if self.headers.get("Content-Encoding") == "gzip" or raw[:2] == b"\x1f\x8b":
-                raw = gzip.decompress(raw)  # the SDK's service compresses its requests
+            raw = read_body(self)
             try:
                 query = str(json.loads(raw or b"{}").get("query", ""))
             except (ValueError, AttributeError):

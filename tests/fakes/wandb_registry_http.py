@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gzip
 import json
 import re
 import socket
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from tests.fakes.loopback import answer_json, loopback_server, read_body
 from tests.fakes.wandb_service import VALID_KEY, FakeWandb
 
 Behaviour = Literal["ok", "401", "500", "hang"]
@@ -58,23 +58,6 @@ class RegistryServer:
                 conn.shutdown(socket.SHUT_RDWR)
 
 
-def _body(handler: BaseHTTPRequestHandler) -> bytes:
-    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        raw = b""
-        while True:
-            size = int(handler.rfile.readline().strip().split(b";")[0], 16)
-            if size == 0:
-                handler.rfile.readline()
-                break
-            raw += handler.rfile.read(size)
-            handler.rfile.readline()
-    else:
-        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-    if handler.headers.get("Content-Encoding") == "gzip" or raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return raw
-
-
 def _api_key(handler: BaseHTTPRequestHandler) -> str | None:
     auth = handler.headers.get("Authorization", "")
     if not auth.startswith("Basic "):
@@ -103,20 +86,15 @@ def _handler(server: RegistryServer) -> type[BaseHTTPRequestHandler]:
             with contextlib.suppress(OSError):
                 super().finish()
 
-        def _answer(self, status: int, body: dict[str, Any] | None) -> None:
-            data = json.dumps(body).encode() if body is not None else b""
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+        def _answer(self, status: int, body: dict[str, Any]) -> None:
+            answer_json(self, status, body)
 
         def do_GET(self) -> None:  # the plain reachability probe made before the SDK is asked
-            _body(self)
+            read_body(self)
             self._act(server.behaviour, lambda: self._answer(200, {}))
 
         def do_POST(self) -> None:
-            raw = _body(self)
+            raw = read_body(self)
             if not self.path.startswith("/graphql"):  # wandb-core's own telemetry
                 self._answer(200, {})
                 return
@@ -173,13 +151,15 @@ def _handler(server: RegistryServer) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def registry_server(fake: FakeWandb) -> Iterator[RegistryServer]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    server = RegistryServer(fake, f"http://127.0.0.1:{httpd.server_address[1]}", httpd=httpd)
-    httpd.RequestHandlerClass = _handler(server)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.go_down()
+    server = RegistryServer(fake)
+
+    def handler_for(url: str) -> type[BaseHTTPRequestHandler]:
+        server.url = url
+        return _handler(server)
+
+    with loopback_server(handler_for) as httpd:
+        server.httpd = httpd
+        try:
+            yield server
+        finally:
+            server.go_down()
