@@ -21,6 +21,23 @@ from eval_framework.net import Failure, Kind, classify
 #: setting for its HTTP calls, overrides it.
 PROBE_TIMEOUT = 10.0
 _VIEWER = {"query": "query Viewer { viewer { id } }"}
+#: Seconds one registry lookup may wait on the SDK's service (the SDK's own default);
+#: WANDB_HTTP_TIMEOUT overrides it.
+LOOKUP_TIMEOUT = 19.0
+
+
+def _seconds(default: float) -> float:
+    """WANDB_HTTP_TIMEOUT when it is a positive number of seconds, else ``default``."""
+    try:
+        value = float(os.environ.get("WANDB_HTTP_TIMEOUT") or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def lookup_timeout() -> float:
+    """How long one registry lookup (a GraphQL request through the SDK's service) may take."""
+    return _seconds(LOOKUP_TIMEOUT)
 
 
 def base_url() -> str:
@@ -93,10 +110,7 @@ def probe(timeout: float | None = None) -> Failure | None:
     import httpx
 
     if timeout is None:
-        try:
-            timeout = float(os.environ.get("WANDB_HTTP_TIMEOUT") or PROBE_TIMEOUT)
-        except ValueError:
-            timeout = PROBE_TIMEOUT
+        timeout = _seconds(PROBE_TIMEOUT)
     key = api_key() or ""
     try:
         response = httpx.post(

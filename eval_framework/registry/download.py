@@ -56,6 +56,17 @@ class TransientError(Exception):
     """Worth retrying: throttling, 5xx, dropped connections."""
 
 
+class StalledError(TransientError):
+    """No byte arrived for the stall bound (``EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC``). Retried once,
+    on a fresh connection: a store that stays silent twice is not waited on again."""
+
+    def __init__(self, what: str, seconds: float) -> None:
+        super().__init__(
+            f"{what}: no data for {seconds:g} s "
+            "(EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC; raise it for a slow store)"
+        )
+
+
 @dataclass(frozen=True)
 class ManifestEntry:
     """One file of an artifact version, as its manifest describes it."""
@@ -297,9 +308,23 @@ def verify_file(path: Path, entry: ManifestEntry, part_size: int | None = None) 
 # ---- downloading ----------------------------------------------------------------------------
 
 
+#: Tries of one read that stalled (no byte for the stall bound): the first, and one on a fresh
+#: connection, so a silent store costs at most twice the bound, not ``attempts`` times it.
+STALL_TRIES = 2
+
+
 def _retrying(fn: Callable[[], _T], attempts: int) -> _T:
+    stalls = 0
+
+    def worth_retrying(exc: BaseException) -> bool:
+        nonlocal stalls
+        if isinstance(exc, StalledError):
+            stalls += 1
+            return stalls < STALL_TRIES
+        return isinstance(exc, TransientError)
+
     @retry(
-        retry=retry_if_exception(lambda e: isinstance(e, TransientError)),
+        retry=retry_if_exception(worth_retrying),
         wait=wait_random_exponential(multiplier=0.5, max=RETRY_WAIT_MAX),
         stop=stop_after_attempt(attempts),
         reraise=True,
@@ -562,6 +587,8 @@ def download(
             _fetch_one(entry, dest, sources[entry.scheme], workers, attempts, report)
     except EvalFrameworkError:
         raise
+    except StalledError as exc:
+        raise DownloadError(f"download stalled: {exc}; check the network and the store, then retry") from exc
     except TransientError as exc:
         raise DownloadError(
             f"download kept failing after {attempts} tries: {brief(exc)}; check the network and retry"

@@ -15,6 +15,7 @@ from eval_framework.registry.download import (
     ManifestEntry,
     Received,
     Sink,
+    StalledError,
     TransientError,
     file_ref_path,
 )
@@ -78,7 +79,7 @@ class S3Source:
                 f"{' and '.join(missing) or 'AWS credentials'} (in the environment or .env), and "
                 "AWS_ENDPOINT_URL for an S3-compatible store"
             )
-        stall = stall_timeout()
+        stall = self._stall = stall_timeout()
         config = botocore.config.Config(
             retries={"max_attempts": 1},
             max_pool_connections=64,
@@ -135,8 +136,10 @@ class S3Source:
             raise DownloadError(
                 f"S3 error for {entry.ref}: {code or status}; check the object and the AWS credentials"
             ) from exc
+        except self._errors.ReadTimeoutError as exc:
+            raise StalledError(f"S3 object {entry.ref}", self._stall) from exc
         except (self._errors.EndpointConnectionError, self._errors.ConnectionClosedError,
-                self._errors.ReadTimeoutError, self._errors.ResponseStreamingError) as exc:  # fmt: skip
+                self._errors.ResponseStreamingError) as exc:  # fmt: skip
             raise TransientError(f"cannot reach S3 for {entry.ref}: {brief(exc)}") from exc
 
 
@@ -144,7 +147,7 @@ class HttpSource:
     """Reads W&B-stored files from the signed URLs the manifest lists."""
 
     def __init__(self, stall: float | None = None) -> None:
-        stall = stall_timeout() if stall is None else stall
+        stall = self._stall = stall_timeout() if stall is None else stall
         # read: the longest wait for the next bytes of a response, i.e. no progress for that long
         timeout = httpx.Timeout(stall, connect=min(stall, 20.0))
         self._client = httpx.Client(timeout=timeout, follow_redirects=True)
@@ -171,6 +174,8 @@ class HttpSource:
                     count += len(chunk)
                 total = _content_range_total(response.headers.get("content-range"))
                 return Received(first, count, total if response.status_code == 206 else count)
+        except httpx.ReadTimeout as exc:
+            raise StalledError(f"{entry.path} (W&B storage)", self._stall) from exc
         except httpx.TransportError as exc:
             raise TransientError(f"{entry.path}: {type(exc).__name__}") from exc
 

@@ -1,8 +1,9 @@
 """The W&B Registry through the wandb SDK: look up versions, read manifests, name the producer.
 
 Only lookups go through the SDK; file bytes are fetched by ``download.py`` (the SDK's own
-cache-skipping download is unsafe in the pinned release). ``_fetch_file_urls`` is a private SDK
-method; the wandb pin in pyproject.toml keeps it stable.
+cache-skipping download is unsafe in the pinned release). The file-URL and producer queries use the
+SDK's generated GraphQL operations and models (private modules); the wandb pin in pyproject.toml
+keeps them stable.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from eval_framework import wandb_server
 from eval_framework.errors import RegistryError, missing_extra
-from eval_framework.net import Kind, advice, classify
+from eval_framework.net import Failure, Kind, advice, classify
 from eval_framework.redact import scrub
 from eval_framework.registry.download import ManifestEntry
 from eval_framework.registry.reference import CheckpointRef
@@ -45,7 +46,7 @@ def _has_key() -> bool:
 
 
 class WandbRegistry:
-    def __init__(self, timeout: int | None = None) -> None:
+    def __init__(self, timeout: float | None = None) -> None:
         try:
             import wandb
             import wandb.errors
@@ -58,8 +59,9 @@ class WandbRegistry:
                 "(and WANDB_BASE_URL for a non-default server)"
             )
         self._check_server()
+        self.timeout = wandb_server.lookup_timeout() if timeout is None else timeout
         try:
-            self.api = wandb.Api(timeout=timeout)
+            self.api = wandb.Api(timeout=self.timeout)  # type: ignore[arg-type]
         except wandb.errors.AuthenticationError as exc:
             raise RegistryError(f"W&B rejected the API key ({scrub(str(exc))}); check WANDB_API_KEY") from exc
         except wandb.errors.UsageError as exc:
@@ -94,7 +96,12 @@ class WandbRegistry:
         if failure.kind is not Kind.OTHER:
             # wandb-core reports a refused connection, a 5xx and a stall alike, after its own
             # retries: one plain request says which it is.
-            failure = wandb_server.probe() or failure
+            probed = wandb_server.probe()
+            if probed is None and failure.kind is Kind.TIMEOUT:  # the server is up; this lookup hung
+                failure = Failure(
+                    Kind.TIMEOUT, f"no answer within {self.timeout:g} s, set by WANDB_HTTP_TIMEOUT"
+                )
+            failure = probed or failure
             url = wandb_server.base_url()
             reason = advice(failure, "the W&B server", url, "WANDB_BASE_URL", "WANDB_API_KEY")
             return RegistryError(f"W&B request for {ref.path} failed: {reason}")
@@ -144,7 +151,7 @@ class WandbRegistry:
             if with_urls and any(not e.ref for e in raw):
                 cursor: str | None = None
                 while True:
-                    page = artifact._fetch_file_urls(cursor)
+                    page = _file_url_page(artifact, cursor)
                     for edge in page.edges:
                         urls[edge.node.name] = edge.node.direct_url
                     if not page.page_info.has_next_page:
@@ -171,6 +178,40 @@ def manifest_entry(entry: Any, url: str | None = None) -> ManifestEntry:
         # Untagged entries are MD5 (the SDK's own rule); W&B-stored XXH128 files say so in "alg".
         algorithm=str(extra.get("alg") or "MD5") if not entry.ref else "MD5",
     )
+
+
+#: Signed file URLs asked for per page (the SDK's own page size).
+FILE_URLS_PER_PAGE = 5000
+
+
+def _file_url_page(artifact: Any, cursor: str | None) -> Any:
+    """One page of the version's signed file URLs. The SDK's ``_fetch_file_urls`` waits a fixed
+    60 s per try and retries for 3 minutes; this waits the API's timeout (``WANDB_HTTP_TIMEOUT``),
+    as every other lookup does, so one setting bounds them all."""
+    from wandb.sdk.artifacts._generated import (
+        GET_ARTIFACT_MEMBERSHIP_FILE_URLS_GQL,
+        GetArtifactMembershipFileUrls,
+    )
+    from wandb.sdk.artifacts._models.pagination import FileWithUrlConnection
+
+    result = artifact._service_api.execute_graphql(
+        GET_ARTIFACT_MEMBERSHIP_FILE_URLS_GQL,
+        variables={
+            "entity": artifact.entity,
+            "project": artifact.project,
+            "collection": str(artifact.name).split(":", 1)[0],
+            "alias": artifact.version,
+            "cursor": cursor,
+            "perPage": FILE_URLS_PER_PAGE,
+        },
+        parse=GetArtifactMembershipFileUrls.model_validate_json,
+    )
+    project = result.project
+    collection = project.artifact_collection if project else None
+    membership = collection.artifact_membership if collection else None
+    if membership is None or membership.files is None:
+        raise ValueError(f"the server lists no files for {artifact.name!r}")
+    return FileWithUrlConnection.model_validate(membership.files)
 
 
 def _producing_run(artifact: Any) -> str | None:

@@ -1,7 +1,7 @@
 """Object storage on 127.0.0.1 behind signed-URL-style paths, the way W&B storage serves files.
 
 Switchable per test: honour ``Range`` (206) or ignore it (200 with the whole object), send at a
-limited rate, or hold fewer bytes than were registered (a truncated object). Counts the bytes it
+limited rate, or go silent mid-response (a stalled store). Counts the bytes it
 sends, so a test can tell how much a download cost.
 """
 
@@ -26,6 +26,10 @@ class FakeStorage:
     objects: dict[str, bytes] = field(default_factory=dict)
     ignore_range: bool = False
     rate: float | None = None  #: bytes per second, None for as fast as it goes
+    #: the next this many responses go silent after ``stall_after`` body bytes, until the server stops
+    stalls: int = 0
+    stall_after: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
     sent: int = 0  #: body bytes sent, all requests together
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -45,6 +49,8 @@ def _handler(fake: FakeStorage) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             with fake.lock:
                 fake.requests += 1
+                stall = fake.stalls > 0
+                fake.stalls -= stall
             data = fake.objects.get(self.path.split("?")[0].lstrip("/"))
             if data is None:
                 self.send_response(404)
@@ -65,6 +71,9 @@ def _handler(fake: FakeStorage) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             step = 16 * 1024
             for i in range(0, len(body), step):
+                if stall and i >= fake.stall_after:
+                    fake.release.wait(120)
+                    return
                 try:
                     self.wfile.write(body[i : i + step])
                 except (BrokenPipeError, ConnectionResetError):
@@ -86,4 +95,7 @@ def fake_storage() -> Iterator[FakeStorage]:
         return _handler(made[0])
 
     with loopback_server(handler_for):
-        yield made[0]
+        try:
+            yield made[0]
+        finally:
+            made[0].release.set()

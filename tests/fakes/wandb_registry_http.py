@@ -10,7 +10,8 @@ from the request's ``Authorization`` header; an operation the fake does not impl
 with 500 and recorded in ``unknown``, so a test fails loudly.
 
 Failure modes are switchable per test: ``behaviour`` "401", "500" or "hang" (every request), or
-the same for lookups only after the login check (``after_login``).
+the same for lookups only after the login check (``after_login``), or for one operation
+(``per_operation``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class RegistryServer:
     url: str = ""
     behaviour: Behaviour = "ok"  #: every request
     after_login: Behaviour = "ok"  #: requests other than the login check
+    #: one operation's behaviour, e.g. {"GetArtifactMembershipFileUrls": "hang"}; overrides the above
+    per_operation: dict[str, Behaviour] = field(default_factory=dict)
     operations: list[str] = field(default_factory=list)  #: GraphQL operations, in order
     unknown: list[str] = field(default_factory=list)  #: operations the fake does not implement
     release: threading.Event = field(default_factory=threading.Event)  #: ends stalled answers
@@ -109,6 +112,7 @@ def _handler(server: RegistryServer) -> type[BaseHTTPRequestHandler]:
             server.operations.append(name)
             login = name == "Viewer"
             behaviour = server.behaviour if server.behaviour != "ok" or login else server.after_login
+            behaviour = server.per_operation.get(name, behaviour)
             self._act(behaviour, lambda: self._graphql(name, request.get("variables") or {}))
 
         def _act(self, behaviour: Behaviour, ok: Any) -> None:

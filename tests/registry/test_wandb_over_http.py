@@ -45,3 +45,20 @@ def test_a_server_that_hangs_after_login_never_hangs_the_command(fake_wandb, tmp
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "did not answer in time" in lines[0], done.stderr
     assert took < 60, f"the command took {took:.0f} s to end after its error"
+
+
+@pytest.mark.parametrize("operation", ["ArtifactMembershipByName", "GetArtifactMembershipFileUrls"])
+def test_a_lookup_that_hangs_is_bounded_by_wandb_http_timeout(fake_wandb, monkeypatch, tmp_path, operation):
+    """Every lookup waits WANDB_HTTP_TIMEOUT, the file-URL query too (the SDK's own call for it
+    waits a fixed 60 s per try and retries for 3 minutes), and the message names the setting."""
+    _register_shipped(fake_wandb)
+    monkeypatch.setenv("WANDB_HTTP_TIMEOUT", "2")
+    monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
+    fake_wandb.server.per_operation[operation] = "hang"
+    with pytest.raises(RegistryError) as info, contextlib.ExitStack() as stack:
+        Resolver().resolve("tiny:prod", stack)
+    message = str(info.value)
+    assert "wandb-registry-model/tiny:prod" in message and "no answer within 2 s" in message, message
+    assert "WANDB_HTTP_TIMEOUT" in message and "API key" not in message, message
+    assert fake_wandb.server.operations.count(operation) <= 2  # one wait, not retries for minutes
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.safetensors"))
