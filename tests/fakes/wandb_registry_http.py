@@ -33,6 +33,7 @@ from tests.fakes.wandb_service import VALID_KEY, FakeWandb
 
 Behaviour = Literal["ok", "401", "500", "hang"]
 _OPERATION = re.compile(r"(?:query|mutation)\s+(\w+)")
+_FILE_STREAM = re.compile(r"/files/([^/]+)/([^/]+)/([^/]+)/file_stream")
 
 
 @dataclass
@@ -96,8 +97,19 @@ def _handler(server: RegistryServer) -> type[BaseHTTPRequestHandler]:
             read_body(self)
             self._act(server.behaviour, lambda: self._answer(200, {}))
 
+        def do_PUT(self) -> None:  # uploads to the URLs the run side hands out
+            data = read_body(self, gunzip=False)
+            fake.uploaded(self.path.split("?")[0].removeprefix("/upload/"), data)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_POST(self) -> None:
             raw = read_body(self)
+            stream = _FILE_STREAM.fullmatch(self.path.split("?")[0])
+            if stream:
+                self._answer(200, fake.file_stream(*stream.groups(), json.loads(raw or b"{}")))
+                return
             if not self.path.startswith("/graphql"):  # wandb-core's own telemetry
                 self._answer(200, {})
                 return
@@ -158,7 +170,7 @@ def registry_server(fake: FakeWandb) -> Iterator[RegistryServer]:
     server = RegistryServer(fake)
 
     def handler_for(url: str) -> type[BaseHTTPRequestHandler]:
-        server.url = url
+        server.url = fake.url = url
         return _handler(server)
 
     with loopback_server(handler_for) as httpd:

@@ -1,9 +1,11 @@
-"""A fake W&B GraphQL service behind the SDK's own seam (``ServiceApi.execute_graphql``).
+"""The state and GraphQL answers of a fake W&B server (served over HTTP by
+``tests/fakes/wandb_registry_http.py``).
 
 An in-memory registry (orgs, collections, versions, aliases, files, producing runs) answers
-the operations the SDK sends, with the response shapes of the real server. Manifests and
-W&B-stored file bytes are served from a real S3 endpoint (moto) through presigned URLs, which
-is how the SDK fetches them. Unknown operations fail the test loudly.
+the operations the SDK and its service send, with the response shapes of the real server; the
+run side (``tests/fakes/wandb_runs.py``) adds what online runs send. Manifests and W&B-stored
+file bytes are served from a real S3 endpoint (moto) through presigned URLs, which is how the
+SDK fetches them.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.fakes.wandb_runs import RunSide
 
 ORG_NAME = "acme"  # the org's display name users type
 ORG_ENTITY = "acme-org"  # the org entity the server uses
@@ -41,9 +44,13 @@ class FakeVersion:
     run: tuple[str, str, str] | None = ("alice", "train", "run-abc")
     type: str = "model"
     source_project: tuple[str, str] = (USER, "train")  # (entity, project) it was logged to
+    manifest_digest: str | None = None  #: the digest the SDK computed, for versions a run logged
+    metadata: str = "{}"
 
     @property
     def digest(self) -> str:
+        if self.manifest_digest:
+            return self.manifest_digest
         return hashlib.md5("".join(f.path + f.digest for f in self.files).encode()).hexdigest()
 
 
@@ -55,15 +62,15 @@ class FakeCollection:
     members: list[tuple[FakeVersion, set[str]]] = field(default_factory=list)
 
 
-class FakeWandb:
+class FakeWandb(RunSide):
     def __init__(self, s3: Any, bucket: str) -> None:
+        self._init_runs()
         self.s3, self.bucket = s3, bucket
         s3.create_bucket(Bucket=bucket)
         self.collections: dict[tuple[str, str, str], FakeCollection] = {}
         self.registries: set[str] = set()  # registry projects with no collection yet
         self.calls: list[str] = []
         self.uses: list[tuple[str, str, str, str]] = []  # (entity, project, run, artifact id): lineage
-        self.down = False
         self._ids = 0
 
     # ---- building the registry ------------------------------------------------------------
@@ -89,15 +96,6 @@ class FakeWandb:
         """An (empty) registry of the org: ``wandb-registry-<name>``."""
         self.registries.add(f"wandb-registry-{name}")
 
-    def commit_logged(self, entity: str, project: str, name: str, type_: str, files: list[FakeFile],
-                      aliases: tuple[str, ...], run_id: str) -> str:  # fmt: skip
-        """What the server holds once a run's ``log_artifact`` upload has committed."""
-        coll = self.collections.setdefault((entity, project, name), FakeCollection(entity, project, name))
-        version = FakeVersion(self._next_id(), name, len(coll.members), files, run=(entity, project, run_id),
-                              type=type_, source_project=(entity, project))  # fmt: skip
-        # Unchanged contents make no new version.
-        return f"v{self._member_or_add(coll, version, aliases, lambda m: m.digest == version.digest)}"
-
     @staticmethod
     def _add_member(coll: FakeCollection, version: FakeVersion, aliases: tuple[str, ...]) -> int:
         for _, other_aliases in coll.members:
@@ -116,33 +114,7 @@ class FakeWandb:
                 return index
         return cls._add_member(coll, version, aliases)
 
-    # ---- the seam -------------------------------------------------------------------------
-    def authenticate(self, api: Any, timeout: float | None = None) -> None:
-        """``ServiceApi.authenticate``: the server rejects an unknown key with 401."""
-        self._check_reachable_and_key(api)
-
-    def _check_reachable_and_key(self, api: Any) -> None:
-        from wandb.sdk.lib.service.service_connection import WandbApiFailedError
-
-        if self.down:
-            raise WandbApiFailedError("connection refused: api.example.invalid")
-        if api.api_key != VALID_KEY:
-            raise WandbApiFailedError("401 Unauthorized: user is not logged in")
-
-    def execute_graphql(
-        self, _api: Any, query: str, variables: dict[str, Any] | None = None, timeout: float | None = None,
-        *, parse: Any = json.loads, **_: Any,
-    ) -> Any:  # fmt: skip
-        match = re.search(r"(?:query|mutation)\s+(\w+)", query)
-        assert match is not None, query
-        name = match.group(1)
-        self.calls.append(name)
-        self._check_reachable_and_key(_api)
-        handler = getattr(self, f"_op_{name}", None)
-        if handler is None:
-            raise AssertionError(f"fake W&B service got an operation it does not implement: {name}")
-        return parse(json.dumps(handler(variables or {})))
-
+    # ---- GraphQL operations (served by tests/fakes/wandb_registry_http.py) -------------
     def _project(self, p: FakeCollection | None, name: str, entity: str) -> dict[str, Any]:
         return {"id": f"P:{name}", "internalId": "1", "name": name, "entity": {"name": entity}}
 
@@ -179,19 +151,29 @@ class FakeWandb:
             "createdAt": "2026-11-01T00:00:00",
             "aliases": [{"__typename": "ArtifactAlias", "id": f"A:{a}", "alias": a} for a in sorted(aliases)],
             "artifactCollection": {"__typename": "ArtifactPortfolio", "name": coll.name, "project": project},
-            "artifact": {
-                "__typename": "Artifact", "id": version.id,
-                "artifactSequence": {"__typename": "ArtifactSequence", "name": version.source_collection,
-                                     "project": self._project(None, version.source_project[1],
-                                                              version.source_project[0])},
-                "versionIndex": version.source_index, "artifactType": {"name": version.type},
-                "description": "", "metadata": "{}", "ttlDurationSeconds": -1, "ttlIsInherited": True,
-                "tags": [],
-                "historyStep": None, "state": "COMMITTED", "size": sum(f.size for f in version.files),
-                "digest": version.digest, "digestAlgorithm": "MANIFEST_MD5", "commitHash": "c0ffee",
-                "fileCount": len(version.files), "createdAt": "2026-11-01T00:00:00",
-                "updatedAt": "2026-11-01T00:00:00"},
+            "artifact": self._artifact_fragment(version),
         }}}  # fmt: skip
+
+    def _artifact_fragment(self, version: FakeVersion) -> dict[str, Any]:
+        """The SDK's ``ArtifactFragment`` of one version."""
+        return {
+            "__typename": "Artifact", "id": version.id,
+            "artifactSequence": {"__typename": "ArtifactSequence", "name": version.source_collection,
+                                 "project": self._project(None, version.source_project[1],
+                                                          version.source_project[0])},
+            "versionIndex": version.source_index, "artifactType": {"name": version.type},
+            "description": "", "metadata": version.metadata, "ttlDurationSeconds": -1, "ttlIsInherited": True,
+            "tags": [],
+            "historyStep": None, "state": "COMMITTED", "size": sum(f.size for f in version.files),
+            "digest": version.digest, "digestAlgorithm": "MANIFEST_MD5", "commitHash": "c0ffee",
+            "fileCount": len(version.files), "createdAt": "2026-11-01T00:00:00",
+            "updatedAt": "2026-11-01T00:00:00"}  # fmt: skip
+
+    def _op_ArtifactByID(self, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return {"artifact": self._artifact_fragment(self._version(v["id"]))}
+        except AssertionError:
+            return {"artifact": None}
 
     def _version(self, artifact_id: str) -> FakeVersion:
         for coll in self.collections.values():

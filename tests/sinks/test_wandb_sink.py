@@ -16,10 +16,9 @@ import pytest
 
 from eval_framework.results import Bundle
 from eval_framework.sinks import ledger
-from eval_framework.sinks.wandb_sink import LogReport, WandbLogError, apply, log_to_training_run
+from eval_framework.sinks.wandb_sink import LogReport, log_to_training_run
 from eval_framework.sinks.wandb_spec import WandbOptions, build_spec
 from tests.fakes.wandb_http import FakeWandbHttp, fake_wandb_http, refused_url
-from tests.fakes.wandb_online_run import OnlineRun
 from tests.fakes.wandb_service import VALID_KEY
 from tests.sinks.conftest import EVAL
 from tests.wandb_log_reader import RunLog, read_run, run_files
@@ -290,56 +289,69 @@ def test_training_loop_scores_keyed_to_a_step_metric(bundle, tmp_path):
     assert "metric" in log.kinds  # define_metric recorded, so W&B plots against the step metric
 
 
-def test_online_lineage_and_registry_link_use_the_exact_version(cli, fake_wandb, tmp_path, monkeypatch):
-    import wandb
+def _stored(fake_wandb, version, path: str) -> bytes:
+    (found,) = [f for f in version.files if f.path == path]
+    return fake_wandb.s3.get_object(Bucket=fake_wandb.bucket, Key=found.storage_key)["Body"].read()
 
+
+def test_online_run_records_config_results_lineage_and_registry_link(cli, fake_wandb, tmp_path, monkeypatch):
+    """A real ``wandb.init(mode="online")``: the SDK's service upserts the run, streams history and
+    summary, uploads and commits the results artifact, records lineage and links it, all over
+    HTTP to the fake server, which is then read back as the W&B UI would show it."""
+    import wandb
     from tests.registry.test_resolver import _register_shipped
 
     _register_shipped(fake_wandb)
     fake_wandb.add_version("wandb-registry-data", "tokenizer", [fake_wandb.stored_file("t.json", b"{}")])
+    fake_wandb.add_registry("evals")
+    monkeypatch.setenv("WANDB_ADDITIONAL_ARTIFACT_REFERENCES", "wandb-registry-data/tokenizer:v0")
+    online = ("--wandb-project", "evals", "--wandb-mode", "online", "--wandb-registry", "evals")
     result = cli("--checkpoint", "tiny:prod", "--task-name", "tiny-letters", "--num-samples", "8",
-                 "--output-dir", tmp_path / "out", *OFFLINE)  # fmt: skip
+                 "--output-dir", tmp_path / "out", *online)  # fmt: skip
     assert result.code == 0, result.err
     bundle = _only_bundle(tmp_path / "out")
-    (log,) = _runs(bundle)
-    assert log.run.run_group == "tiny:v0"  # grouped by checkpoint name and registry version
-    assert log.config["checkpoint_version"] == "v0" and "prod" in log.config["checkpoint_aliases"]
-    assert log.config["checkpoint_qualified_name"] == "acme-org/wandb-registry-model/tiny:v0"
-    assert ledger.last(bundle, "wandb")["pending"] == ["lineage acme-org/wandb-registry-model/tiny:v0"]
-    assert "--wandb-mode online" in result.err  # says how to finish lineage online
+    spec = build_spec(Bundle(bundle), WandbOptions(project="evals"))
+    run = fake_wandb.run("evals", spec.run_id)
+    assert run.group == "tiny:v0" and run.exit_code == 0  # grouped by checkpoint name and version
+    assert run.config["checkpoint_version"] == "v0" and "prod" in run.config["checkpoint_aliases"]
+    assert run.config["checkpoint_qualified_name"] == "acme-org/wandb-registry-model/tiny:v0"
+    results = json.loads((bundle / "results.json").read_text())["metrics"]
+    assert run.summary["tiny-letters/acc"] == results["overall"]["acc"]["value"]
+    assert run.summary["tiny-letters/samples"]["nrows"] == 8  # the table, uploaded as a run file
+    assert any(name.startswith("media/table/tiny-letters/samples") for name in run.files), list(run.files)
 
-    monkeypatch.setenv("WANDB_ADDITIONAL_ARTIFACT_REFERENCES", "wandb-registry-data/tokenizer:v0")
-    fake_wandb.add_registry("evals")
-    run = OnlineRun(fake_wandb, run_id=build_spec(Bundle(bundle), WandbOptions(project="evals")).run_id)
-    options = WandbOptions(project="evals", registry="evals")
-    report = LogReport(run.id, "online")
-    spec = apply(run, Bundle(bundle), options, "online", report)
     api = wandb.Api()
     checkpoint = api.artifact("wandb-registry-model/tiny:v0")
     tokenizer = api.artifact("wandb-registry-data/tokenizer:v0")
     # The lineage edges the server records: this run used exactly these versions.
-    assert fake_wandb.uses == [("alice", "evals", run.id, a.id) for a in (checkpoint, tokenizer)]
+    assert fake_wandb.uses == [("alice", "evals", spec.run_id, a.id) for a in (checkpoint, tokenizer)]
+    logged = api.artifact(f"alice/evals/{spec.artifact_name}:{spec.artifact_alias}")  # content-hash alias
+    version = fake_wandb._version(logged.id)
+    assert version.run == ("alice", "evals", spec.run_id) and logged.type == "eval-results"
+    assert sorted(f.path for f in version.files) == [
+        "eval.log", "metadata.json", "results.json", "samples.jsonl", "samples_table.table.json"]  # fmt: skip
+    assert _stored(fake_wandb, version, "results.json") == (bundle / "results.json").read_bytes()
     linked = api.artifact("wandb-registry-evals/eval-results:latest")
-    logged = api.artifact(f"alice/evals/{spec.artifact_name}:{spec.artifact_alias}")  # the content-hash alias
-    assert linked.id == logged.id and linked.type == "eval-results"
-    assert {"UseArtifact", "LinkArtifact"} <= set(fake_wandb.calls)  # through the SDK's own mutations
-    assert report.pending == [] and "link wandb-registry-evals/eval-results" in report.logged
-    assert "lineage acme-org/wandb-registry-model/tiny:v0" in report.logged
+    assert linked.id == logged.id
+    entry = ledger.last(bundle, "wandb")
+    assert entry is not None and entry["status"] == "logged" and entry["pending"] == []
 
-    apply(run, Bundle(bundle), options, "online", LogReport(run.id, "online"))  # the same bundle again
+    # The same bundle uploaded again: the server deduplicates, no second version or link.
+    again = cli("upload", *online, bundle)
+    assert again.code == 0, again.err
     assert len(fake_wandb.collections[("acme-org", "wandb-registry-evals", "eval-results")].members) == 1
     assert len(fake_wandb.collections[("alice", "evals", spec.artifact_name)].members) == 1
 
 
-def test_linking_into_a_registry_that_does_not_exist_names_it(bundle, fake_wandb):
-    run = OnlineRun(fake_wandb)
-    report = LogReport(run.id, "online")
-    with pytest.raises(WandbLogError, match=r"registry link.*wandb-registry-nope.*not found") as info:
-        apply(run, Bundle(bundle), WandbOptions(project="evals", registry="nope"), "online", report)
-    assert "results artifact" in " ".join(report.logged)  # what went through before the failure
-    assert "check that --wandb-registry names a registry" in str(info.value)
+def test_linking_into_a_registry_that_does_not_exist_names_it(cli, bundle, fake_wandb):
+    result = cli("upload", "--wandb-project", "evals", "--wandb-mode", "online", "--wandb-registry", "nope",
+                 bundle)  # fmt: skip
+    assert result.code == 7, result.err
+    assert "registry link" in result.err and "wandb-registry-nope" in result.err, result.err
+    assert "check that --wandb-registry names a registry" in result.err
+    assert "results artifact" in result.err  # what went through before the failure
     assert fake_wandb.calls.count("LinkArtifact") == 1  # a 404 is not retried
-    assert VALID_KEY not in str(info.value)
+    assert VALID_KEY not in result.err and Bundle(bundle).is_complete()
 
 
 def test_failure_mid_run_names_what_was_logged_and_what_was_not(cli, tmp_path, monkeypatch):
