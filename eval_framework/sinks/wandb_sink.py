@@ -164,6 +164,11 @@ def _transient(exc: BaseException) -> bool:
     return classify(exc).retryable
 
 
+#: Seconds an online run waits for its results artifact to be uploaded and committed (the SDK's
+#: service retries failed requests inside it).
+ARTIFACT_UPLOAD_WAIT_S = 900
+
+
 def _call(what: str, fn: Callable[[], T], hint: str = "", attempts: int = ATTEMPTS) -> T:
     """One W&B call with capped exponential backoff on transient failures; ``hint`` says what
     to check when it fails for good."""
@@ -317,6 +322,10 @@ def apply(run: Any, bundle: Bundle, options: WandbOptions, mode: Mode, report: L
             artifact.add(wandb.Table(columns=columns, data=rows), "samples_table")
         aliases = [spec.artifact_alias]
         _call("results artifact", lambda: run.log_artifact(artifact, aliases=aliases))
+        if mode == "online":
+            # log_artifact only queues the upload; without this wait a failed upload would be
+            # reported as logged (the SDK says nothing when the run finishes).
+            _call("results artifact upload", lambda: artifact.wait(ARTIFACT_UPLOAD_WAIT_S), attempts=1)
         report.logged.append(f"results artifact {spec.artifact_name}:{spec.artifact_alias}")
     online = mode == "online"
     inputs = [spec.checkpoint.qualified_name] if spec.checkpoint.qualified_name else []

@@ -299,6 +299,7 @@ def test_online_run_records_config_results_lineage_and_registry_link(cli, fake_w
     summary, uploads and commits the results artifact, records lineage and links it, all over
     HTTP to the fake server, which is then read back as the W&B UI would show it."""
     import wandb
+
     from tests.registry.test_resolver import _register_shipped
 
     _register_shipped(fake_wandb)
@@ -422,3 +423,24 @@ def test_a_bad_wandb_mode_names_where_it_came_from(monkeypatch):
         choose_mode(WandbOptions(project="p"))
     with pytest.raises(ConfigError, match=r"--wandb-mode 'nope' is not a mode"):
         choose_mode(WandbOptions(project="p", mode="nope"))  # type: ignore[arg-type]
+
+
+def test_a_server_failing_mid_run_online_keeps_the_bundle_and_says_what_got_through(cli, bundle, fake_wandb,
+                                                                                    monkeypatch):  # fmt: skip
+    """The run starts, then the server fails every artifact creation with 500: wandb-core retries,
+    the upload fails, and the message says what was logged and how to finish."""
+    monkeypatch.setenv("WANDB__GRAPHQL_RETRY_MAX", "1")
+    monkeypatch.setenv("WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS", "0.5")
+    fake_wandb.server.per_operation["CreateArtifact"] = "500"
+    before = {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
+    result = cli("upload", "--wandb-project", "evals", "--wandb-mode", "online", bundle)
+    assert result.code == 7, result.err
+    assert "results artifact" in result.err and "config, summary" in result.err, result.err
+    assert f"eval_framework upload {bundle}" in " ".join(result.err.split()), result.err
+    assert VALID_KEY not in result.err
+    spec = build_spec(Bundle(bundle), WandbOptions(project="evals"))
+    assert fake_wandb.run("evals", spec.run_id).config["task_name"] == "tiny-letters"  # got through
+    assert ("alice", "evals", spec.artifact_name) not in fake_wandb.collections
+    assert {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file() and p.name in before} == before
+    entry = ledger.last(bundle, "wandb")
+    assert entry is not None and entry["status"] == "failed"
