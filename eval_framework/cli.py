@@ -353,8 +353,7 @@ def upload_command_cli(
     finished = [b for b in bundles if Bundle(b).is_complete()]
     skipped = sorted(set(bundles) - set(finished))
     for path in skipped:
-        why, advice = Bundle(path).unfinished()
-        print(f"skipping {path}: not a finished evaluation ({why}); {advice}", file=sys.stderr)
+        print(f"skipping {path}: {Bundle(path).skip_reason()}", file=sys.stderr)
     if finished:
         _publish_and_report(finished, sinks)
     if skipped:

@@ -8,9 +8,11 @@
     │   └── DatasetUnavailableError        dataset not reachable (offline, no cache)
     ├── OutputError               exit 5   output directory not writable, bundle locked, disk full
     ├── RegistryError             exit 6   W&B registry lookups and checkpoint downloads
-        ├── ArtifactWaitTimeout            a '-local' twin's upload did not appear in time
-    │   └── DownloadError (registry.download)  a file could not be fetched or did not verify
+    │   ├── ArtifactWaitTimeout            a '-local' twin's upload did not appear in time
+    │   └── DownloadError                  a file could not be fetched or did not verify
     └── ExportError               exit 7   the evaluation finished, logging/uploading it did not
+        ├── WandbLogError                  W&B logging
+        └── HfUploadError                  the Hugging Face upload
 
 Every message says what failed, why, and what to do. SDK exceptions are translated at the
 boundary with ``raise ... from exc`` so the traceback (``-v``) keeps the cause.
@@ -55,11 +57,23 @@ class ArtifactWaitTimeout(RegistryError):
     pass
 
 
+class DownloadError(RegistryError):
+    """A checkpoint file could not be fetched or did not verify."""
+
+
 class ExportError(EvalFrameworkError):
     """The bundle is complete; a sink (W&B, Hugging Face) did not take it. The message names
     what was not logged and the command that finishes it."""
 
     exit_code = 7
+
+
+class WandbLogError(ExportError):
+    """The evaluation finished but W&B logging did not."""
+
+
+class HfUploadError(ExportError):
+    """The evaluation finished but the Hugging Face upload did not."""
 
 
 def missing_extra(

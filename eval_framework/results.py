@@ -439,6 +439,18 @@ class Bundle:
             return "its files were changed after it finished (the seal in metadata.json does not match)"
         return None
 
+    def record_link(self, name: str, url: str) -> None:
+        """Where a sink put this bundle (``links.<name>`` in metadata.json; outside the seal)."""
+        metadata = self.metadata()
+        if metadata.get("links", {}).get(name) != url:
+            metadata.setdefault("links", {})[name] = url
+            write_json(self.metadata_path, metadata)
+
+    def skip_reason(self) -> str:
+        """Why an export skips this bundle, and what to do: one line."""
+        why, advice = self.unfinished()
+        return f"not a finished evaluation ({why}); {advice}"
+
     def unfinished(self) -> tuple[str, str]:
         """Why this is not a finished evaluation, and what to do about it."""
         blocked = self.blocked()

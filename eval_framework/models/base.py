@@ -89,10 +89,6 @@ class BaseLLM:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         raise NotImplementedError(f"{type(self).__name__} does not implement generate")
 
-    @property
-    def display_name(self) -> str:
-        return self.name or type(self).__name__
-
     def describe(self) -> dict[str, Any]:
         """Extra details for metadata (device, dtype, ...); not part of identity."""
         return {}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from eval_framework.errors import ConfigError, ModelError
+from eval_framework.errors import ConfigError, EvalFrameworkError, ModelError, RegistryError
 
 _WEIGHTS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json")
 
@@ -17,7 +18,7 @@ def is_checkpoint_dir(path: Path) -> bool:
 def find_checkpoint_root(root: Path, subdir: str | None = None) -> Path:
     """The directory to load: ``root/subdir`` when given, else the single candidate below root."""
     if subdir:
-        chosen = safe_join(root, subdir)
+        chosen = subdir_join(root, subdir)
         if not is_checkpoint_dir(chosen):
             raise ModelError(
                 f"checkpoint_subdir {subdir!r} in {root} has no config.json with weights; "
@@ -47,15 +48,29 @@ def _candidates(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in found)
 
 
-def safe_join(root: Path, relative: str) -> Path:
-    """``root/relative``, refusing absolute paths and anything that escapes ``root``."""
+def _join(root: Path, relative: str, refuse: Callable[[str], EvalFrameworkError]) -> Path:
+    """``root/relative``; ``refuse(why)`` for an absolute path or one that escapes ``root``."""
     rel = PurePosixPath(relative.replace("\\", "/"))
     if rel.is_absolute() or ".." in rel.parts or not rel.parts or relative.startswith("~"):
-        raise ModelError(
-            f"refusing path {relative!r}: it is absolute or escapes {root}; check checkpoint_subdir"
-        )
+        raise refuse("is absolute or escapes it")
     target = (root / Path(*rel.parts)).resolve()
     base = root.resolve()
     if target != base and base not in target.parents:
-        raise ModelError(f"refusing path {relative!r}: it resolves outside {root}; check checkpoint_subdir")
+        raise refuse("resolves outside it")
     return target
+
+
+def safe_join(root: Path, relative: str) -> Path:
+    """Where a manifest's file goes under ``root``; a path that escapes it makes the artifact
+    unusable (a registry error, not a model one)."""
+    return _join(root, relative, lambda why: RegistryError(
+        f"the artifact's manifest lists {relative!r}, which {why} ({root}); it cannot be downloaded "
+        "safely: re-register the checkpoint with relative paths"
+    ))  # fmt: skip
+
+
+def subdir_join(root: Path, subdir: str) -> Path:
+    """``checkpoint_subdir`` under the artifact's folder."""
+    return _join(root, subdir, lambda why: ModelError(
+        f"refusing path {subdir!r}: it {why} ({root}); check checkpoint_subdir"
+    ))  # fmt: skip

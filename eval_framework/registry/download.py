@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlparse
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from eval_framework import cleanup
-from eval_framework.errors import EvalFrameworkError, OutputError, RegistryError, brief
+from eval_framework.errors import DownloadError, EvalFrameworkError, OutputError, brief
 from eval_framework.registry.checkpoint_root import safe_join
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,6 @@ RANGED_THRESHOLD = 64 * MiB
 PART_SIZE = 32 * MiB
 #: Seconds; tests set it to 0.
 RETRY_WAIT_MAX = 20.0
-
-
-class DownloadError(RegistryError):
-    """A checkpoint file could not be fetched or did not verify."""
 
 
 class TransientError(Exception):

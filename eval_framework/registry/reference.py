@@ -42,10 +42,6 @@ class CheckpointRef:
         return self.project[len(REGISTRY_PREFIX) :] if self.is_registry else None
 
     @property
-    def is_version(self) -> bool:
-        return re.fullmatch(r"v\d+", self.alias) is not None
-
-    @property
     def path(self) -> str:
         """The form the wandb SDK accepts (always with an explicit alias)."""
         prefix = f"{self.entity}/" if self.entity else ""

@@ -19,6 +19,7 @@ from typing import Any
 from filelock import FileLock
 
 from eval_framework.config import env_flag
+from eval_framework.errors import DownloadError
 from eval_framework.registry.checkpoint_root import find_checkpoint_root, safe_join
 from eval_framework.registry.destination import (
     TEMP_PREFIX,
@@ -28,7 +29,6 @@ from eval_framework.registry.destination import (
 )
 from eval_framework.registry.download import (
     ByteSource,
-    DownloadError,
     ManifestEntry,
     download,
     plan_download,

@@ -9,9 +9,8 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
-from eval_framework.errors import ConfigError, brief, missing_extra
+from eval_framework.errors import ConfigError, DownloadError, brief, missing_extra
 from eval_framework.registry.download import (
-    DownloadError,
     ManifestEntry,
     Received,
     Sink,

@@ -15,19 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from eval_framework.errors import ConfigError, ExportError, brief, missing_extra
+from eval_framework.errors import ConfigError, HfUploadError, brief, missing_extra
 from eval_framework.net import Kind, advice, classify
-from eval_framework.results import LOG, METADATA, RESULTS, SAMPLES, Bundle, write_json
+from eval_framework.results import LOG, METADATA, RESULTS, SAMPLES, Bundle
 from eval_framework.sinks import ledger
 from eval_framework.sinks.wandb_spec import content_hash
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FILES = (METADATA, RESULTS, SAMPLES, LOG)
-
-
-class HfUploadError(ExportError):
-    """The evaluation finished but the Hugging Face upload did not."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +144,7 @@ def upload_bundle(bundle_dir: Path, options: HfUploadOptions) -> str:
     done = ledger.last(bundle.dir, "hf", repo=options.repo, path=path_in_repo, content_hash=chash,
                        status="uploaded")  # fmt: skip
     if done:
-        _record_link(bundle, str(done["url"]))
+        bundle.record_link("hf_upload_url", str(done["url"]))
         return str(done["url"])
     token = hf_token()
     api = hf_api(token)
@@ -191,12 +187,5 @@ def upload_bundle(bundle_dir: Path, options: HfUploadOptions) -> str:
     ledger.append(bundle.dir, {"destination": "hf", "status": "uploaded", "repo": options.repo,
                                "path": path_in_repo, "revision": commit.oid, "url": url,
                                "content_hash": chash})  # fmt: skip
-    _record_link(bundle, url)
+    bundle.record_link("hf_upload_url", url)
     return url
-
-
-def _record_link(bundle: Bundle, url: str) -> None:
-    metadata = bundle.metadata()
-    if metadata.get("links", {}).get("hf_upload_url") != url:
-        metadata.setdefault("links", {})["hf_upload_url"] = url
-        write_json(bundle.metadata_path, metadata)

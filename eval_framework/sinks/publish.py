@@ -12,7 +12,7 @@ from typing import Any
 
 from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, brief
 from eval_framework.net import Kind, classify
-from eval_framework.results import METADATA, Bundle, is_bundle_dir_name, write_json
+from eval_framework.results import METADATA, Bundle, is_bundle_dir_name
 from eval_framework.sinks import ledger
 from eval_framework.sinks.hf_hub import HfUploadOptions, describe_failure, upload_bundle
 from eval_framework.sinks.wandb_sink import LiveRun, LogReport, log_bundle
@@ -107,20 +107,13 @@ def publish(bundle_dir: Path, options: PublishOptions, live: LiveRun | None = No
             report.errors.append(_sink_error("W&B logging", exc))
         else:
             if report.wandb.url:
-                _record_link(Bundle(bundle_dir), "wandb_run_url", report.wandb.url)
+                Bundle(bundle_dir).record_link("wandb_run_url", report.wandb.url)
     if report.errors:
         raise ExportError(
             f"{'; '.join(report.errors)}. The evaluation itself is complete in {bundle_dir}; "
             f"finish the export with: {upload_command([bundle_dir], options)}"
         )
     return report
-
-
-def _record_link(bundle: Bundle, name: str, url: str) -> None:
-    metadata = bundle.metadata()
-    if metadata.get("links", {}).get(name) != url:
-        metadata.setdefault("links", {})[name] = url
-        write_json(bundle.metadata_path, metadata)
 
 
 def find_bundles(paths: list[Path]) -> list[Path]:
@@ -154,8 +147,7 @@ def plan(bundle_dir: Path, options: PublishOptions) -> dict[str, Any]:
     bundle = Bundle(bundle_dir)
     out: dict[str, Any] = {"bundle": str(bundle_dir), "complete": bundle.is_complete()}
     if not out["complete"]:
-        why, advice = bundle.unfinished()
-        out["skip"] = f"{why}; {advice}"
+        out["skip"] = bundle.skip_reason()
         return out
     if options.wandb is not None:
         spec = build_spec(bundle, options.wandb)

@@ -29,7 +29,13 @@ from typing import Any, TypeVar
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from eval_framework import cleanup, wandb_server
-from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, brief, missing_extra
+from eval_framework.errors import (
+    ConfigError,
+    EvalFrameworkError,
+    WandbLogError,
+    brief,
+    missing_extra,
+)
 from eval_framework.net import RETRYABLE, Failure, Kind, advice, classify
 from eval_framework.redact import scrub
 from eval_framework.results import Bundle
@@ -51,10 +57,6 @@ T = TypeVar("T")
 #: Attempts and the cap on the wait between them, for every W&B call; tests set the wait to 0.
 ATTEMPTS = 4
 RETRY_WAIT_MAX = 30.0
-
-
-class WandbLogError(ExportError):
-    """The evaluation finished but W&B logging did not."""
 
 
 RETRYABLE_OR_REACH = RETRYABLE | {Kind.UNREACHABLE, Kind.AUTH}

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from eval_framework.errors import ConfigError, ModelError
-from eval_framework.registry import find_checkpoint_root, safe_join
+from eval_framework.errors import ConfigError, ModelError, RegistryError
+from eval_framework.registry.checkpoint_root import find_checkpoint_root, safe_join, subdir_join
 
 
 def _ckpt(path: Path, weights: str = "model.safetensors") -> Path:
@@ -44,14 +44,19 @@ def test_config_without_weights_is_not_a_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../x", "", "~/x"])
-def test_safe_join_refuses_escapes(tmp_path, bad):
-    with pytest.raises(ModelError, match="refusing path"):
+def test_paths_that_escape_are_refused(tmp_path, bad):
+    """A manifest path is the artifact's fault (a registry error); checkpoint_subdir the user's."""
+    with pytest.raises(RegistryError, match=r"the artifact's manifest lists .*re-register"):
         safe_join(tmp_path, bad)
+    with pytest.raises(ModelError, match=r"refusing path .*check checkpoint_subdir"):
+        subdir_join(tmp_path, bad)
 
 
-def test_safe_join_refuses_symlink_escape(tmp_path):
+def test_symlink_escapes_are_refused(tmp_path):
     (tmp_path / "root").mkdir()
     (tmp_path / "root" / "link").symlink_to(tmp_path)
-    with pytest.raises(ModelError, match="outside"):
+    with pytest.raises(RegistryError, match="resolves outside"):
         safe_join(tmp_path / "root", "link/x")
+    with pytest.raises(ModelError, match="resolves outside"):
+        subdir_join(tmp_path / "root", "link/x")
     assert safe_join(tmp_path / "root", "a/b.txt") == (tmp_path / "root" / "a" / "b.txt").resolve()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from eval_framework.errors import ConfigError, ModelError, OutputError
+from eval_framework.errors import ConfigError, DownloadError, OutputError, RegistryError
 from eval_framework.registry import download as dl
-from eval_framework.registry.download import DownloadError, ManifestEntry, TransientError, download
+from eval_framework.registry.download import ManifestEntry, TransientError, download
 from eval_framework.registry.sources import FileSource, HttpSource, S3Source, s3_endpoint
 
 MiB = 1024 * 1024
@@ -202,7 +202,7 @@ def test_file_references(tmp_path):
 
 @pytest.mark.parametrize("bad", ["../escape.bin", "/etc/passwd", "a/../../b"])
 def test_paths_escaping_the_destination_are_refused(tmp_path, bad):
-    with pytest.raises(ModelError, match="refusing path"):
+    with pytest.raises(RegistryError, match="the artifact's manifest lists"):
         download([ManifestEntry(bad, 1, "x", ref="file:///x")], tmp_path / "d", {"file": FileSource()})
     assert not (tmp_path / "escape.bin").exists()
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from eval_framework.errors import ConfigError
-from eval_framework.registry import CheckpointRef, parse_reference
+from eval_framework.registry.reference import CheckpointRef, parse_reference
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_accepted_forms(ref, expected):
 
 def test_properties_and_twin():
     ref = parse_reference("acme/wandb-registry-model/llama-sft:v7")
-    assert ref.is_registry and ref.registry == "model" and ref.is_version
+    assert ref.is_registry and ref.registry == "model" and ref.alias == "v7"
     assert ref.path == "acme/wandb-registry-model/llama-sft:v7"
     assert ref.local_twin().path == "acme/wandb-registry-model/llama-sft-local:v7"
     plain = parse_reference("team/proj/name")

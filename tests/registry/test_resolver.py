@@ -279,7 +279,7 @@ def test_the_same_name_from_another_registry_never_mixes_files(s3, tmp_path, mon
 
 
 def test_cache_skip_false_never_keeps_corrupt_bytes(fake_wandb, tmp_path, monkeypatch):
-    from eval_framework.registry.download import DownloadError
+    from eval_framework.errors import DownloadError
 
     files = _register_shipped(fake_wandb)
     monkeypatch.setenv("WANDB_CACHE_SKIP", "false")

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from eval_framework.errors import DownloadError
 from eval_framework.registry import download as dl
-from eval_framework.registry.download import DownloadError, ManifestEntry, download, same_contents
+from eval_framework.registry.download import ManifestEntry, download, same_contents
 from eval_framework.registry.sources import HttpSource, S3Source
 from eval_framework.registry.wandb_client import manifest_entry
 from tests.fakes.storage_http import fake_storage

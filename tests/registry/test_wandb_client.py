@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from eval_framework.errors import RegistryError
-from eval_framework.registry import parse_reference
 from eval_framework.registry.download import download
+from eval_framework.registry.reference import parse_reference
 from eval_framework.registry.sources import HttpSource, S3Source
 from eval_framework.registry.wandb_client import WandbRegistry
 from tests.fakes.wandb_service import FakeFile

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from eval_framework.errors import ConfigError
-from eval_framework.sinks.hf_hub import HfUploadError, HfUploadOptions, upload_bundle
+from eval_framework.errors import ConfigError, HfUploadError
+from eval_framework.sinks.hf_hub import HfUploadOptions, upload_bundle
 from tests.fakes.hf_hub import VALID_TOKEN
 from tests.sinks.conftest import EVAL
 from tests.wandb_log_reader import read_run, run_files
