@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from eval_framework import env
 from eval_framework.errors import ConfigError, EvalFrameworkError
 from eval_framework.redact import redact, register_secrets_in
 from eval_framework.textfiles import load_yaml, read_text, yaml_error
@@ -26,27 +27,7 @@ from eval_framework.textfiles import load_yaml, read_text, yaml_error
 log = logging.getLogger(__name__)
 
 #: Every environment variable the project reads, with what it is for (mirrored in .env.example).
-ENV_VARS: dict[str, str] = {
-    "WANDB_API_KEY": "W&B API key (logging, registry checkpoints)",
-    "WANDB_ENTITY": "default W&B entity",
-    "WANDB_BASE_URL": "W&B server URL, e.g. https://api.wandb.ai",
-    "AWS_ACCESS_KEY_ID": "S3 credentials for reference-backed checkpoints",
-    "AWS_SECRET_ACCESS_KEY": "S3 credentials for reference-backed checkpoints",
-    "AWS_ENDPOINT_URL": "S3-compatible endpoint URL",
-    "WANDB_CACHE_SKIP": "store checkpoints once, without a W&B cache copy (default true)",
-    "WANDB_ARTIFACT_DIR": "persistent directory for downloaded checkpoints (default: a temp dir)",
-    "WANDB_ARTIFACT_WAIT_TIMEOUT_SEC": "how long to wait for an uploaded twin of a -local artifact",
-    "EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC": "seconds a checkpoint read may get no byte before one retry (60)",
-    "WANDB__GRAPHQL_RETRY_MAX": "retries of a failing W&B request in the SDK's service (the SDK's setting)",
-    "HF_TOKEN": "Hugging Face token for gated models, datasets and result uploads",
-    "WANDB_MODE": "online, offline or disabled (the --wandb-mode default)",
-    "WANDB_ADDITIONAL_ARTIFACT_REFERENCES": "comma-separated artifacts every logged run also uses (lineage)",
-    "WANDB_INIT_TIMEOUT": "seconds a W&B run may take to start (the SDK's setting, default 90)",
-    "WANDB_HTTP_TIMEOUT": "seconds one W&B request may take: reachability check (10), registry lookup (19)",
-    "OPENAI_API_KEY": "API key for the OpenAI-compatible backend",
-    "EVAL_FRAMEWORK_DEBUG": "1 prints full tracebacks",
-    "EVAL_FRAMEWORK_CACHE_DIR": "where content digests of checkpoint files are cached (default ~/.cache)",
-}
+ENV_VARS: dict[str, str] = {var.name: var.help for var in env.VARS}
 
 
 #: Fields with a fixed form: the pattern, and how to say what a value must be.
@@ -250,10 +231,3 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ev
         where = "--" + loc[0].replace("_", "-") + "".join(f".{p}" for p in loc[1:])
         message = str(first["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"invalid {where}: {message}; see eval_framework --help") from exc
-
-
-def env_flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}

@@ -17,6 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from eval_framework import env
+
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 22
@@ -24,7 +26,7 @@ _CHUNK = 1 << 22
 
 def cache_dir() -> Path:
     """Where file digests are cached: EVAL_FRAMEWORK_CACHE_DIR, else the user's cache directory."""
-    configured = os.environ.get("EVAL_FRAMEWORK_CACHE_DIR")
+    configured = env.get("EVAL_FRAMEWORK_CACHE_DIR")
     if configured:
         return Path(configured).expanduser() / "fingerprints"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

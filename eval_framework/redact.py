@@ -18,6 +18,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from eval_framework.env import SECRET_NAMES
+
 REDACTED = "***"
 #: Words that make a name secret when it ends with one.
 SECRET_WORDS = frozenset(
@@ -69,15 +71,7 @@ NOT_SECRET = frozenset(
     }
 )
 #: Environment variables whose values are secrets wherever they appear.
-SECRET_ENV_VARS = (
-    "WANDB_API_KEY",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "HF_TOKEN",
-    "HUGGING_FACE_HUB_TOKEN",
-    "OPENAI_API_KEY",
-)
+SECRET_ENV_VARS = SECRET_NAMES
 #: Shortest value treated as a secret in free text (shorter ones would mask ordinary words).
 MIN_SECRET_LEN = 6
 

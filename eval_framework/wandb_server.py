@@ -15,6 +15,7 @@ import netrc
 import os
 from urllib.parse import urlparse
 
+from eval_framework import env
 from eval_framework.net import Failure, Kind, classify
 
 #: Seconds one reachability probe may take (connect and answer); WANDB_HTTP_TIMEOUT, the SDK's own
@@ -27,12 +28,9 @@ LOOKUP_TIMEOUT = 19.0
 
 
 def _seconds(default: float) -> float:
-    """WANDB_HTTP_TIMEOUT when it is a positive number of seconds, else ``default``."""
-    try:
-        value = float(os.environ.get("WANDB_HTTP_TIMEOUT") or default)
-    except ValueError:
-        return default
-    return value if value > 0 else default
+    """WANDB_HTTP_TIMEOUT, else ``default``."""
+    configured = env.get("WANDB_HTTP_TIMEOUT")
+    return default if configured is None else float(configured)
 
 
 def lookup_timeout() -> float:

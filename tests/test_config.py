@@ -93,14 +93,6 @@ def test_invalid_value_names_the_flag(cli, letters_task):
     assert result.code == 2 and "--num-fewshot" in result.err
 
 
-def test_env_example_lists_every_variable():
-    from eval_framework.config import ENV_VARS
-
-    text = (Path(__file__).parents[1] / ".env.example").read_text()
-    for name in ENV_VARS:
-        assert f"{name}=" in text, name
-
-
 def test_a_config_key_written_twice_or_nested_too_deeply_is_one_clear_error(cli, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("llm_name: embedded\ntask_name: tiny-letters\nllm_name: hf\n")

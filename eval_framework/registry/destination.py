@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from eval_framework import cleanup
+from eval_framework import cleanup, env
 from eval_framework.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ def version_dirname(identity: Resolved) -> str:
 
 def persistent_root(explicit: Path | None = None) -> Path | None:
     """``--artifact-dir`` or ``WANDB_ARTIFACT_DIR``, or None for a temporary destination."""
-    raw = str(explicit) if explicit is not None else os.environ.get("WANDB_ARTIFACT_DIR", "").strip()
+    raw = str(explicit) if explicit is not None else (env.get("WANDB_ARTIFACT_DIR") or "")
     if not raw:
         return None
     root = Path(raw).expanduser()

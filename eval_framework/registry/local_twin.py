@@ -6,33 +6,23 @@ otherwise the uploaded version is awaited with backoff up to WANDB_ARTIFACT_WAIT
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from eval_framework.errors import ArtifactWaitTimeout, ConfigError
+from eval_framework import env
+from eval_framework.errors import ArtifactWaitTimeout
 from eval_framework.registry.checkpoint_root import safe_join
 from eval_framework.registry.download import ManifestEntry, file_ref_path, verify_file
 
 WAIT_ENV = "WANDB_ARTIFACT_WAIT_TIMEOUT_SEC"
-DEFAULT_WAIT_SEC = 3600.0
 #: Digests are checked when the twin's files add up to at most this many bytes.
 CHEAP_VERIFY_BYTES = 256 * 1024 * 1024
 
 
 def wait_timeout() -> float:
-    raw = os.environ.get(WAIT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_WAIT_SEC
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{WAIT_ENV}={raw!r} is not a number of seconds; set it to one") from exc
-    if value < 0:
-        raise ConfigError(f"{WAIT_ENV} must be 0 or more seconds, got {raw}; set it to 0 or more")
-    return value
+    return float(env.get(WAIT_ENV))
 
 
 @dataclass

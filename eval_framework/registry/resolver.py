@@ -18,7 +18,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from eval_framework.config import env_flag
+from eval_framework import env
 from eval_framework.errors import DownloadError
 from eval_framework.registry.checkpoint_root import find_checkpoint_root, safe_join
 from eval_framework.registry.destination import (
@@ -189,7 +189,7 @@ class Resolver:
         dest = stack.enter_context(checkpoint_destination(identity, self.options.artifact_dir))
         cache_skip = self.options.cache_skip
         if cache_skip is None:
-            cache_skip = env_flag("WANDB_CACHE_SKIP", True)
+            cache_skip = bool(env.get("WANDB_CACHE_SKIP"))
         fetched = 0
         if cache_skip:
             entries = self.client.entries(artifact, ref)

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
+from eval_framework import env
 from eval_framework.errors import ConfigError, DownloadError, brief, missing_extra
 from eval_framework.registry.download import (
     ManifestEntry,
@@ -20,23 +21,12 @@ from eval_framework.registry.download import (
 )
 
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
-#: Seconds without a byte before a storage read counts as stalled (and is retried).
-DEFAULT_STALL_S = 60.0
 
 
 def stall_timeout() -> float:
     """``EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC``: a bound on no progress, not on the whole transfer, so
     a large file on a slow but moving link is never cut off."""
-    raw = os.environ.get("EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC", "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_STALL_S
-    except ValueError as exc:
-        raise ConfigError(
-            f"EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC={raw!r} is not a number of seconds; set e.g. 60"
-        ) from exc
-    if value <= 0:
-        raise ConfigError(f"EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC={raw!r} must be above 0; set e.g. 60")
-    return value
+    return float(env.get("EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC"))
 
 
 #: Bytes per streamed chunk: small enough that a stop is seen within a second or two on a slow link.
