@@ -124,7 +124,8 @@ def evaluate_command(
         str | None,
         typer.Option(
             help="W&B Registry checkpoint to evaluate, e.g. wandb-registry-model/llama-sft:v7 or "
-            "llama-sft:prod (same as --llm-args artifact_name=...; --llm-name defaults to hf)."
+            "llama-sft:prod (same as --llm-args artifact_name=...; --llm-name defaults to hf; any "
+            "model class taking checkpoint= can evaluate it)."
         ),
     ] = None,
     artifact_dir: Annotated[

@@ -29,8 +29,9 @@ from eval_framework.bundle_schema import MetadataFile, ResultsFile
 from eval_framework.config import EvalConfig
 from eval_framework.errors import ModelError, OutputError, TaskError, brief
 from eval_framework.metrics import aggregate
+from eval_framework.model_plan import ModelPlan, build_model, check_model_args, plan_model
 from eval_framework.models.base import BaseLLM
-from eval_framework.models.loading import check_llm_args, find_model_class, instantiate, model_identity
+from eval_framework.models.loading import find_model_class
 from eval_framework.redact import ScrubFilter, redact, register_secrets_in, scrub
 from eval_framework.results import (
     SCHEMA_VERSION,
@@ -79,11 +80,13 @@ class EvalPlan:
     config: EvalConfig
     task: Task
     prepared: list[PreparedSample]
-    model_cls: type
-    llm_args: dict[str, Any]  #: checked against the constructor, values converted to its types
+    model: ModelPlan
     key: str
-    display: str
     identity: dict[str, Any]
+
+    @property
+    def display(self) -> str:
+        return self.model.display
 
     @property
     def bundle_name(self) -> str:
@@ -201,10 +204,11 @@ def _same_prompts(a: Sequence[PreparedSample], b: Sequence[PreparedSample]) -> b
 
 
 def make_plan(config: EvalConfig) -> EvalPlan:
-    """Everything decided before touching the model: task, prompts, arguments, identity."""
+    """Everything decided before touching the model: task, prompts, arguments, identity, and the
+    registry checkpoint's exact version."""
     register_secrets_in(config.llm_args)
     model_cls = find_model_class(config.llm_name, config.models)
-    llm_args = check_llm_args(model_cls, config.llm_args)
+    model_args = check_model_args(config, model_cls)
     # Spellings that select the same samples are one evaluation: subjects in any order or repeated,
     # a subset as large as the task, a generation length equal to the task's own.
     subjects = tuple(sorted(set(config.subjects)))
@@ -232,20 +236,15 @@ def make_plan(config: EvalConfig) -> EvalPlan:
         "max_tokens": None if max_tokens == task.max_tokens else max_tokens,
         "prompts_sha256": prompts_digest(task, prepared),
     }
-    model_ident = model_identity(model_cls, llm_args)
     task_ident = task.identity()
-    display = (
-        model_cls.display_name_for(llm_args) if hasattr(model_cls, "display_name_for") else model_cls.__name__
-    )
+    model = plan_model(model_cls, model_args)  # last: a registry checkpoint is looked up here
     return EvalPlan(
         config=config,
         task=task,
         prepared=prepared,
-        model_cls=model_cls,
-        llm_args=llm_args,
-        key=natural_key(model_ident, task_ident, settings),
-        display=display,
-        identity={"model": model_ident, "task": task_ident, "settings": settings},
+        model=model,
+        key=natural_key(model.identity, task_ident, settings),
+        identity={"model": model.identity, "task": task_ident, "settings": settings},
     )
 
 
@@ -425,15 +424,30 @@ def _run(
     model: Any | None,
     hooks: RunHooks | None,
 ) -> EvalOutcome:
+    # A registry checkpoint's temporary files live until the evaluation ends.
+    with contextlib.ExitStack() as checkpoint_files:
+        return _load_and_run(plan, bundle, done, progress, model, hooks, checkpoint_files)
+
+
+def _load_and_run(
+    plan: EvalPlan,
+    bundle: Bundle,
+    done: dict[int, dict[str, Any]],
+    progress: ProgressFn | None,
+    model: Any | None,
+    hooks: RunHooks | None,
+    checkpoint_files: contextlib.ExitStack,
+) -> EvalOutcome:
     config = plan.config
     started = time.time()
     pending = [(i, p) for i, p in enumerate(plan.prepared) if i not in done]
     load_s = None
+    registry_details = None
     if pending and model is None:
         cleanup.raise_if_stopped()
         # Before the bundle directory exists: a model that fails to load leaves nothing behind.
         load_start = time.time()
-        model = instantiate(plan.model_cls, plan.llm_args, config.batch_size)
+        model, registry_details = build_model(plan.model, config.batch_size, checkpoint_files)
         load_s = round(time.time() - load_start, 3)
     try:
         bundle.dir.mkdir(parents=True, exist_ok=True)
@@ -445,6 +459,8 @@ def _run(
     if pending:
         describe = getattr(model, "describe", None)
         metadata["model"]["details"] = describe() if callable(describe) else {}
+        if registry_details is not None:
+            metadata["model"]["details"]["registry_checkpoint"] = registry_details
     _write_checked(bundle.metadata_path, metadata, MetadataFile)
     try:
         if hooks is not None:

@@ -257,7 +257,10 @@ def test_unreadable_models_file(cli, letters_task, tmp_path):
 def test_class_not_found_lists_classes(cli, letters_task):
     result = cli("--models", USER_MODELS, "--llm-name", "HashLM", "--task-name", letters_task)
     _one_line_error(
-        result, "'HashLM' not found", "did you mean HashLLM", "model classes there: HashLLM, TinyLettersV2"
+        result,
+        "'HashLM' not found",
+        "did you mean HashLLM",
+        "model classes there: CheckpointHashLLM, HashLLM, TinyLettersV2",
     )
 
 

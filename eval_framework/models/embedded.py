@@ -9,9 +9,7 @@ from eval_framework.errors import ConfigError
 from eval_framework.models.huggingface import HuggingFaceLLM
 
 #: HuggingFaceLLM arguments that choose, fetch or load another checkpoint: no-ops (or worse) here.
-NOT_FOR_EMBEDDED = frozenset(
-    {"checkpoint", "artifact_name", "checkpoint_subdir", "artifact_dir", "revision", "trust_remote_code"}
-)
+NOT_FOR_EMBEDDED = frozenset({"checkpoint", "revision", "trust_remote_code"})
 
 
 class EmbeddedTinyLLM(HuggingFaceLLM):

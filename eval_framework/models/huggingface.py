@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,9 +45,6 @@ class HuggingFaceLLM(BaseLLM):
         self,
         checkpoint: str | None = None,
         *,
-        artifact_name: str | None = None,
-        checkpoint_subdir: str | None = None,
-        artifact_dir: str | None = None,
         revision: str | None = None,
         dtype: str = "auto",
         device: str = "auto",
@@ -58,17 +54,6 @@ class HuggingFaceLLM(BaseLLM):
         add_bos_token: bool | None = None,
         name: str | None = None,
     ) -> None:
-        self.resolved: Any = None
-        if artifact_name:
-            from eval_framework.registry.resolver import ResolveOptions, Resolver
-
-            # Temporary checkpoint files live as long as the model (and are removed at exit).
-            self._stack = contextlib.ExitStack()
-            options = ResolveOptions(
-                artifact_dir=Path(artifact_dir) if artifact_dir else None, checkpoint_subdir=checkpoint_subdir
-            )
-            self.resolved = Resolver(options=options).resolve(artifact_name, self._stack)
-            checkpoint = str(self.resolved.path)
         checkpoint = checkpoint or self.default_checkpoint
         HuggingFaceLLM.validate_args({"checkpoint": checkpoint, "dtype": dtype})  # not a subclass's rules
         self.checkpoint = str(checkpoint)
@@ -153,7 +138,7 @@ class HuggingFaceLLM(BaseLLM):
     @classmethod
     def validate_args(cls, llm_args: dict[str, Any]) -> None:
         super().validate_args(llm_args)
-        if not (llm_args.get("checkpoint") or llm_args.get("artifact_name") or cls.default_checkpoint):
+        if not (llm_args.get("checkpoint") or cls.default_checkpoint):
             raise ConfigError(
                 f"{cls.__name__} needs a checkpoint: pass --checkpoint <registry ref> or "
                 "--llm-args checkpoint=<dir or hub id>"
@@ -164,6 +149,8 @@ class HuggingFaceLLM(BaseLLM):
 
     @classmethod
     def _checkpoint_from(cls, llm_args: dict[str, Any]) -> str | None:
+        if "checkpoint" in llm_args and llm_args["checkpoint"] is None:
+            return None  # given explicitly as none: the pipeline supplies a registry checkpoint
         value = llm_args.get("checkpoint") or cls.default_checkpoint
         return str(value) if value else None
 
@@ -175,13 +162,6 @@ class HuggingFaceLLM(BaseLLM):
         # (its files are in the checkpoint's fingerprint or hub commit), or what the user asked.
         bos = ident["args"].pop("add_bos_token", None)
         ident["add_bos_token"] = "tokenizer default" if bos is None else bool(bos)
-        if llm_args.get("artifact_name"):
-            from eval_framework.registry.resolver import registry_identity
-
-            # An alias moves between versions: identity is the version it points at now.
-            ident["args"].pop("artifact_name", None)
-            ident["artifact"] = registry_identity(str(llm_args["artifact_name"]))
-            return ident
         checkpoint = cls._checkpoint_from(llm_args)
         local = Path(checkpoint).expanduser() if checkpoint else None
         if local is not None and local.is_dir():
@@ -202,16 +182,10 @@ class HuggingFaceLLM(BaseLLM):
         # a registry checkpoint by collection and alias; a path by its last part.
         if llm_args.get("name") or cls.name or cls is not HuggingFaceLLM:
             return super().display_name_for(llm_args)
-        if llm_args.get("artifact_name"):
-            from eval_framework.registry.reference import parse_reference
-
-            ref = parse_reference(str(llm_args["artifact_name"]))
-            return f"{ref.name}-{ref.alias}"
         return Path((cls._checkpoint_from(llm_args) or "model").rstrip("/")).name
 
     def describe(self) -> dict[str, Any]:
         return {
-            "registry_checkpoint": self.resolved.as_dict() if self.resolved is not None else None,
             "checkpoint": self.checkpoint,
             "device": self.device,
             "dtype": self.dtype_name,

@@ -178,7 +178,12 @@ class Resolver:
         (byte increments), the download reports to the process's bar factory (silent unless the
         command line installed one)."""
         ref = self.parse(text)
-        choice = self.choose(ref)
+        return self.fetch(ref, self.choose(ref), stack, progress)
+
+    def fetch(self, ref: CheckpointRef, choice: Choice, stack: contextlib.ExitStack,
+              progress: Callable[[int], None] | None = None) -> ResolvedCheckpoint:  # fmt: skip
+        """The files of a version already chosen (no second lookup of the reference: the version
+        evaluated is the one the result's identity names)."""
         if choice.check is not None:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=TEMP_PREFIX)))
             root = in_place_root(choice.check, scratch)
@@ -229,11 +234,3 @@ def _check_sdk_download(dest: Path, entries: list[ManifestEntry]) -> None:
             "bypasses the cache)"
         )
     remove_extra_files(dest, entries)
-
-
-def registry_identity(text: str, client: WandbRegistry | None = None) -> dict[str, Any]:
-    """The version a reference would be evaluated at now (lookups only, no download): for the
-    result's identity, decided exactly as the fetch decides."""
-    resolver = Resolver(client)
-    ident = resolver.choose(resolver.parse(text)).identity
-    return {"qualified_name": ident.qualified_name, "digest": ident.digest}

@@ -70,6 +70,7 @@ class FakeWandb(RunSide):
         self.collections: dict[tuple[str, str, str], FakeCollection] = {}
         self.registries: set[str] = set()  # registry projects with no collection yet
         self.calls: list[str] = []
+        self.lookups: list[str] = []  #: "collection:alias" of each version lookup
         self.uses: list[tuple[str, str, str, str]] = []  # (entity, project, run, artifact id): lineage
         self._ids = 0
 
@@ -137,6 +138,7 @@ class FakeWandb(RunSide):
         return None
 
     def _op_ArtifactMembershipByName(self, v: dict[str, Any]) -> dict[str, Any]:
+        self.lookups.append(v["name"])
         collection, _, alias = v["name"].partition(":")
         if not any(k[0] == v["entity"] and k[1] == v["project"] for k in self.collections):
             return {"project": None}

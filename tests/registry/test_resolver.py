@@ -12,7 +12,7 @@ import pytest
 
 from eval_framework.embedded import checkpoint_dir
 from eval_framework.errors import ArtifactWaitTimeout
-from eval_framework.registry.resolver import ResolveOptions, Resolver, registry_identity
+from eval_framework.registry.resolver import ResolveOptions, Resolver
 from tests.fakes.wandb_service import FakeFile
 
 
@@ -79,7 +79,7 @@ def test_a_twin_holding_the_uploaded_files_belongs_to_the_uploaded_version(fake_
     assert resolved.identity.qualified_name == "acme-org/wandb-registry-model/tiny:v0"
     assert "GetArtifactMembershipFileUrls" not in fake_wandb.calls  # compared, not downloaded
     # The result's identity (computed before loading) names the same version.
-    assert registry_identity("tiny:prod")["qualified_name"] == resolved.identity.qualified_name
+    assert Resolver().choose(Resolver().parse("tiny:prod")).identity == resolved.identity
 
 
 def test_a_twin_holding_other_files_keeps_its_own_identity(fake_wandb, tmp_path):
@@ -89,7 +89,7 @@ def test_a_twin_holding_other_files_keeps_its_own_identity(fake_wandb, tmp_path)
         resolved = Resolver().resolve("tiny:prod", stack)
     assert resolved.in_place and resolved.path == shared
     assert resolved.identity.qualified_name == "acme-org/wandb-registry-model/tiny-local:v0"
-    assert registry_identity("tiny:prod")["qualified_name"] == resolved.identity.qualified_name
+    assert Resolver().choose(Resolver().parse("tiny:prod")).identity == resolved.identity
 
 
 def test_incomplete_twin_waits_then_fails_naming_the_variable(fake_wandb, tmp_path, monkeypatch):
