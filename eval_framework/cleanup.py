@@ -106,8 +106,10 @@ def stops_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    install_sigterm_handler()
+    previous_term = signal.getsignal(signal.SIGTERM)
     previous_int = signal.getsignal(signal.SIGINT)
+    if previous_term is not _on_sigterm:  # not under our handlers: defer SIGTERM for this step only
+        signal.signal(signal.SIGTERM, lambda signum, frame: _deferred.append(signum))
     signal.signal(signal.SIGINT, lambda signum, frame: _deferred.append(signum))
     _deferring.set()
     try:
@@ -115,13 +117,38 @@ def stops_deferred() -> Iterator[None]:
     finally:
         _deferring.clear()
         signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
         pending, _deferred[:] = list(_deferred), []
         if signal.SIGTERM in pending:
-            _on_sigterm(signal.SIGTERM, None)
+            if previous_term is _on_sigterm:
+                _on_sigterm(signal.SIGTERM, None)
+            else:  # the caller's own handling (or the default), now that the step is whole
+                os.kill(os.getpid(), signal.SIGTERM)
         if signal.SIGINT in pending:
             _received.append(signal.SIGINT)
             stopping.set()
             raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def handling_stops() -> Iterator[None]:
+    """For Python API callers: inside, SIGTERM and Ctrl-C stop an evaluation or download cleanly
+    (partial files removed, a W&B run marked preempted) as they do for the command; the caller's
+    own handlers are restored on exit (and still called for a SIGTERM). Library code never installs
+    handlers itself: the process and its signals belong to the caller. Main thread only; elsewhere
+    a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    global _previous_sigterm
+    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), _previous_sigterm
+    install_signal_handlers()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, saved[0])
+        signal.signal(signal.SIGINT, saved[1])
+        _previous_sigterm = saved[2]
 
 
 def install_signal_handlers() -> None:

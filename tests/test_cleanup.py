@@ -23,13 +23,32 @@ def handlers():
 )
 def test_a_stop_inside_the_block_takes_effect_when_it_ends(handlers, sig, raised):
     steps = []
-    with pytest.raises(raised) as info, cleanup.stops_deferred():
+    with cleanup.handling_stops(), pytest.raises(raised) as info, cleanup.stops_deferred():
         os.kill(os.getpid(), sig)
         steps.append("after the signal")  # the block is not cut short
     assert steps == ["after the signal"]
     if raised is SystemExit:
         assert info.value.code == 143
     cleanup.stopping.clear()
+
+
+def test_library_code_leaves_the_callers_handlers_alone(handlers):
+    """Outside ``handling_stops`` (a caller's own process): the caller's SIGTERM handler stays, a
+    stop inside a step reaches it once the step is whole, and ``handling_stops`` restores it."""
+    seen: list[str] = []
+
+    def callers(signum, frame):
+        seen.append("caller's handler")
+
+    signal.signal(signal.SIGTERM, callers)
+    with cleanup.stops_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        seen.append("step finished")
+    assert seen == ["step finished", "caller's handler"]
+    assert signal.getsignal(signal.SIGTERM) is callers
+    with cleanup.handling_stops():
+        assert signal.getsignal(signal.SIGTERM) is not callers
+    assert signal.getsignal(signal.SIGTERM) is callers and not cleanup.stopping.is_set()
 
 
 def test_without_a_stop_the_block_changes_nothing(handlers):

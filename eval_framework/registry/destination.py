@@ -68,7 +68,6 @@ def checkpoint_destination(identity: Resolved, explicit: Path | None = None) -> 
         return
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
     cleanup.register(temp)
-    cleanup.install_sigterm_handler()
     try:
         yield temp
     finally:

@@ -553,7 +553,6 @@ def download(
     """
     check_algorithms(entries)
     dest.mkdir(parents=True, exist_ok=True)
-    cleanup.install_sigterm_handler()
     sweep_stale_parts(dest)
     plan = plan_download(entries, dest)
     if callable(sources):  # built from what is missing: S3 credentials only when S3 files are

@@ -464,7 +464,6 @@ class LiveRun:
         self.bundle_dir = bundle.dir
         if self.mode == "disabled":
             return
-        cleanup.install_sigterm_handler()  # SIGTERM (preemption) must reach interrupted()
         try:
             # One attempt: the evaluation must not wait minutes for an unreachable server (each
             # attempt may take WANDB_INIT_TIMEOUT); logging is retried, in full, at the end. A stop

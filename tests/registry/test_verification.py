@@ -159,7 +159,9 @@ from eval_framework.registry.sources import HttpSource
 
 url, size, digest = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 entry = ManifestEntry("model.safetensors", size, digest, url=url)
-download([entry], Path(sys.argv[1]), {"wandb": HttpSource()})
+from eval_framework import handling_stops
+with handling_stops():
+    download([entry], Path(sys.argv[1]), {"wandb": HttpSource()})
 print("finished", flush=True)
 """
 
