@@ -1,9 +1,11 @@
-"""The shapes of a bundle's files: every read goes through these models.
+"""The bundle's files as typed models: the contract every reader (sinks, reports, exporters) uses.
 
-A file that parses as JSON but has the wrong shape (a list where a row belongs, a string index,
-scores that are not numbers) is as damaged as a torn one; validating every read turns both into
-the same clear handling instead of a traceback or a silently dropped row. Unknown extra keys are
-kept (``extra="allow"``), so a reader never loses what a writer added.
+Every file says which schema wrote it (``schema_version``; a samples.jsonl row carries its own);
+``bundle_migrate`` brings older files up to this version on read and refuses newer ones. A file
+that parses as JSON but has the wrong shape (a list where a row belongs, a string index, scores
+that are not numbers) is as damaged as a torn one: validating every read turns both into the same
+clear handling. Unknown extra keys are kept (``extra="allow"``), so a reader never loses what a
+writer added. docs/bundle.md describes every field.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 #: 2: a finished bundle carries a seal over its files (edits after it finished are caught)
 #: 3: acc_norm is per character (lm-eval's), acc_bytes per byte; few-shot ids name their split
-SCHEMA_VERSION = 3
+#: 4: every file carries its schema version (samples.jsonl rows too); every field is declared
+SCHEMA_VERSION = 4
 
 _STRICT = ConfigDict(extra="allow", strict=True)
 
@@ -24,6 +27,7 @@ class SampleRow(BaseModel):
 
     model_config = _STRICT
 
+    schema_version: int
     index: int = Field(ge=0)
     id: str
     subject: str | None = None
@@ -60,6 +64,10 @@ class SampleRow(BaseModel):
                 raise ValueError(f"'{name}' must be a choice index below {n}")
         return self
 
+    def score(self, metric: str) -> float:
+        """The row's score for ``metric`` (0 when the row has none)."""
+        return self.scores.get(metric, 0.0)
+
 
 class MetricStats(BaseModel):
     model_config = _STRICT
@@ -89,6 +97,8 @@ class ResultsFile(BaseModel):
 
 
 class ArtifactRef(BaseModel):
+    """The exact registry version a checkpoint came from (part of the evaluation's identity)."""
+
     model_config = _STRICT
 
     qualified_name: str
@@ -96,12 +106,17 @@ class ArtifactRef(BaseModel):
 
 
 class ModelIdentity(BaseModel):
+    """What identifies the model's outputs: its class and arguments (``class``, ``args``,
+    ``source_sha256`` or a backend's own fields, kept as extras) and a registry checkpoint."""
+
     model_config = _STRICT
 
     artifact: ArtifactRef | None = None
 
 
 class RegistryDetails(BaseModel):
+    """What the registry said about the checkpoint when it was fetched (not identity)."""
+
     model_config = _STRICT
 
     aliases: list[str] = Field(default_factory=list)
@@ -109,6 +124,8 @@ class RegistryDetails(BaseModel):
 
 
 class ModelDetails(BaseModel):
+    """What the loaded model says of itself (its ``describe()``, kept as extras)."""
+
     model_config = _STRICT
 
     registry_checkpoint: RegistryDetails | None = None
@@ -138,6 +155,7 @@ class TaskInfo(BaseModel):
     language: str
     subjects: list[str]
     num_fewshot: int = Field(ge=0)
+    fewshot_sampler: str | None = None
     num_samples: int = Field(ge=1)
     num_samples_requested: int | None = None
     seed: int
@@ -157,6 +175,20 @@ class Timings(BaseModel):
     model_config = _STRICT
 
     started_at: str
+    resumed_at: str | None = None
+    model_load_s: float | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+
+
+class Environment(BaseModel):
+    model_config = _STRICT
+
+    python: str | None = None
+    platform: str | None = None
+    torch: str | None = None
+    transformers: str | None = None
+    datasets: str | None = None
 
 
 class MetadataFile(BaseModel):
@@ -172,9 +204,19 @@ class MetadataFile(BaseModel):
     model: ModelInfo
     task: TaskInfo
     timings: Timings
-    environment: dict[str, Any]
+    environment: Environment
     links: dict[str, str] = Field(default_factory=dict)
     seal: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+
+def stored(model: BaseModel) -> dict[str, Any]:
+    """A model as its file stores it: every declared field, plus the extras it was given (values
+    JSON cannot hold, such as a model's dtype in its ``describe()``, as their text)."""
+    return model.model_dump(mode="json", fallback=str)
 
 
 def problem(exc: ValidationError) -> str:

@@ -20,11 +20,12 @@ from typing import Annotated, Any
 import click
 import typer
 
+from eval_framework.bundle_io import IN_THE_WAY, in_the_way
 from eval_framework.config import build_config, load_env, read_config_file, split_list
 from eval_framework.errors import EvalFrameworkError, brief
 from eval_framework.llm_args import expand_multi_value_options, parse_llm_args
 from eval_framework.redact import ScrubFilter, scrub
-from eval_framework.results import IN_THE_WAY, Bundle, forget_cached, in_the_way
+from eval_framework.results import Bundle, forget_cached
 
 app = typer.Typer(
     name="eval_framework",

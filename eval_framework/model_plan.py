@@ -10,6 +10,7 @@ from typing import Any
 
 from eval_framework.config import EvalConfig
 from eval_framework.errors import ConfigError
+from eval_framework.models.base import BaseLLM
 from eval_framework.models.loading import check_llm_args, instantiate, model_identity
 from eval_framework.registry.pinned import PinnedCheckpoint, split_registry_args
 
@@ -91,9 +92,10 @@ def _display(model_cls: type, llm_args: dict[str, Any]) -> str:
 
 def build_model(
     plan: ModelPlan, batch_size: int, stack: contextlib.ExitStack
-) -> tuple[Any, dict[str, Any] | None]:
-    """The model, and the registry checkpoint's details for the bundle (None without one). The
-    checkpoint's temporary files live until ``stack`` closes."""
+) -> tuple[BaseLLM, dict[str, Any] | None]:
+    """The model (any class with ``BaseLLM``'s methods, subclass or not), and the registry
+    checkpoint's details for the bundle (None without one). The checkpoint's temporary files live
+    until ``stack`` closes."""
     if plan.checkpoint is None:
         return instantiate(plan.cls, plan.llm_args, batch_size), None
     resolved = plan.checkpoint.fetch(stack)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 from rich.console import Console
 from rich.errors import LiveError
@@ -22,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from eval_framework.bundle_schema import MetricStats
 from eval_framework.registry.progress import DownloadBar
 from eval_framework.runner import EvalOutcome, ProgressFn
 
@@ -108,27 +108,28 @@ def download_bar(description: str, console: Console | None = None) -> Iterator[D
         bar.close()
 
 
-def _fmt(value: float | None, pct: bool = True) -> str:
+def _fmt(value: float | str | None, pct: bool = True) -> str:
     if value is None:
         return "-"
+    if isinstance(value, str):  # a metric that is not a number is shown as it is
+        return value
     return f"{100 * value:.1f}" if pct else f"{value:.4f}"
 
 
 def summary_table(outcome: EvalOutcome) -> Table:
-    meta = outcome.metadata
+    task = outcome.metadata.task
     title = (
-        f"{meta['model']['name']} on {meta['task']['name']} "
-        f"({meta['task']['num_fewshot']}-shot, {meta['task']['num_samples']} samples)"
+        f"{outcome.metadata.model.name} on {task.name} ({task.num_fewshot}-shot, {task.num_samples} samples)"
     )
     table = Table(title=title, title_justify="left")
     for column in ("subject", "metric", "value (%)", "± stderr", "n"):
         table.add_column(column, justify="left" if column in ("subject", "metric") else "right")
-    metrics = outcome.results["metrics"]
-    blocks: list[tuple[str, dict[str, Any]]] = [("overall", metrics["overall"])]
-    blocks += list(metrics.get("subjects", {}).items())
+    metrics = outcome.results.metrics
+    blocks: list[tuple[str, dict[str, MetricStats]]] = [("overall", metrics.overall)]
+    blocks += list(metrics.subjects.items())
     for subject, block in blocks:
         for name, m in block.items():
-            table.add_row(subject, name, _fmt(m["value"]), _fmt(m["stderr"]), str(m["n"]))
+            table.add_row(subject, name, _fmt(m.value), _fmt(m.stderr), str(m.n))
     return table
 
 
@@ -136,13 +137,13 @@ def comparison_table(outcomes: Sequence[tuple[str, EvalOutcome]]) -> Table:
     """One row per model version: the overall metrics side by side."""
     table = Table(title="tiny-letters checkpoints compared", title_justify="left")
     table.add_column("version")
-    metric_names = list(outcomes[0][1].results["metrics"]["overall"]) if outcomes else []
+    metric_names = list(outcomes[0][1].results.metrics.overall) if outcomes else []
     for name in metric_names:
         table.add_column(f"{name} (%)", justify="right")
     table.add_column("n", justify="right")
     for label, outcome in outcomes:
-        overall = outcome.results["metrics"]["overall"]
-        cells = [f"{_fmt(overall[m]['value'])} ± {_fmt(overall[m]['stderr'])}" for m in metric_names]
-        n = str(overall[metric_names[0]]["n"]) if metric_names else "0"
+        overall = outcome.results.metrics.overall
+        cells = [f"{_fmt(overall[m].value)} ± {_fmt(overall[m].stderr)}" for m in metric_names]
+        n = str(overall[metric_names[0]].n) if metric_names else "0"
         table.add_row(label, *cells, n)
     return table

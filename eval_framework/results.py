@@ -20,29 +20,36 @@ short is finished (or undone) by the next run.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from eval_framework.bundle_schema import SCHEMA_VERSION, MetadataFile, ResultsFile, SampleRow, problem
+from eval_framework.bundle_io import (
+    BundleDamaged,
+    atomic_write_text,
+    canonical_json,
+    in_the_way,
+    read_json_file,
+    write_failure,
+    write_json,
+)
+from eval_framework.bundle_migrate import TooNew, upgraded
+from eval_framework.bundle_schema import MetadataFile, ResultsFile, SampleRow, problem
+from eval_framework.bundle_seal import scored_problem, seal_of
 from eval_framework.errors import OutputError
-from eval_framework.metrics import aggregate, score_multiple_choice
+from eval_framework.metrics import aggregate
 
 log = logging.getLogger(__name__)
-
-__all__ = ["SCHEMA_VERSION", "Bundle", "BundleDamaged", "bundle_dirname", "natural_key"]
 
 METADATA = "metadata.json"
 SAMPLES = "samples.jsonl"
@@ -56,14 +63,6 @@ BUNDLE_FILES = (METADATA, RESULTS, SAMPLES, REJECTED, LOG, EXPORTS)
 BUNDLE_DIRS = (WANDB_DIR,)
 OVERWRITE_SUFFIX = ".overwrite"
 OLD_SUFFIX = ".old"
-
-
-class BundleDamaged(OutputError):
-    """A bundle file exists but cannot be read as what it should be."""
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def natural_key(model: Mapping[str, Any], task: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
@@ -82,106 +81,6 @@ def bundle_dirname(
 ) -> str:
     n = "all" if num_samples is None else str(num_samples)
     return f"{slug(model_name)}__{slug(Path(task_name).stem)}__{num_fewshot}shot__{n}__{key[:12]}"
-
-
-def write_failure(path: Path, exc: OSError) -> OutputError:
-    """A failed write of a bundle file, said so that the user knows nothing finished is lost."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        why = "the disk is full" if exc.errno != errno.EFBIG else "the file size limit was reached"
-        return OutputError(
-            f"cannot write {path}: {why} ({exc.strerror}); free space (or pass another --output-dir) and "
-            "rerun the same command: finished samples are kept and the rerun resumes"
-        )
-    if exc.errno in IN_THE_WAY:
-        return in_the_way(path, exc)
-    return OutputError(
-        f"cannot write {path}: {exc.strerror or exc}; fix the output directory and rerun the same "
-        "command: finished samples are kept and the rerun resumes"
-    )
-
-
-#: A directory where a file belongs, or the reverse.
-IN_THE_WAY = (errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
-
-
-def in_the_way(path: Path | str, exc: OSError) -> OutputError:
-    """A path that is not what the bundle layout needs there (a directory named samples.jsonl, a
-    file named like a bundle directory, a directory named like the lock file)."""
-    return OutputError(
-        f"cannot use {path}: {exc.strerror or exc}, so something else is in the way (a directory where "
-        "a file belongs, or a file where a directory belongs); move it away and rerun the same command"
-    )
-
-
-def _read_umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-#: Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
-_UMASK = _read_umask()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory and os.replace: readers never see half a file."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise write_failure(path, exc) from exc
-    try:
-        # mkstemp makes the file private (0600); a bundle is shared with the team like any file
-        # written by this user, so it gets the usual permissions (0666 less the umask).
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise write_failure(path, exc) from exc
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(
-        path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
-    )
-
-
-def _damaged(path: Path, why: str) -> BundleDamaged:
-    return BundleDamaged(
-        f"{path} is damaged ({why}); rerun the evaluation with --overwrite to recompute it (the damaged "
-        "bundle is replaced only once the new one is complete)"
-    )
-
-
-def read_validated(path: Path, model: type[BaseModel]) -> dict[str, Any]:
-    """A bundle JSON file checked against its model; BundleDamaged when it is not one."""
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except IsADirectoryError as exc:
-        raise in_the_way(path, exc) from exc
-    except OSError as exc:
-        raise OutputError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise _damaged(path, "not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise _damaged(path, "not a JSON object")
-    version = data.get("schema_version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
-        raise OutputError(
-            f"{path} was written by a newer eval_framework (bundle schema {version}, this one reads up "
-            f"to {SCHEMA_VERSION}); upgrade eval_framework to read it"
-        )
-    try:
-        model.model_validate(data)
-    except ValidationError as exc:
-        raise _damaged(path, problem(exc)) from exc
-    return data
 
 
 @dataclass(frozen=True)
@@ -227,67 +126,11 @@ def check_row(data: Any) -> str | None:
     if not isinstance(data, dict):
         return f"a JSON {type(data).__name__}, not a row object"
     try:
-        SampleRow.model_validate(data)
+        SampleRow.model_validate(upgraded(data, "row"))
+    except TooNew as exc:
+        return str(exc)
     except ValidationError as exc:
         return problem(exc)
-    return None
-
-
-#: metadata.json keys outside the seal: the seal itself, and links (added after exports).
-UNSEALED = ("seal", "links")
-
-
-def seal_of(
-    metadata: Mapping[str, Any], results: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]
-) -> str:
-    """A digest over a finished bundle's content as stored (metadata less its links, results, rows
-    in index order, whatever their formatting or line order). It catches edits made after the
-    evaluation finished, by hand or by other tools; it is a checksum, not a signature."""
-    digest = hashlib.sha256()
-    sealed = {k: v for k, v in metadata.items() if k not in UNSEALED}
-    digest.update(canonical_json(_number_form(sealed)).encode())
-    digest.update(b"\n" + canonical_json(_number_form(results)).encode())
-    for row in sorted(rows, key=lambda r: r["index"]):
-        digest.update(b"\n" + canonical_json(_number_form(row)).encode())
-    return digest.hexdigest()
-
-
-def _number_form(value: Any) -> Any:
-    """Numbers as values, not spellings: JSON tools write 1.0 as 1 (jq, JavaScript); reformatting is
-    not an edit."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {k: _number_form(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_number_form(v) for v in value]
-    return value
-
-
-def as_stored(data: Any) -> Any:
-    """``data`` as ``write_json`` stores it and a read gives it back (what a seal is computed on)."""
-    return json.loads(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))
-
-
-def _scored_problem(row: Mapping[str, Any], metrics: Sequence[str], schema_version: int) -> str | None:
-    """Why a row's scores are not what its own outputs give, or None. Needs no task: a multiple
-    choice row's prediction and scores follow from its log-likelihoods, choices and target; any
-    row's scores hold exactly the bundle's metrics, each 0 or 1."""
-    scores = row["scores"]
-    if sorted(scores) != sorted(metrics):
-        return f"its scores are for {sorted(scores)}, the evaluation's metrics are {sorted(metrics)}"
-    if row.get("choices") is not None:
-        # Up to schema 2, acc_norm was per UTF-8 byte; such bundles stay valid as they were written.
-        scored = score_multiple_choice(
-            row["logprobs"], row["choices"], row["target"], byte_norm=schema_version <= 2
-        )
-        for name in ("prediction", "prediction_norm"):
-            if row[name] != scored[name]:
-                return f"its {name} is not what its log-likelihoods give"
-        if any(scores[m] != scored[m] for m in metrics if m in scored):
-            return "its scores are not what its log-likelihoods give"
-    elif any(value not in (0.0, 1.0) for value in scores.values()):
-        return "its scores are not 0 or 1"
     return None
 
 
@@ -314,11 +157,20 @@ class Bundle:
     def exists(self) -> bool:
         return self.metadata_path.is_file()
 
-    def metadata(self) -> dict[str, Any]:
-        return read_validated(self.metadata_path, MetadataFile)
+    def metadata(self) -> MetadataFile:
+        """metadata.json in the current schema (older bundles migrated on read)."""
+        return read_json_file(self.metadata_path, MetadataFile, "metadata")[1]
 
-    def results(self) -> dict[str, Any]:
-        return read_validated(self.results_path, ResultsFile)
+    def results(self) -> ResultsFile:
+        """results.json in the current schema."""
+        return read_json_file(self.results_path, ResultsFile, "results")[1]
+
+    def stored_metadata(self) -> dict[str, Any]:
+        """metadata.json exactly as stored (what the seal covers), once it reads as valid."""
+        return read_json_file(self.metadata_path, MetadataFile, "metadata")[0]
+
+    def stored_results(self) -> dict[str, Any]:
+        return read_json_file(self.results_path, ResultsFile, "results")[0]
 
     def scan_samples(self) -> SampleScan:
         """Every line of samples.jsonl, valid or not (a torn last line is left out: it is the part
@@ -375,9 +227,13 @@ class Bundle:
             with self.samples_path.open("r+b") as handle:
                 handle.truncate(end)
 
-    def read_samples(self) -> list[dict[str, Any]]:
-        """The valid sample rows (a complete bundle has no others)."""
+    def stored_rows(self) -> list[dict[str, Any]]:
+        """The valid sample rows as stored, in file order (a complete bundle has no others)."""
         return [line.row for line in self.scan_samples().rows]
+
+    def samples(self) -> list[SampleRow]:
+        """The valid sample rows in the current schema, in file order."""
+        return [SampleRow.model_validate(upgraded(row, "row")) for row in self.stored_rows()]
 
     def problems(self, scan: SampleScan | None = None) -> str | None:
         """Why this bundle is not a complete, consistent evaluation, or None when it is one
@@ -407,13 +263,13 @@ class Bundle:
         return tuple(states)
 
     def _content_problems(self, scan: SampleScan | None) -> str | None:
-        metadata = self.metadata()
+        metadata = self.stored_metadata()  # as written: its version says how rows were scored
         if metadata["status"] != "complete":
             return "not finished"
         if not self.results_path.is_file():
             return "results.json is missing"
         try:
-            results = self.results()
+            results = self.stored_results()
         except BundleDamaged as exc:
             return str(exc).split(";")[0]
         if results["natural_key"] != metadata["natural_key"]:
@@ -427,7 +283,7 @@ class Bundle:
             return f"{self.samples_path} does not hold exactly one row per sample"
         metrics = metadata["task"]["metrics"]
         for line in scan.rows:
-            why = _scored_problem(line.row, metrics, metadata["schema_version"])
+            why = scored_problem(line.row, metrics, metadata["schema_version"])
             if why is not None:
                 return f"{self.samples_path}:{line.number}: {why}"
         rows = sorted((line.row for line in scan.rows), key=lambda r: r["index"])
@@ -441,7 +297,7 @@ class Bundle:
 
     def record_link(self, name: str, url: str) -> None:
         """Where a sink put this bundle (``links.<name>`` in metadata.json; outside the seal)."""
-        metadata = self.metadata()
+        metadata = self.stored_metadata()
         if metadata.get("links", {}).get(name) != url:
             metadata.setdefault("links", {})[name] = url
             write_json(self.metadata_path, metadata)
@@ -600,26 +456,6 @@ def _remove(path: Path, quietly: bool = False) -> None:
         path.unlink()
     else:
         shutil.rmtree(path, ignore_errors=quietly)
-
-
-def ensure_writable(directory: Path) -> None:
-    """Fail before any work if results cannot be written under ``directory``."""
-    taken = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
-    if taken is not None:
-        raise OutputError(
-            f"cannot write to output directory {directory}: {taken} is a file, not a directory; "
-            "choose another --output-dir or move that file away"
-        )
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=directory)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write to output directory {directory}: {exc.strerror}; "
-            "choose another --output-dir or fix its permissions"
-        ) from exc
 
 
 def is_bundle_dir_name(name: str) -> bool:

@@ -9,46 +9,45 @@ directory is made, so a failure there leaves no half-made bundle behind.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Protocol
 
 from eval_framework import cleanup
-from eval_framework.bundle_schema import MetadataFile, ResultsFile
-from eval_framework.config import EvalConfig
-from eval_framework.errors import ModelError, OutputError, TaskError, brief
-from eval_framework.metrics import aggregate
-from eval_framework.model_plan import ModelPlan, build_model, check_model_args, plan_model
-from eval_framework.models.base import BaseLLM
-from eval_framework.models.loading import find_model_class
-from eval_framework.redact import ScrubFilter, redact, register_secrets_in, scrub
-from eval_framework.results import (
+from eval_framework.bundle_io import ensure_writable, write_json
+from eval_framework.bundle_log import bundle_log
+from eval_framework.bundle_schema import (
     SCHEMA_VERSION,
-    BadLine,
-    Bundle,
-    SampleLine,
-    as_stored,
-    bundle_dirname,
-    ensure_writable,
-    natural_key,
-    seal_of,
-    write_json,
+    Environment,
+    Framework,
+    MetadataFile,
+    ModelDetails,
+    ModelInfo,
+    ResultsFile,
+    TaskInfo,
+    Timings,
+    stored,
 )
+from eval_framework.bundle_seal import as_stored, seal_of
+from eval_framework.config import EvalConfig
+from eval_framework.errors import OutputError
+from eval_framework.eval_plan import EvalPlan, make_plan
+from eval_framework.metrics import aggregate
+from eval_framework.model_plan import build_model
+from eval_framework.models.base import BaseLLM
+from eval_framework.redact import redact
+from eval_framework.results import BadLine, Bundle, SampleLine
 from eval_framework.scoring import row_problem, score_generation, score_mc
-from eval_framework.tasks.base import Task
-from eval_framework.tasks.fewshot import PreparedSample, prepare_samples, select_samples
-from eval_framework.tasks.registry import get_task
+from eval_framework.tasks.fewshot import PreparedSample
 from eval_framework.version import __version__
 
 log = logging.getLogger(__name__)
@@ -68,193 +67,49 @@ class RunHooks(Protocol):
 @dataclass(frozen=True)
 class EvalOutcome:
     bundle_dir: Path
-    results: dict[str, Any]
-    metadata: dict[str, Any]
+    results: ResultsFile
+    metadata: MetadataFile
     reused: bool  #: True when a finished bundle was found and nothing was recomputed
 
 
-@dataclass(frozen=True)
-class EvalPlan:
-    """Everything decided before touching the model or the output directory."""
+@dataclass
+class _Job:
+    """One evaluation being written into one bundle (the overwrite's staging bundle included)."""
 
-    config: EvalConfig
-    task: Task
-    prepared: list[PreparedSample]
-    model: ModelPlan
-    key: str
-    identity: dict[str, Any]
-
-    @property
-    def display(self) -> str:
-        return self.model.display
+    plan: EvalPlan
+    bundle: Bundle
+    done: dict[int, dict[str, Any]]  #: rows already in the bundle, by sample index
+    progress: ProgressFn | None = None
+    hooks: RunHooks | None = None
+    started: float = field(default_factory=time.time)
 
     @property
-    def bundle_name(self) -> str:
-        settings = self.identity["settings"]
-        return bundle_dirname(
-            self.display, self.task.name, settings["num_fewshot"], settings["num_samples"], self.key
-        )
+    def pending(self) -> list[tuple[int, PreparedSample]]:
+        return [(i, p) for i, p in enumerate(self.plan.prepared) if i not in self.done]
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _environment() -> dict[str, Any]:
-    env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform()}
+def _environment() -> Environment:
+    versions: dict[str, str | None] = {}
     for package in ("torch", "transformers", "datasets"):
         try:
-            env[package] = importlib_metadata.version(package)
+            versions[package] = importlib_metadata.version(package)
         except importlib_metadata.PackageNotFoundError:
-            env[package] = None
-    return env
-
-
-class _BundleLogHandler(logging.FileHandler):
-    """eval.log; a failed write (disk full) must not print logging's own traceback: the next bundle
-    write reports the problem as one line."""
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        pass
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):  # what a full disk left unflushed is lost, quietly
-            super().close()
-
-
-class _ScrubbingFormatter(logging.Formatter):
-    def formatException(self, ei: Any) -> str:
-        return scrub(super().formatException(ei))
-
-
-@contextmanager
-def _bundle_log(path: Path) -> Iterator[None]:
-    handler = _BundleLogHandler(path, encoding="utf-8", delay=True)
-    handler.setFormatter(_ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(ScrubFilter())
-    root = logging.getLogger("eval_framework")
-    root.addHandler(handler)
-    previous = root.level
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-    try:
-        yield
-    except Exception as exc:
-        # The whole failure, traceback and cause included, in the run's own log only: the console
-        # gets the one line (the traceback with -v).
-        why = (brief(exc, with_type=True),)
-        record = root.makeRecord(
-            root.name,
-            logging.ERROR,
-            __file__,
-            0,
-            "the evaluation stopped: %s",
-            why,
-            (type(exc), exc, exc.__traceback__),
-        )
-        handler.handle(record)
-        raise
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
-        handler.close()
-
-
-def prompts_digest(task: Task, prepared: Sequence[PreparedSample]) -> str:
-    """Every text the model will see and where its generations stop, hashed: a change in how
-    prompts are rendered (a template, a few-shot rule, a separator) is a new evaluation even where
-    nothing else in the key moved."""
-    digest = hashlib.sha256()
-    if task.kind == "generation":
-        digest.update(json.dumps({"stop": list(task.stop)}).encode() + b"\n")
-    for p in prepared:
-        item = {
-            "contexts": p.contexts(task),
-            "continuations": p.continuations(task) if task.kind != "generation" else [],
-        }
-        digest.update(json.dumps(item, ensure_ascii=False).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def shots_for(task: Task, config: EvalConfig) -> int:
-    """--num-fewshot, or the task's standard count when it is not given."""
-    return task.default_fewshot if config.num_fewshot is None else config.num_fewshot
-
-
-def _prepare_samples(task: Task, config: EvalConfig) -> tuple[int | None, list[PreparedSample]]:
-    """The samples to evaluate with their few-shot examples, and the sample count that names the
-    subset (None: all of them)."""
-    available = task.eval_samples()
-    num_samples = config.num_samples if config.num_samples and config.num_samples < len(available) else None
-    samples = select_samples(available, num_samples, config.seed)
-    if not samples:
-        raise TaskError(f"task {task.name} has no samples to evaluate; check its data and --subjects")
-    k = shots_for(task, config)
-    return num_samples, prepare_samples(
-        task, available, samples, k, config.seed, k_is_default=config.num_fewshot is None
-    )
-
-
-def _same_prompts(a: Sequence[PreparedSample], b: Sequence[PreparedSample]) -> bool:
-    def seen(prepared: Sequence[PreparedSample]) -> list[tuple[Any, ...]]:
-        return [(p.sample, p.fewshot_ids, p.prefix) for p in prepared]
-
-    return seen(a) == seen(b)
-
-
-def make_plan(config: EvalConfig) -> EvalPlan:
-    """Everything decided before touching the model: task, prompts, arguments, identity, and the
-    registry checkpoint's exact version."""
-    register_secrets_in(config.llm_args)
-    model_cls = find_model_class(config.llm_name, config.models)
-    model_args = check_model_args(config, model_cls)
-    # Spellings that select the same samples are one evaluation: subjects in any order or repeated,
-    # a subset as large as the task, a generation length equal to the task's own.
-    subjects = tuple(sorted(set(config.subjects)))
-    task = get_task(config.task_name, subjects, config.task_data_dir)
-    method = "loglikelihood" if task.kind == "multiple_choice" else "generate"
-    implementation = getattr(model_cls, method, None)
-    if not callable(implementation) or implementation is getattr(BaseLLM, method):
-        raise ModelError(
-            f"{task.name} needs a model with {method}(), which {model_cls.__name__} does not implement; "
-            f"use a model that has it"
-        )
-    num_samples, prepared = _prepare_samples(task, config)
-    if subjects and set(subjects) == set(task.available_subjects):
-        # Every subject listed: the whole task, when it gives the same prompts and few-shot examples
-        # (a YAML task's few-shot pool may hold subjects its evaluation data lacks).
-        whole = get_task(config.task_name, (), config.task_data_dir)
-        whole_num, whole_prepared = _prepare_samples(whole, config)
-        if _same_prompts(prepared, whole_prepared):
-            task, num_samples, prepared = whole, whole_num, whole_prepared
-    max_tokens = config.max_tokens if task.kind == "generation" else None
-    settings = {
-        "num_fewshot": shots_for(task, config),
-        "num_samples": num_samples,
-        "seed": config.seed,
-        "max_tokens": None if max_tokens == task.max_tokens else max_tokens,
-        "prompts_sha256": prompts_digest(task, prepared),
-    }
-    task_ident = task.identity()
-    model = plan_model(model_cls, model_args)  # last: a registry checkpoint is looked up here
-    return EvalPlan(
-        config=config,
-        task=task,
-        prepared=prepared,
-        model=model,
-        key=natural_key(model.identity, task_ident, settings),
-        identity={"model": model.identity, "task": task_ident, "settings": settings},
-    )
+            versions[package] = None
+    return Environment(python=sys.version.split()[0], platform=platform.platform(), **versions)
 
 
 def evaluate(
     config: EvalConfig,
     progress: ProgressFn | None = None,
-    model: BaseLLM | Any | None = None,
+    model: BaseLLM | None = None,
     hooks: RunHooks | None = None,
 ) -> EvalOutcome:
-    """Run (or resume, or reuse) one evaluation and return its bundle."""
+    """Run (or resume, or reuse) one evaluation and return its bundle (``model``: an instance to
+    use instead of loading the configured one)."""
     plan = make_plan(config)
     ensure_writable(config.output_dir)
     bundle = _bundle_for(plan)
@@ -273,7 +128,7 @@ def evaluate(
         if done is None:
             log.info("reusing finished evaluation in %s (pass --overwrite to recompute)", bundle.dir)
             return EvalOutcome(bundle.dir, bundle.results(), bundle.metadata(), reused=True)
-        return _run(plan, bundle, done, progress, model, hooks)
+        return _run(_Job(plan, bundle, done, progress, hooks), model)
 
 
 def _bundle_for(plan: EvalPlan) -> Bundle:
@@ -287,7 +142,7 @@ def _bundle_for(plan: EvalPlan) -> Bundle:
         if other.name.startswith(".") or not other.is_dir():
             continue
         try:
-            same = Bundle(other).metadata()["natural_key"] == plan.key
+            same = Bundle(other).metadata().natural_key == plan.key
         except OutputError:
             continue
         if same:
@@ -296,7 +151,9 @@ def _bundle_for(plan: EvalPlan) -> Bundle:
     return bundle
 
 
-def _overwrite(plan: EvalPlan, bundle: Bundle, progress: ProgressFn | None, model: Any) -> EvalOutcome:
+def _overwrite(
+    plan: EvalPlan, bundle: Bundle, progress: ProgressFn | None, model: BaseLLM | None
+) -> EvalOutcome:
     """Evaluate into a hidden sibling and swap it in only once complete: the old bundle stays
     authoritative until then, whatever stops the process; a rerun with --overwrite resumes it."""
     foreign = bundle.foreign_entries()
@@ -322,7 +179,7 @@ def _overwrite(plan: EvalPlan, bundle: Bundle, progress: ProgressFn | None, mode
     if done is None:  # finished before a kill stopped the swap
         results, metadata = staging.results(), staging.metadata()
     else:
-        outcome = _run(plan, staging, done, progress, model, hooks=None)
+        outcome = _run(_Job(plan, staging, done, progress), model)
         results, metadata = outcome.results, outcome.metadata
     bundle.promote(staging)
     return EvalOutcome(bundle.dir, results, metadata, reused=False)
@@ -334,7 +191,7 @@ def _resume_point(plan: EvalPlan, bundle: Bundle) -> dict[int, dict[str, Any]] |
     if not bundle.dir.exists():
         return {}
     metadata = bundle.metadata() if bundle.exists() else None
-    if metadata is not None and metadata["natural_key"] != plan.key:
+    if metadata is not None and metadata.natural_key != plan.key:
         raise OutputError(
             f"{bundle.dir} holds a different evaluation; move it away or rerun with --overwrite"
         )
@@ -353,7 +210,7 @@ def _resume_point(plan: EvalPlan, bundle: Bundle) -> dict[int, dict[str, Any]] |
         why = bundle.problems(scan)
         if why is None and not bad:
             return None  # complete, every row is this evaluation's, and the results are its rows'
-        if metadata["status"] == "complete" and not bad:  # bad rows are reported one by one below
+        if metadata.complete and not bad:  # bad rows are reported one by one below
             log.warning("%s is not a consistent finished evaluation (%s): completing it", bundle.dir, why)
     bundle.truncate_torn_tail()
     if bad:
@@ -373,128 +230,110 @@ def _line_text(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False, default=str)
 
 
-def _metadata(plan: EvalPlan, bundle: Bundle, resumed: bool) -> dict[str, Any]:
-    config, task = plan.config, plan.task
-    previous = bundle.metadata() if bundle.exists() else {}
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "natural_key": plan.key,
-        "status": "running",
-        "framework": {"name": "eval_framework", "version": __version__},
-        "config": config.redacted(),
-        "model": {
-            "name": plan.display,
-            "identity": plan.identity["model"],
-            "details": previous.get("model", {}).get("details"),
-        },
-        "task": {
-            "name": task.name,
-            "kind": task.kind,
-            "language": task.language,
-            "subjects": sorted({p.sample.subject for p in plan.prepared if p.sample.subject}),
-            "num_fewshot": plan.identity["settings"]["num_fewshot"],
-            "fewshot_sampler": task.fewshot_sampler,
-            "num_samples": len(plan.prepared),
-            "num_samples_requested": config.num_samples,
-            "seed": config.seed,
-            "metrics": list(task.metrics),
-            "dataset": task.dataset_info(),
-            "identity": plan.identity["task"],
-        },
-        "timings": {
-            "started_at": previous.get("timings", {}).get("started_at", _now()),
-            "resumed_at": _now() if resumed else None,
-        },
-        "environment": _environment(),
-        "links": previous.get("links", {}),
-    }
+def _metadata(job: _Job) -> MetadataFile:
+    """metadata.json for this run (status running); what an earlier run of it recorded (the start
+    time, the model's details, links) is kept."""
+    plan, config, task = job.plan, job.plan.config, job.plan.task
+    previous = job.bundle.metadata() if job.bundle.exists() else None
+    return MetadataFile(
+        schema_version=SCHEMA_VERSION,
+        natural_key=plan.key,
+        status="running",
+        framework=Framework(name="eval_framework", version=__version__),
+        config=config.redacted(),
+        model=ModelInfo.model_validate(
+            {
+                "name": plan.display,
+                "identity": plan.identity["model"],
+                "details": previous.model.details if previous else None,
+            }
+        ),
+        task=TaskInfo.model_validate(
+            {
+                "name": task.name,
+                "kind": task.kind,
+                "language": task.language,
+                "subjects": sorted({p.sample.subject for p in plan.prepared if p.sample.subject}),
+                "num_fewshot": plan.identity["settings"]["num_fewshot"],
+                "fewshot_sampler": task.fewshot_sampler,
+                "num_samples": len(plan.prepared),
+                "num_samples_requested": config.num_samples,
+                "seed": config.seed,
+                "metrics": list(task.metrics),
+                "dataset": task.dataset_info(),
+                "identity": plan.identity["task"],
+            }
+        ),
+        timings=Timings(
+            started_at=previous.timings.started_at if previous else _now(),
+            resumed_at=_now() if job.done else None,
+        ),
+        environment=_environment(),
+        links=previous.links if previous else {},
+    )
 
 
-def _write_checked(path: Path, data: dict[str, Any], model: type[MetadataFile] | type[ResultsFile]) -> None:
-    model.model_validate(data)  # what we write must read back: a failure here is our bug, said early
+def _write_metadata(job: _Job, metadata: MetadataFile) -> None:
     # metadata holds what users and models wrote (a describe(), a URL): secrets are masked there
-    write_json(path, redact(data) if model is MetadataFile else data)
+    write_json(job.bundle.metadata_path, redact(stored(metadata)))
 
 
-def _run(
-    plan: EvalPlan,
-    bundle: Bundle,
-    done: dict[int, dict[str, Any]],
-    progress: ProgressFn | None,
-    model: Any | None,
-    hooks: RunHooks | None,
-) -> EvalOutcome:
+def _run(job: _Job, model: BaseLLM | None) -> EvalOutcome:
     # A registry checkpoint's temporary files live until the evaluation ends.
     with contextlib.ExitStack() as checkpoint_files:
-        return _load_and_run(plan, bundle, done, progress, model, hooks, checkpoint_files)
+        return _load_and_run(job, model, checkpoint_files)
 
 
-def _load_and_run(
-    plan: EvalPlan,
-    bundle: Bundle,
-    done: dict[int, dict[str, Any]],
-    progress: ProgressFn | None,
-    model: Any | None,
-    hooks: RunHooks | None,
-    checkpoint_files: contextlib.ExitStack,
-) -> EvalOutcome:
-    config = plan.config
-    started = time.time()
-    pending = [(i, p) for i, p in enumerate(plan.prepared) if i not in done]
+def _load_and_run(job: _Job, model: BaseLLM | None, checkpoint_files: contextlib.ExitStack) -> EvalOutcome:
+    plan, bundle = job.plan, job.bundle
+    pending = job.pending
     load_s = None
     registry_details = None
     if pending and model is None:
         cleanup.raise_if_stopped()
         # Before the bundle directory exists: a model that fails to load leaves nothing behind.
         load_start = time.time()
-        model, registry_details = build_model(plan.model, config.batch_size, checkpoint_files)
+        model, registry_details = build_model(plan.model, plan.config.batch_size, checkpoint_files)
         load_s = round(time.time() - load_start, 3)
     try:
         bundle.dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {bundle.dir}: {exc.strerror}; check --output-dir") from exc
-    metadata = _metadata(plan, bundle, resumed=bool(done))
-    if load_s is not None:
-        metadata["timings"]["model_load_s"] = load_s
+    metadata = _metadata(job)
+    metadata.timings.model_load_s = load_s
     if pending:
         describe = getattr(model, "describe", None)
-        metadata["model"]["details"] = describe() if callable(describe) else {}
+        details = dict(describe()) if callable(describe) else {}
         if registry_details is not None:
-            metadata["model"]["details"]["registry_checkpoint"] = registry_details
-    _write_checked(bundle.metadata_path, metadata, MetadataFile)
+            details["registry_checkpoint"] = registry_details
+        metadata.model.details = ModelDetails.model_validate(details)
+    _write_metadata(job, metadata)
     try:
-        if hooks is not None:
-            hooks.started(bundle)
-        with _bundle_log(bundle.log_path):
-            return _score_all(plan, bundle, pending, done, metadata, model, progress, started)
+        if job.hooks is not None:
+            job.hooks.started(bundle)
+        with bundle_log(bundle.log_path):
+            return _score_all(job, model, metadata)
     except BaseException as exc:
-        if hooks is not None:
-            hooks.interrupted(exc)
+        if job.hooks is not None:
+            job.hooks.interrupted(exc)
         raise
 
 
-def _score_all(
-    plan: EvalPlan,
-    bundle: Bundle,
-    pending: list[tuple[int, PreparedSample]],
-    done: dict[int, dict[str, Any]],
-    metadata: dict[str, Any],
-    model: Any,
-    progress: ProgressFn | None,
-    started: float,
-) -> EvalOutcome:
-    config, task = plan.config, plan.task
+def _score_all(job: _Job, model: BaseLLM | None, metadata: MetadataFile) -> EvalOutcome:
+    plan, bundle, done, task = job.plan, job.bundle, job.done, job.plan.task
+    pending = job.pending
     log.info("evaluating %s on %s: %d samples (%d already done) -> %s", plan.display, task.name,
              len(plan.prepared), len(done), bundle.dir)  # fmt: skip
     total, finished = len(plan.prepared), len(done)
-    if progress:
-        progress(finished, total)
+    if job.progress:
+        job.progress(finished, total)
     # One model batch of samples at a time, each written as soon as it is scored: a kill loses at
     # most the batch in flight (larger chunks sort better, but a slow batch would cost them all).
-    chunk = config.batch_size
-    max_tokens = config.max_tokens or task.max_tokens
+    chunk = plan.config.batch_size
+    max_tokens = plan.config.max_tokens or task.max_tokens
     for start in range(0, len(pending), chunk):
         cleanup.raise_if_stopped()  # a stop Python dropped (it landed in a finaliser) is acted on here
+        assert model is not None  # loaded whenever a sample is pending
         batch = pending[start : start + chunk]
         rows = (
             score_mc(task, model, batch)
@@ -504,21 +343,22 @@ def _score_all(
         bundle.append_samples(rows)
         done.update((row["index"], row) for row in rows)
         finished += len(rows)
-        if progress:
-            progress(finished, total)
-    results = {
-        "schema_version": SCHEMA_VERSION,
-        "task": task.name,
-        "model": plan.display,
-        "natural_key": plan.key,
-        "metrics": aggregate([done[i] for i in sorted(done)], task.metrics),
-    }
-    _write_checked(bundle.results_path, results, ResultsFile)
-    metadata["status"] = "complete"
-    metadata["timings"]["finished_at"] = _now()
-    metadata["timings"]["duration_s"] = round(time.time() - started, 3)
-    stored = as_stored(redact(metadata))
-    metadata["seal"] = seal_of(stored, results, done.values())
-    _write_checked(bundle.metadata_path, metadata, MetadataFile)
+        if job.progress:
+            job.progress(finished, total)
+    results = ResultsFile.model_validate(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "task": task.name,
+            "model": plan.display,
+            "natural_key": plan.key,
+            "metrics": aggregate([done[i] for i in sorted(done)], task.metrics),
+        }
+    )
+    write_json(bundle.results_path, stored(results))
+    metadata.status = "complete"
+    metadata.timings.finished_at = _now()
+    metadata.timings.duration_s = round(time.time() - job.started, 3)
+    metadata.seal = seal_of(as_stored(redact(stored(metadata))), stored(results), done.values())
+    _write_metadata(job, metadata)
     log.info("finished %s on %s", plan.display, task.name)
     return EvalOutcome(bundle.dir, results, metadata, reused=False)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from eval_framework import cleanup
+from eval_framework.bundle_schema import SCHEMA_VERSION
 from eval_framework.errors import EvalFrameworkError, ModelError, brief
 from eval_framework.metrics import score_multiple_choice
 from eval_framework.models.base import GenerationRequest, LoglikelihoodRequest
@@ -54,6 +55,7 @@ def model_call(task: Task, method: str) -> Iterator[None]:
 def base_row(index: int, prepared: PreparedSample) -> dict[str, Any]:
     s = prepared.sample
     return {
+        "schema_version": SCHEMA_VERSION,
         "index": index,
         "id": s.id,
         "subject": s.subject,
@@ -205,6 +207,6 @@ def row_problem(
     else:
         expected = generation_row(task, index, sample, row["generation"])
     for name, value in expected.items():
-        if row.get(name) != value:
+        if name != "schema_version" and row.get(name) != value:  # an older row is as good
             return f"its {name} is not what sample {index} gives"
     return None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from eval_framework.bundle_schema import ResultsFile
 from tests.conftest import USER_MODELS
 
 
@@ -418,7 +419,8 @@ def test_python_api_matches_the_cli(cli, letters_task, tmp_path):
     again = cli("--models", USER_MODELS, "--llm-name", "HashLLM", "--task-name", letters_task,
                 "--output-dir", tmp_path / "o")  # fmt: skip
     assert again.code == 0 and "reusing" in again.err.lower()
-    assert json.loads((outcome.bundle_dir / "results.json").read_text()) == outcome.results
+    stored = (outcome.bundle_dir / "results.json").read_text()
+    assert ResultsFile.model_validate_json(stored) == outcome.results
 
 
 def test_a_display_name_does_not_make_a_second_bundle(cli, tmp_path):

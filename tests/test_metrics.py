@@ -38,7 +38,7 @@ def test_an_empty_choice_is_never_preferred_by_length():
 
 
 def test_old_bundles_rows_are_checked_by_their_own_rule():
-    from eval_framework.results import _scored_problem
+    from eval_framework.bundle_seal import scored_problem as _scored_problem
 
     row = {
         "choices": ["日本", "abcd"],

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from eval_framework.bundle_io import canonical_json
+from eval_framework.bundle_schema import MetadataFile, MetricStats, RegistryDetails, ResultsFile, TaskIdentity
 from eval_framework.redact import redact
-from eval_framework.results import Bundle, canonical_json
+from eval_framework.results import Bundle
 from eval_framework.sinks.wandb_names import (
     GROUP_MAX,
     JOB_TYPE_MAX,
@@ -92,22 +94,23 @@ class RunSpec:
         return f"content-{self.content_hash[:16]}"
 
 
-def checkpoint_info(metadata: dict[str, Any]) -> CheckpointInfo:
-    model = metadata.get("model", {})
-    artifact = (model.get("identity") or {}).get("artifact")
-    registry = (model.get("details") or {}).get("registry_checkpoint") or {}
-    if artifact:
-        qualified = str(artifact["qualified_name"])
+def checkpoint_info(metadata: MetadataFile) -> CheckpointInfo:
+    """The checkpoint a bundle evaluated: its registry name and version, or the model's name."""
+    model = metadata.model
+    artifact = model.identity.artifact
+    registry = (model.details.registry_checkpoint if model.details else None) or RegistryDetails()
+    if artifact is not None:
+        qualified = artifact.qualified_name
         name, _, version = qualified.rsplit("/", 1)[-1].partition(":")
         return CheckpointInfo(
             name=name,
             version=version or None,
-            aliases=tuple(registry.get("aliases") or ()),
+            aliases=tuple(registry.aliases),
             qualified_name=qualified,
-            digest=artifact.get("digest"),
-            produced_by=registry.get("produced_by"),
+            digest=artifact.digest,
+            produced_by=registry.produced_by,
         )
-    return CheckpointInfo(name=str(model.get("name", "model")), version=None)
+    return CheckpointInfo(name=model.name, version=None)
 
 
 def derived_run_id(natural_key: str) -> str:
@@ -116,42 +119,41 @@ def derived_run_id(natural_key: str) -> str:
 
 
 def content_hash(bundle: Bundle) -> str:
-    """Hash of what an evaluation produced (scores and per-sample rows): equal results, equal hash."""
+    """Hash of what an evaluation produced (scores and per-sample rows, as stored): equal results,
+    equal hash."""
     digest = hashlib.sha256()
-    digest.update(canonical_json(bundle.results()).encode())
-    for row in bundle.read_samples():
+    digest.update(canonical_json(bundle.stored_results()).encode())
+    for row in bundle.stored_rows():
         digest.update(canonical_json(row).encode())
     return digest.hexdigest()
 
 
-def summary_values(task: str, results: dict[str, Any]) -> dict[str, Any]:
+def summary_values(task: str, results: ResultsFile) -> dict[str, Any]:
     """``<task>/<metric>`` with ``/stderr`` and ``/n`` siblings, then per subject."""
     out: dict[str, Any] = {}
-    metrics = results.get("metrics", {})
 
-    def put(prefix: str, block: dict[str, Any]) -> None:
+    def put(prefix: str, block: dict[str, MetricStats]) -> None:
         for metric, stats in sorted(block.items()):
             key = f"{prefix}/{metric_key(metric)}"
-            if isinstance(stats.get("value"), str):  # non-numeric results never become plotted series
-                out[f"{key}/text"] = stats["value"]
+            if isinstance(stats.value, str):  # non-numeric results never become plotted series
+                out[f"{key}/text"] = stats.value
                 continue
-            out[key] = stats.get("value")
-            out[f"{key}/stderr"] = stats.get("stderr")
-            out[f"{key}/n"] = stats.get("n")
+            out[key] = stats.value
+            out[f"{key}/stderr"] = stats.stderr
+            out[f"{key}/n"] = stats.n
 
-    put(task, metrics.get("overall", {}))
-    for subject, block in sorted(metrics.get("subjects", {}).items()):
+    put(task, results.metrics.overall)
+    for subject, block in sorted(results.metrics.subjects.items()):
         put(f"{task}/{subject}", block)
     return out
 
 
-def dataset_revision(task_meta: dict[str, Any]) -> str | None:
+def dataset_revision(identity: TaskIdentity) -> str | None:
     """One comparable value for the runs table: the pinned hub revision of a built-in task, or
     a digest of a file task's data files (``sha256:<12 hex>``)."""
-    identity = task_meta.get("identity", {})
-    if identity.get("revision"):
-        return str(identity["revision"])
-    files = identity.get("data_sha256")
+    if identity.revision:
+        return identity.revision
+    files = identity.data_sha256
     if not files:
         return None
     joined = "".join(f"{k}={v};" for k, v in sorted(files.items()))
@@ -160,13 +162,12 @@ def dataset_revision(task_meta: dict[str, Any]) -> str | None:
 
 def build_spec(bundle: Bundle, options: WandbOptions) -> RunSpec:
     metadata = bundle.metadata()
-    task_meta = metadata.get("task", {})
-    task = str(task_meta.get("name", "task"))
+    task_meta = metadata.task
+    task = task_meta.name
     ckpt = checkpoint_info(metadata)
     label = f"{ckpt.name}:{ckpt.version}" if ckpt.version else ckpt.name
-    k, n = task_meta.get("num_fewshot", 0), task_meta.get("num_samples")
-    links = metadata.get("links", {})
-    hf_url = links.get("hf_upload_url")
+    k, n = task_meta.num_fewshot, task_meta.num_samples
+    hf_url = metadata.links.get("hf_upload_url")
     config = {
         "checkpoint_name": ckpt.name,
         "checkpoint_version": ckpt.version,
@@ -174,36 +175,36 @@ def build_spec(bundle: Bundle, options: WandbOptions) -> RunSpec:
         "checkpoint_qualified_name": ckpt.qualified_name,
         "checkpoint_digest": ckpt.digest,
         "checkpoint_produced_by": ckpt.produced_by,
-        "model_name": metadata.get("model", {}).get("name"),
-        "llm_name": metadata.get("config", {}).get("llm_name"),
-        "model_args": metadata.get("config", {}).get("llm_args", {}),
+        "model_name": metadata.model.name,
+        "llm_name": metadata.config.get("llm_name"),
+        "model_args": metadata.config.get("llm_args", {}),
         "task_name": task,
-        "task_kind": task_meta.get("kind"),
-        "language": task_meta.get("language"),
+        "task_kind": task_meta.kind,
+        "language": task_meta.language,
         "num_fewshot": k,
         "num_samples": n,
-        "num_samples_requested": task_meta.get("num_samples_requested"),
-        "subjects": task_meta.get("subjects", []),
-        "seed": task_meta.get("seed"),
-        "metrics": task_meta.get("metrics", []),
-        "dataset": task_meta.get("dataset"),
-        "dataset_revision": dataset_revision(task_meta),
-        "prompt_version": task_meta.get("identity", {}).get("prompt_version"),
-        "eval_framework_version": metadata.get("framework", {}).get("version"),
-        "evaluation_hash": metadata.get("natural_key"),  # "key" in a name would be masked as a secret
+        "num_samples_requested": task_meta.num_samples_requested,
+        "subjects": task_meta.subjects,
+        "seed": task_meta.seed,
+        "metrics": task_meta.metrics,
+        "dataset": task_meta.dataset,
+        "dataset_revision": dataset_revision(task_meta.identity),
+        "prompt_version": task_meta.identity.prompt_version,
+        "eval_framework_version": metadata.framework.version,
+        "evaluation_hash": metadata.natural_key,  # "key" in a name would be masked as a secret
         "bundle": bundle.dir.name,
         "hf_upload_url": hf_url,
         "additional_artifacts": list(options.extra_inputs()),
     }
-    results = bundle.results() if bundle.results_path.is_file() else {"metrics": {}}
-    summary = summary_values(task, results) if bundle.is_complete() else {}
-    chash = content_hash(bundle) if bundle.is_complete() else ""
+    complete = bundle.is_complete()
+    summary = summary_values(task, bundle.results()) if complete else {}
+    chash = content_hash(bundle) if complete else ""
     notes = f"Full results: {hf_url}" if hf_url else f"Results bundle: {bundle.dir.name}"
     tags = tuple(dict.fromkeys(tag(t) for t in (*options.tags, task, f"{k}-shot") if t.strip()))
     return RunSpec(
         project=options.project,
         entity=options.entity,
-        run_id=options.run_id or derived_run_id(str(metadata["natural_key"])),
+        run_id=options.run_id or derived_run_id(metadata.natural_key),
         group=shorten(options.group or label, GROUP_MAX),
         job_type=shorten(task, JOB_TYPE_MAX),
         name=shorten(f"{label} {task} {k}-shot n={n}", RUN_NAME_MAX),
@@ -219,7 +220,7 @@ def build_spec(bundle: Bundle, options: WandbOptions) -> RunSpec:
             {
                 "task": task,
                 "checkpoint": label,
-                "evaluation_hash": metadata["natural_key"],
+                "evaluation_hash": metadata.natural_key,
                 "content_hash": chash,
                 "summary": summary,
             }
@@ -229,29 +230,26 @@ def build_spec(bundle: Bundle, options: WandbOptions) -> RunSpec:
 
 def table_rows(bundle: Bundle, limit: int) -> tuple[list[str], list[list[Any]]]:
     """Per-sample rows, wrong answers first, at most ``limit``; numbers stay numbers."""
-    rows = bundle.read_samples()
-    kind = bundle.metadata().get("task", {}).get("kind")
-    metrics = bundle.metadata().get("task", {}).get("metrics") or ["acc"]
-    main = metrics[0]
-
-    def score(row: dict[str, Any]) -> float:
-        return float(row.get("scores", {}).get(main, 0.0))
-
-    ordered = sorted(rows, key=lambda r: (score(r) >= 1.0, r["index"]))[: max(limit, 0)]
-    if kind == "generation":
+    rows = bundle.samples()
+    task = bundle.metadata().task
+    main = task.metrics[0]
+    ordered = sorted(rows, key=lambda r: (r.score(main) >= 1.0, r.index))[: max(limit, 0)]
+    if task.kind == "generation":
         columns = ["index", "id", "subject", "prompt", "target", "generation", "extracted", "correct", main]
-        data = [[r["index"], r["id"], r.get("subject"), r["prompt"], str(r["target"]), r.get("generation"),
-                 r.get("extracted"), score(r) >= 1.0, score(r)] for r in ordered]  # fmt: skip
+        data = [[r.index, r.id, r.subject, r.prompt, str(r.target), r.generation, r.extracted,
+                 r.score(main) >= 1.0, r.score(main)] for r in ordered]  # fmt: skip
         return columns, data
     columns = ["index", "id", "subject", "prompt", "choices", "target", "prediction", "correct", main,
                "logprob_target", "logprob_prediction", "logprobs"]  # fmt: skip
     data = []
     for r in ordered:
-        choices, target, pred, logprobs = r["choices"], int(r["target"]), int(r["prediction"]), r["logprobs"]
+        # a valid multiple-choice row has all of these (SampleRow checks it)
+        choices, logprobs = r.choices or [], r.logprobs or []
+        target, pred = int(r.target), int(r.prediction or 0)
         shown = json.dumps(choices, ensure_ascii=False)
-        data.append([r["index"], r["id"], r.get("subject"), r["prompt"], shown, choices[target],
-                     choices[pred], score(r) >= 1.0, score(r), float(logprobs[target]),
-                     float(logprobs[pred]), json.dumps(logprobs)])  # fmt: skip
+        data.append([r.index, r.id, r.subject, r.prompt, shown, choices[target], choices[pred],
+                     r.score(main) >= 1.0, r.score(main), float(logprobs[target]), float(logprobs[pred]),
+                     json.dumps(logprobs)])  # fmt: skip
     return columns, data
 
 
@@ -264,7 +262,7 @@ def stage_artifact_files(bundle: Bundle) -> dict[str, Path]:
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     files: dict[str, Path] = {}
-    metadata = redact({k: v for k, v in bundle.metadata().items() if k != "links"})  # a hand edit too
+    metadata = redact({k: v for k, v in bundle.stored_metadata().items() if k != "links"})  # a hand edit too
     (staging / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
     files["metadata.json"] = staging / "metadata.json"
     for source in (bundle.results_path, bundle.samples_path, bundle.log_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 
+from eval_framework.bundle_schema import TaskIdentity
 from eval_framework.results import Bundle
 from eval_framework.sinks import wandb_spec
 from eval_framework.sinks.wandb_names import artifact_name, metric_key, shorten
@@ -58,8 +59,8 @@ def test_spec_of_a_bundle(bundle):
     assert set(data) == {"eval", "fewshot"}  # a file task: its revision is the digest of its data
     revision = spec.config["dataset_revision"]
     assert revision.startswith("sha256:") and len(revision) == 19
-    assert dataset_revision({"identity": {"data_sha256": {**data, "eval": "0" * 64}}}) != revision
-    assert dataset_revision({"identity": {"revision": "abc123", "data_sha256": data}}) == "abc123"
+    assert dataset_revision(TaskIdentity(data_sha256={**data, "eval": "0" * 64})) != revision
+    assert dataset_revision(TaskIdentity(revision="abc123", data_sha256=data)) == "abc123"
     assert spec.artifact_alias.startswith("content-") and len(spec.content_hash) == 64
 
 
@@ -72,7 +73,7 @@ def test_long_names_are_shortened_before_any_call(bundle):
 def test_table_keeps_wrong_answers_first_and_numbers_numeric(bundle):
     columns, rows = table_rows(Bundle(bundle), limit=10)
     correct = [r[columns.index("correct")] for r in rows]
-    samples = Bundle(bundle).read_samples()
+    samples = Bundle(bundle).stored_rows()
     wrong = sum(1 for s in samples if s["scores"]["acc"] < 1)
     assert len(rows) == 10 and 0 < wrong < 24
     assert correct == sorted(correct)  # False (wrong) before True
