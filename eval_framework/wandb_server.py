@@ -15,7 +15,7 @@ import netrc
 import os
 from urllib.parse import urlparse
 
-from eval_framework import env
+from eval_framework import env, retry_policy
 from eval_framework.net import Failure, Kind, classify
 
 #: Seconds one reachability probe may take (connect and answer); WANDB_HTTP_TIMEOUT, the SDK's own
@@ -82,22 +82,18 @@ class _ProbeFailed(Exception):
 
 def check(attempts: int, wait_max: float) -> Failure | None:
     """``probe`` up to ``attempts`` times while the failure is transient (capped exponential backoff
-    with jitter); a refused connection or a rejected key is final at once."""
-    from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+    with jitter, waits capped at ``wait_max``); a refused connection or a rejected key is final at once."""
 
-    @retry(
-        retry=retry_if_exception(lambda exc: isinstance(exc, _ProbeFailed) and exc.failure.retryable),
-        stop=stop_after_attempt(attempts),
-        wait=wait_random_exponential(multiplier=1, max=wait_max),
-        reraise=True,
-    )
     def once() -> None:
         failure = probe()
         if failure is not None:
             raise _ProbeFailed(failure)
 
+    def transient(exc: BaseException) -> bool:
+        return isinstance(exc, _ProbeFailed) and exc.failure.retryable
+
     try:
-        once()
+        retry_policy.call(once, transient=transient, attempts=attempts, wait_max=wait_max)
     except _ProbeFailed as exc:
         return exc.failure
     return None

@@ -7,14 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from tenacity import (
-    RetryCallState,
-    retry,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
+from eval_framework import retry_policy
 from eval_framework.errors import ConfigError, ModelError, brief
 from eval_framework.models.base import (
     BaseLLM,
@@ -44,11 +38,8 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TransportError) and classify(exc).retryable
 
 
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, _Transient) and exc.retry_after is not None:
-        return min(exc.retry_after, RETRY_WAIT_MAX)
-    return float(wait_random_exponential(multiplier=0.5, max=RETRY_WAIT_MAX)(state))
+def _retry_after(exc: BaseException) -> float | None:
+    return exc.retry_after if isinstance(exc, _Transient) else None
 
 
 class OpenAICompatibleLLM(BaseLLM):
@@ -89,12 +80,6 @@ class OpenAICompatibleLLM(BaseLLM):
         return {"base_url": self.base_url, "model": self.model}
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        @retry(
-            retry=retry_if_exception(_is_transient),
-            wait=_wait,
-            stop=stop_after_attempt(self.max_retries),
-            reraise=True,
-        )
         def once() -> dict[str, Any]:
             response = self._client.post("/completions", json=payload)
             if response.status_code in _RETRY_STATUS:
@@ -116,7 +101,14 @@ class OpenAICompatibleLLM(BaseLLM):
             return data
 
         try:
-            return once()
+            return retry_policy.call(
+                once,
+                transient=_is_transient,
+                attempts=self.max_retries,
+                wait_max=RETRY_WAIT_MAX,
+                first_wait=0.5,
+                suggested_wait=_retry_after,
+            )
         except (_Transient, httpx.TransportError) as exc:
             if not _is_transient(exc):
                 raise ModelError(

@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlparse
 
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
-
-from eval_framework import cleanup
+from eval_framework import cleanup, retry_policy
 from eval_framework.errors import DownloadError, EvalFrameworkError, OutputError, brief
 from eval_framework.registry.checkpoint_root import safe_join
 
@@ -310,25 +308,16 @@ STALL_TRIES = 2
 
 
 def _retrying(fn: Callable[[], _T], attempts: int) -> _T:
-    stalls = 0
-
-    def worth_retrying(exc: BaseException) -> bool:
-        nonlocal stalls
-        if isinstance(exc, StalledError):
-            stalls += 1
-            return stalls < STALL_TRIES
-        return isinstance(exc, TransientError)
-
-    @retry(
-        retry=retry_if_exception(worth_retrying),
-        wait=wait_random_exponential(multiplier=0.5, max=RETRY_WAIT_MAX),
-        stop=stop_after_attempt(attempts),
-        reraise=True,
+    """``fn`` under the retry policy: the sources raise ``TransientError`` for what another
+    try can change (they classify their clients' errors), anything else is final."""
+    return retry_policy.call(
+        fn,
+        transient=lambda exc: isinstance(exc, TransientError),
+        attempts=attempts,
+        wait_max=RETRY_WAIT_MAX,
+        first_wait=0.5,
+        limits={StalledError: STALL_TRIES},
     )
-    def once() -> _T:
-        return fn()
-
-    return once()
 
 
 @dataclass

@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
-
-from eval_framework import cleanup, wandb_server
+from eval_framework import cleanup, retry_policy, wandb_server
 from eval_framework.errors import (
     ConfigError,
     EvalFrameworkError,
@@ -143,16 +141,6 @@ def _describe(failure: Failure) -> str:
     return advice(failure, "the W&B server", wandb_server.base_url(), "WANDB_BASE_URL", "WANDB_API_KEY")
 
 
-def _retrying(fn: Callable[[], T], attempts: int, retry_if: Callable[[BaseException], bool]) -> T:
-    """Capped exponential backoff with jitter (RETRY_WAIT_MAX, zero in tests)."""
-    return retry(
-        retry=retry_if_exception(retry_if),
-        stop=stop_after_attempt(attempts),
-        wait=wait_random_exponential(multiplier=1, max=RETRY_WAIT_MAX),
-        reraise=True,
-    )(fn)()
-
-
 def _transient(exc: BaseException) -> bool:
     """Only what another attempt can change: dropped connections, timeouts, 408/429/5xx. Our own
     errors, usage errors and programming errors (a KeyError) are not retried."""
@@ -175,7 +163,7 @@ def _call(what: str, fn: Callable[[], T], hint: str = "", attempts: int = ATTEMP
     """One W&B call with capped exponential backoff on transient failures; ``hint`` says what
     to check when it fails for good."""
     try:
-        return _retrying(fn, attempts, _transient)
+        return retry_policy.call(fn, transient=_transient, attempts=attempts, wait_max=RETRY_WAIT_MAX)
     except Exception as exc:
         failure = classify(exc)
         if failure.kind in (Kind.OTHER, Kind.NOT_FOUND, Kind.CLIENT):
