@@ -27,11 +27,11 @@ _EXPORTS = {
     "log_bundle": "eval_framework.sinks.wandb_sink",
     "log_to_training_run": "eval_framework.sinks.wandb_sink",
     "WandbOptions": "eval_framework.sinks.wandb_spec",
-    "handling_stops": "eval_framework.cleanup",
+    "command_mode": "eval_framework.cleanup",
 }
 
 if TYPE_CHECKING:
-    from eval_framework.cleanup import handling_stops
+    from eval_framework.cleanup import command_mode
     from eval_framework.config import EvalConfig
     from eval_framework.errors import EvalFrameworkError
     from eval_framework.models.base import (
@@ -69,8 +69,8 @@ __all__ = [
     "PublishOptions",
     "WandbOptions",
     "__version__",
+    "command_mode",
     "evaluate",
-    "handling_stops",
     "log_bundle",
     "log_to_training_run",
     "publish",

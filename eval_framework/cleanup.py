@@ -130,25 +130,64 @@ def stops_deferred() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
+#: Inside ``command_mode``: eval_framework may set what belongs to the whole process.
+_owns_process = False
+
+
 @contextlib.contextmanager
-def handling_stops() -> Iterator[None]:
-    """For Python API callers: inside, SIGTERM and Ctrl-C stop an evaluation or download cleanly
-    (partial files removed, a W&B run marked preempted) as they do for the command; the caller's
-    own handlers are restored on exit (and still called for a SIGTERM). Library code never installs
-    handlers itself: the process and its signals belong to the caller. Main thread only; elsewhere
-    a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def command_mode() -> Iterator[None]:
+    """Inside, eval_framework acts for the process as its command does; everything is restored
+    on exit. SIGTERM and Ctrl-C stop an evaluation or download cleanly (partial files removed, a
+    W&B run marked preempted), and the caller's own SIGTERM handler is still called. The W&B SDK
+    gets the environment it reads for one call at a time: ``WANDB_MODE`` while a run starts,
+    ``WANDB_DATA_DIR`` while tables are staged inside the bundle. Outside, library code installs
+    no handlers and changes no environment variable: the process belongs to the caller. Signal
+    handling needs the main thread; elsewhere only the environment part applies."""
     global _previous_sigterm
+    if threading.current_thread() is not threading.main_thread():
+        with owning_process():
+            yield
+        return
     saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), _previous_sigterm
     install_signal_handlers()
     try:
-        yield
+        with owning_process():
+            yield
     finally:
         signal.signal(signal.SIGTERM, saved[0])
         signal.signal(signal.SIGINT, saved[1])
         _previous_sigterm = saved[2]
+
+
+@contextlib.contextmanager
+def owning_process() -> Iterator[None]:
+    """The environment part of ``command_mode`` (the command installs its handlers for good)."""
+    global _owns_process
+    owned = _owns_process
+    _owns_process = True
+    try:
+        yield
+    finally:
+        _owns_process = owned
+
+
+@contextlib.contextmanager
+def process_environment(**values: str) -> Iterator[bool]:
+    """Set environment variables for the duration of one call, inside ``command_mode`` only;
+    yields whether they were set (outside, the caller's environment is left as it is)."""
+    if not _owns_process:
+        yield False
+        return
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield True
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def install_signal_handlers() -> None:

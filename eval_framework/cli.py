@@ -556,6 +556,13 @@ def main(argv: list[str] | None = None) -> int:
     cleanup.reset()
     forget_cached()
     cleanup.install_signal_handlers()  # a scheduler's SIGTERM and Ctrl-C go through our handlers
+    with cleanup.owning_process():  # the W&B SDK's environment is set per call, then restored
+        return _run_command(args)
+
+
+def _run_command(args: list[str]) -> int:
+    """The command, every failure turned into one line and an exit code."""
+
     try:  # from here on, a stop is said in one line whatever it cuts short
         args = expand_multi_value_options(args) if not _names_subcommand(args) else args
         command = typer.main.get_command(app)

@@ -23,7 +23,7 @@ def handlers():
 )
 def test_a_stop_inside_the_block_takes_effect_when_it_ends(handlers, sig, raised):
     steps = []
-    with cleanup.handling_stops(), pytest.raises(raised) as info, cleanup.stops_deferred():
+    with cleanup.command_mode(), pytest.raises(raised) as info, cleanup.stops_deferred():
         os.kill(os.getpid(), sig)
         steps.append("after the signal")  # the block is not cut short
     assert steps == ["after the signal"]
@@ -33,8 +33,8 @@ def test_a_stop_inside_the_block_takes_effect_when_it_ends(handlers, sig, raised
 
 
 def test_library_code_leaves_the_callers_handlers_alone(handlers):
-    """Outside ``handling_stops`` (a caller's own process): the caller's SIGTERM handler stays, a
-    stop inside a step reaches it once the step is whole, and ``handling_stops`` restores it."""
+    """Outside ``command_mode`` (a caller's own process): the caller's SIGTERM handler stays, a
+    stop inside a step reaches it once the step is whole, and ``command_mode`` restores it."""
     seen: list[str] = []
 
     def callers(signum, frame):
@@ -46,7 +46,7 @@ def test_library_code_leaves_the_callers_handlers_alone(handlers):
         seen.append("step finished")
     assert seen == ["step finished", "caller's handler"]
     assert signal.getsignal(signal.SIGTERM) is callers
-    with cleanup.handling_stops():
+    with cleanup.command_mode():
         assert signal.getsignal(signal.SIGTERM) is not callers
     assert signal.getsignal(signal.SIGTERM) is callers and not cleanup.stopping.is_set()
 

@@ -20,8 +20,7 @@ import logging
 import os
 import shlex
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -199,31 +198,16 @@ def open_run(bundle: Bundle, options: WandbOptions, mode: Mode, spec: RunSpec | 
         x_save_requirements=False,
     )
     try:
-        with _environment(WANDB_MODE=mode):
+        # The SDK's process-wide settings (made at its first call) decide whether its own telemetry
+        # is sent: an offline run must not start them online (a server that rejected the key would
+        # be sent telemetry, and its refusals printed). Outside command_mode the caller's wins.
+        with cleanup.process_environment(WANDB_MODE=mode):
             return _start(wandb, spec, run_dir, mode, settings)
     except WandbLogError:
         if getattr(wandb, "run", None) is None:
             with contextlib.suppress(Exception):
                 wandb.teardown()
         raise
-
-
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Set environment variables the SDK reads, for the duration of one call. WANDB_MODE: the SDK's
-    process-wide settings (made at its first call) decide whether its own telemetry is sent, so an
-    offline run must not start them online (a server that rejected the key would be sent
-    telemetry, and its refusals printed)."""
-    before = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _start(wandb: Any, spec: RunSpec, run_dir: Path, mode: Mode, settings: Any) -> Any:
@@ -280,11 +264,13 @@ def _offline_dir(run: Any) -> Path | None:
         return None
 
 
-def _sdk_staging_in(bundle: Bundle) -> contextlib.AbstractContextManager[None]:
+def _sdk_staging_in(bundle: Bundle) -> contextlib.AbstractContextManager[bool]:
     """The SDK copies logged tables into a staging dir under ``WANDB_DATA_DIR`` (the user's home by
     default) until they are uploaded; an offline run is synced later, maybe from another machine,
-    so they are staged inside the bundle like the other artifact files."""
-    return _environment(WANDB_DATA_DIR=str(bundle.dir / WANDB_SUBDIR / "sdk-data"))
+    so the command stages them inside the bundle like the other artifact files. (The SDK reads
+    that directory from the environment only; a Python API caller outside ``command_mode``
+    keeps its own.)"""
+    return cleanup.process_environment(WANDB_DATA_DIR=str(bundle.dir / WANDB_SUBDIR / "sdk-data"))
 
 
 def apply(run: Any, bundle: Bundle, options: WandbOptions, mode: Mode, report: LogReport) -> RunSpec:

@@ -76,10 +76,10 @@ def test_temporary_destination_removed_on_exit_and_exception(monkeypatch):
 CHILD = """
 import sys, time
 from types import SimpleNamespace
-from eval_framework import handling_stops
+from eval_framework import command_mode
 from eval_framework.registry.destination import checkpoint_destination
 version = SimpleNamespace(qualified_name="e/p/x:v1", digest="0" * 32)
-with handling_stops(), checkpoint_destination(version) as dest:
+with command_mode(), checkpoint_destination(version) as dest:
     (dest / "partial.bin").write_bytes(b"x" * 1000)
     print(dest, flush=True)
     time.sleep(60)

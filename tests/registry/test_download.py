@@ -291,8 +291,8 @@ class Slow(FileSource):
 
 data = src.read_bytes()
 entry = ManifestEntry("model/w.bin", len(data), hashlib.md5(data).hexdigest(), ref=src.as_uri())
-from eval_framework import handling_stops
-with handling_stops():  # what a Python API caller does for clean stops
+from eval_framework import command_mode
+with command_mode():  # what a Python API caller does for clean stops
     download([entry], Path(sys.argv[1]), {"file": Slow()}, workers=2)
 print("finished", flush=True)
 """

@@ -221,7 +221,7 @@ def test_bar_is_closed_however_the_download_ends(checkpoint, tmp_path, how, rais
     console = _terminal()
     with (
         _stop_flag_reset(),
-        cleanup.handling_stops(),
+        cleanup.command_mode(),
         pytest.raises(raised) as info,
         reporting.download_bar("llama-sft:v7", console=console) as bar,
     ):

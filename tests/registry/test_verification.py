@@ -159,8 +159,8 @@ from eval_framework.registry.sources import HttpSource
 
 url, size, digest = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 entry = ManifestEntry("model.safetensors", size, digest, url=url)
-from eval_framework import handling_stops
-with handling_stops():
+from eval_framework import command_mode
+with command_mode():
     download([entry], Path(sys.argv[1]), {"wandb": HttpSource()})
 print("finished", flush=True)
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -444,3 +445,44 @@ def test_a_server_failing_mid_run_online_keeps_the_bundle_and_says_what_got_thro
     assert {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file() and p.name in before} == before
     entry = ledger.last(bundle, "wandb")
     assert entry is not None and entry["status"] == "failed"
+
+
+def test_the_python_api_leaves_the_environment_alone_and_command_mode_stages_in_the_bundle(
+    bundle, tmp_path, monkeypatch
+):
+    """Outside ``command_mode`` no environment variable is written (the SDK stages tables under
+    the caller's WANDB_DATA_DIR); inside, the tables are staged in the bundle and the caller's
+    environment is back afterwards."""
+    from eval_framework import command_mode, log_bundle
+
+    twin = tmp_path / "twin" / bundle.name
+    shutil.copytree(bundle, twin)
+    written: list[str] = []
+    real_set, real_del = os._Environ.__setitem__, os._Environ.__delitem__
+
+    def watch_set(self, name, value):
+        written.append(name)
+        real_set(self, name, value)
+
+    def watch_del(self, name):
+        written.append(name)
+        real_del(self, name)
+
+    monkeypatch.setattr(os._Environ, "__setitem__", watch_set)
+    monkeypatch.setattr(os._Environ, "__delitem__", watch_del)
+    before = dict(os.environ)
+
+    log_bundle(bundle, WandbOptions(project="evals", mode="offline"))
+    assert not {"WANDB_DATA_DIR", "WANDB_MODE"} & set(written)
+    assert not (bundle / "wandb" / "sdk-data").exists()
+    assert any((tmp_path / "wandb-data" / "artifacts" / "staging").iterdir())  # the caller's own
+
+    with command_mode():
+        log_bundle(twin, WandbOptions(project="evals", mode="offline"))
+    assert {"WANDB_DATA_DIR", "WANDB_MODE"} <= set(written)
+    assert any((twin / "wandb" / "sdk-data" / "artifacts" / "staging").iterdir())
+    # the SDK registers its own service (WANDB_SERVICE); what eval_framework set is restored
+    assert [os.environ.get(k) for k in ("WANDB_DATA_DIR", "WANDB_MODE")] == [
+        before.get("WANDB_DATA_DIR"),
+        before.get("WANDB_MODE"),
+    ]
