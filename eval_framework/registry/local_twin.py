@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from eval_framework import env
 from eval_framework.errors import ArtifactWaitTimeout
 from eval_framework.registry.checkpoint_root import safe_join
-from eval_framework.registry.download import ManifestEntry, file_ref_path, verify_file
+from eval_framework.registry.manifest import ManifestEntry, file_ref_path, verify_file
 
 WAIT_ENV = "WANDB_ARTIFACT_WAIT_TIMEOUT_SEC"
 #: Digests are checked when the twin's files add up to at most this many bytes.

@@ -21,22 +21,16 @@ from filelock import FileLock
 from eval_framework import env
 from eval_framework.errors import DownloadError
 from eval_framework.registry.checkpoint_root import find_checkpoint_root, safe_join
+from eval_framework.registry.dest_files import remove_extra_files
 from eval_framework.registry.destination import (
     TEMP_PREFIX,
     checkpoint_destination,
     persistent_root,
     version_dirname,
 )
-from eval_framework.registry.download import (
-    ByteSource,
-    ManifestEntry,
-    download,
-    plan_download,
-    remove_extra_files,
-    same_contents,
-    verify_file,
-)
+from eval_framework.registry.download import download, plan_download
 from eval_framework.registry.local_twin import TwinCheck, check_twin, in_place_root, wait_timeout, wait_until
+from eval_framework.registry.manifest import ByteSource, ManifestEntry, same_contents, verify_file
 from eval_framework.registry.progress import download_bar
 from eval_framework.registry.reference import DEFAULT_REGISTRY, CheckpointRef, parse_reference
 from eval_framework.registry.wandb_client import ArtifactIdentity, WandbRegistry

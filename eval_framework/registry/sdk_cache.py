@@ -8,7 +8,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from eval_framework.registry.download import ManifestEntry
+from eval_framework.registry.manifest import ManifestEntry
 
 log = logging.getLogger(__name__)
 

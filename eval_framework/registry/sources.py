@@ -11,7 +11,7 @@ import httpx
 
 from eval_framework import env
 from eval_framework.errors import ConfigError, DownloadError, brief, missing_extra
-from eval_framework.registry.download import (
+from eval_framework.registry.manifest import (
     ManifestEntry,
     Received,
     Sink,

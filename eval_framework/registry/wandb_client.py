@@ -15,7 +15,7 @@ from eval_framework import wandb_server
 from eval_framework.errors import RegistryError, missing_extra
 from eval_framework.net import Failure, Kind, advice, classify
 from eval_framework.redact import scrub
-from eval_framework.registry.download import ManifestEntry
+from eval_framework.registry.manifest import ManifestEntry
 from eval_framework.registry.reference import CheckpointRef
 
 

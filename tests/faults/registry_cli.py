@@ -19,7 +19,7 @@ import time
 import boto3
 
 from eval_framework.cli import run
-from eval_framework.registry import download, sources
+from eval_framework.registry import download, manifest, sources
 from tests.fakes.wandb_registry_http import registry_server
 from tests.fakes.wandb_service import FakeWandb
 from tests.registry.test_resolver import _register_shipped
@@ -34,8 +34,8 @@ if os.environ.get("EF_SLOW_DOWNLOAD"):
     stream = sources.HttpSource.stream_range
 
     def slow(
-        self: sources.HttpSource, entry: download.ManifestEntry, start: int, end: int, sink: download.Sink
-    ) -> download.Received:
+        self: sources.HttpSource, entry: manifest.ManifestEntry, start: int, end: int, sink: manifest.Sink
+    ) -> manifest.Received:
         time.sleep(0.05)
         return stream(self, entry, start, end, sink)
 

@@ -18,7 +18,9 @@ import pytest
 
 from eval_framework.errors import ConfigError, DownloadError, OutputError, RegistryError
 from eval_framework.registry import download as dl
-from eval_framework.registry.download import ManifestEntry, TransientError, download
+from eval_framework.registry.dest_files import PART_HOST
+from eval_framework.registry.download import download
+from eval_framework.registry.manifest import ManifestEntry, TransientError, content_md5, same_contents
 from eval_framework.registry.sources import FileSource, HttpSource, S3Source, s3_endpoint
 
 MiB = 1024 * 1024
@@ -250,7 +252,8 @@ def test_disk_full_mid_download_removes_partial_files(tmp_path, monkeypatch):
 
 WORKER = """
 import json, sys
-from eval_framework.registry.download import ManifestEntry, download
+from eval_framework.registry.download import download
+from eval_framework.registry.manifest import ManifestEntry
 from eval_framework.registry.sources import S3Source
 entries = [ManifestEntry(**e) for e in json.loads(sys.argv[2])]
 plan = download(entries, __import__("pathlib").Path(sys.argv[1]), {"s3": S3Source()})
@@ -276,7 +279,8 @@ SLOW_WORKER = """
 import hashlib, sys, time
 from pathlib import Path
 from eval_framework.registry import download as dl
-from eval_framework.registry.download import ManifestEntry, download
+from eval_framework.registry.download import download
+from eval_framework.registry.manifest import ManifestEntry
 from eval_framework.registry.sources import FileSource
 
 dl.RANGED_THRESHOLD, dl.PART_SIZE = 1024, 1024  # many ranges, so SIGTERM lands mid-file
@@ -320,9 +324,9 @@ def test_part_files_of_dead_processes_on_this_host_are_swept(tmp_path):
     dead.wait()
     dest = tmp_path / "d"
     (dest / "sub").mkdir(parents=True)
-    stale = dest / "sub" / f".w.bin.part-{dl._HOST}-{dead.pid}-0123abcd"
-    mine = dest / "sub" / f".x.bin.part-{dl._HOST}-{os.getpid()}-0123abcd"
-    other_host = dest / "sub" / f".y.bin.part-otherhost{dl._HOST}-{dead.pid}-0123abcd"
+    stale = dest / "sub" / f".w.bin.part-{PART_HOST}-{dead.pid}-0123abcd"
+    mine = dest / "sub" / f".x.bin.part-{PART_HOST}-{os.getpid()}-0123abcd"
+    other_host = dest / "sub" / f".y.bin.part-otherhost{PART_HOST}-{dead.pid}-0123abcd"
     for path in (stale, mine, other_host):
         path.write_bytes(b"partial")
     download([_abcd()], dest, {"wandb": _Flaky(0)})
@@ -335,12 +339,12 @@ def test_content_md5_from_every_digest_form_and_same_contents():
     md5 = hashlib.md5(data).hexdigest()
     b64 = base64.b64encode(bytes.fromhex(md5)).decode()
     stored = ManifestEntry("w.bin", len(data), b64)
-    assert dl.content_md5(stored) == md5
-    assert dl.content_md5(ManifestEntry("w.bin", len(data), md5, ref="file:///x/w.bin")) == md5
-    assert dl.content_md5(ManifestEntry("w.bin", len(data), f'"{md5}"', ref="s3://b/w.bin")) == md5
-    assert dl.content_md5(ManifestEntry("w.bin", len(data), f"{md5}-3", ref="s3://b/w.bin")) is None
+    assert content_md5(stored) == md5
+    assert content_md5(ManifestEntry("w.bin", len(data), md5, ref="file:///x/w.bin")) == md5
+    assert content_md5(ManifestEntry("w.bin", len(data), f'"{md5}"', ref="s3://b/w.bin")) == md5
+    assert content_md5(ManifestEntry("w.bin", len(data), f"{md5}-3", ref="s3://b/w.bin")) is None
     on_s3 = ManifestEntry("w.bin", len(data), md5, ref="s3://b/w.bin")
-    assert dl.same_contents([stored], [on_s3])  # the same file, wherever each version keeps it
-    assert not dl.same_contents([stored], [ManifestEntry("w.bin", len(data) + 1, b64)])
-    assert not dl.same_contents([stored], [ManifestEntry("other.bin", len(data), b64)])
-    assert not dl.same_contents([], [])
+    assert same_contents([stored], [on_s3])  # the same file, wherever each version keeps it
+    assert not same_contents([stored], [ManifestEntry("w.bin", len(data) + 1, b64)])
+    assert not same_contents([stored], [ManifestEntry("other.bin", len(data), b64)])
+    assert not same_contents([], [])

@@ -23,7 +23,8 @@ from eval_framework import cleanup, reporting
 from eval_framework.errors import DownloadError
 from eval_framework.registry import download as dl
 from eval_framework.registry import progress as progress_mod
-from eval_framework.registry.download import ManifestEntry, TransientError, download
+from eval_framework.registry.download import download
+from eval_framework.registry.manifest import ManifestEntry, TransientError
 from eval_framework.registry.resolver import Resolver
 
 PART = 1024

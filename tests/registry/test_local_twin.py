@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from eval_framework.errors import ArtifactWaitTimeout, ConfigError
-from eval_framework.registry.download import ManifestEntry, digest_is_of_uri, same_contents
 from eval_framework.registry.local_twin import (
     check_twin,
     in_place_root,
     wait_timeout,
     wait_until,
 )
+from eval_framework.registry.manifest import ManifestEntry, digest_is_of_uri, same_contents
 
 
 def _file_entry(root: Path, rel: str, data: bytes) -> ManifestEntry:

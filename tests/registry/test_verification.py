@@ -15,7 +15,8 @@ import pytest
 
 from eval_framework.errors import DownloadError
 from eval_framework.registry import download as dl
-from eval_framework.registry.download import ManifestEntry, download, same_contents
+from eval_framework.registry.download import download
+from eval_framework.registry.manifest import ManifestEntry, same_contents
 from eval_framework.registry.sources import HttpSource, S3Source
 from eval_framework.registry.wandb_client import manifest_entry
 from tests.fakes.storage_http import fake_storage
@@ -154,7 +155,8 @@ def test_a_stalled_store_is_tried_on_a_fresh_connection_once_then_named(tmp_path
 SLOW_LINK = """
 import sys
 from pathlib import Path
-from eval_framework.registry.download import ManifestEntry, download
+from eval_framework.registry.download import download
+from eval_framework.registry.manifest import ManifestEntry
 from eval_framework.registry.sources import HttpSource
 
 url, size, digest = sys.argv[2], int(sys.argv[3]), sys.argv[4]
