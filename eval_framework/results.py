@@ -27,24 +27,22 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from pydantic import ValidationError
 
 from eval_framework.bundle_io import (
     BundleDamaged,
     atomic_write_text,
     canonical_json,
-    in_the_way,
     read_json_file,
     write_failure,
     write_json,
 )
-from eval_framework.bundle_migrate import TooNew, upgraded
-from eval_framework.bundle_schema import MetadataFile, ResultsFile, SampleRow, problem
+from eval_framework.bundle_migrate import upgraded
+from eval_framework.bundle_scan import BadLine, SampleLine, SampleScan, scan_lines
+from eval_framework.bundle_schema import MetadataFile, ResultsFile, SampleRow
 from eval_framework.bundle_seal import scored_problem, seal_of
 from eval_framework.errors import OutputError
 from eval_framework.metrics import aggregate
@@ -83,27 +81,6 @@ def bundle_dirname(
     return f"{slug(model_name)}__{slug(Path(task_name).stem)}__{num_fewshot}shot__{n}__{key[:12]}"
 
 
-@dataclass(frozen=True)
-class SampleLine:
-    """A valid samples.jsonl line and where it is."""
-
-    number: int
-    row: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class BadLine:
-    number: int
-    reason: str
-    text: str
-
-
-@dataclass
-class SampleScan:
-    rows: list[SampleLine] = field(default_factory=list)
-    bad: list[BadLine] = field(default_factory=list)
-
-
 #: An interrupted atomic write's temporary file (mkstemp's 8 random characters after the name).
 _OUR_TEMP = re.compile(r"\.(?:" + "|".join(re.escape(n) for n in BUNDLE_FILES) + r")\.[a-z0-9_]{8}")
 #: What the W&B SDK and our staging put under <bundle>/wandb.
@@ -119,19 +96,6 @@ def forget_cached() -> None:
     as the filesystem's clock, so an edit between two commands of one process could look unchanged)."""
     _SCANS.clear()
     _VERDICTS.clear()
-
-
-def check_row(data: Any) -> str | None:
-    """Why a parsed samples.jsonl line is not a sample row, or None when it is one."""
-    if not isinstance(data, dict):
-        return f"a JSON {type(data).__name__}, not a row object"
-    try:
-        SampleRow.model_validate(upgraded(data, "row"))
-    except TooNew as exc:
-        return str(exc)
-    except ValidationError as exc:
-        return problem(exc)
-    return None
 
 
 class Bundle:
@@ -184,37 +148,10 @@ class Bundle:
         key = (str(self.samples_path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
         cached = _SCANS.get(key)
         if cached is None:
-            cached = self._scan()
+            cached = scan_lines(self.samples_path)
             _SCANS.clear()  # one file's rows at a time: they can be large
             _SCANS[key] = cached
         return SampleScan(list(cached.rows), list(cached.bad))
-
-    def _scan(self) -> SampleScan:
-        scan = SampleScan()
-        try:
-            data = self.samples_path.read_bytes()
-        except IsADirectoryError as exc:
-            raise in_the_way(self.samples_path, exc) from exc
-        except OSError as exc:
-            raise OutputError(
-                f"cannot read {self.samples_path}: {exc.strerror}; check its permissions"
-            ) from exc
-        end = data.rfind(b"\n") + 1
-        for number, raw in enumerate(data[:end].splitlines(), 1):
-            if not raw.strip():
-                continue
-            try:
-                parsed = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                reason: str | None = "not valid JSON"
-            else:
-                reason = check_row(parsed)
-            text = raw.decode("utf-8", errors="replace")
-            if reason is None:
-                scan.rows.append(SampleLine(number, parsed))
-            else:
-                scan.bad.append(BadLine(number, reason, text))
-        return scan
 
     def truncate_torn_tail(self) -> None:
         """Cut an unfinished last line (a process killed mid-write) so appends start on a new line."""

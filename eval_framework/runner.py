@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from eval_framework import cleanup
 from eval_framework.bundle_io import ensure_writable, write_json
 from eval_framework.bundle_log import bundle_log
+from eval_framework.bundle_scan import BadLine, SampleLine
 from eval_framework.bundle_schema import (
     SCHEMA_VERSION,
     Environment,
@@ -45,7 +46,7 @@ from eval_framework.metrics import aggregate
 from eval_framework.model_plan import build_model
 from eval_framework.models.base import BaseLLM
 from eval_framework.redact import redact
-from eval_framework.results import BadLine, Bundle, SampleLine
+from eval_framework.results import Bundle
 from eval_framework.scoring import row_problem, score_generation, score_mc
 from eval_framework.tasks.fewshot import PreparedSample
 from eval_framework.version import __version__

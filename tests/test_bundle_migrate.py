@@ -9,9 +9,10 @@ import pytest
 
 from eval_framework import EvalConfig, evaluate
 from eval_framework.bundle_migrate import TooNew, upgraded
+from eval_framework.bundle_scan import check_row
 from eval_framework.bundle_schema import SCHEMA_VERSION, SampleRow
 from eval_framework.bundle_seal import seal_of
-from eval_framework.results import Bundle, check_row
+from eval_framework.results import Bundle
 from tests.conftest import USER_MODELS
 
 
