@@ -20,7 +20,7 @@ from eval_framework.models.loading import find_model_class
 from eval_framework.redact import register_secrets_in
 from eval_framework.results import bundle_dirname, natural_key
 from eval_framework.tasks.base import Task
-from eval_framework.tasks.fewshot import PreparedSample, prepare_samples, select_samples
+from eval_framework.tasks.fewshot import PreparedSample, Shots, prepare_samples, select_samples
 from eval_framework.tasks.registry import get_task
 
 
@@ -77,10 +77,8 @@ def _prepare_samples(task: Task, config: EvalConfig) -> tuple[int | None, list[P
     samples = select_samples(available, num_samples, config.seed)
     if not samples:
         raise TaskError(f"task {task.name} has no samples to evaluate; check its data and --subjects")
-    k = shots_for(task, config)
-    return num_samples, prepare_samples(
-        task, available, samples, k, config.seed, k_is_default=config.num_fewshot is None
-    )
+    shots = Shots(shots_for(task, config), config.seed, k_is_default=config.num_fewshot is None)
+    return num_samples, prepare_samples(task, available, samples, shots)
 
 
 def _same_prompts(a: Sequence[PreparedSample], b: Sequence[PreparedSample]) -> bool:

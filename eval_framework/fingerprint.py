@@ -21,8 +21,6 @@ from eval_framework import env
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 22
-
 
 def cache_dir() -> Path:
     """Where file digests are cached: EVAL_FRAMEWORK_CACHE_DIR, else the user's cache directory."""
@@ -34,11 +32,8 @@ def cache_dir() -> Path:
 
 
 def _uncached_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _cache_entry(path: Path, stat: os.stat_result) -> Path:

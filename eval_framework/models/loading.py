@@ -137,19 +137,18 @@ def import_models_file(path: Path) -> Any:
             f"level?{' It printed: ' + said[-1] if said else ''}); move that under "
             '`if __name__ == "__main__":` and retry'
         ) from exc
-    except SyntaxError as exc:
+    except Exception as exc:  # whatever the file's own code raises: said as a model error
         sys.modules.pop(module_name, None)
         sys.stderr.write(printed.getvalue())
-        raise ModelError(
-            f"--models file {exc.filename}:{exc.lineno} has a syntax error ({exc.msg}); fix it and retry"
-        ) from exc
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        sys.stderr.write(printed.getvalue())
-        raise ModelError(
-            f"importing --models file {path} failed: {brief(exc, with_type=True)}; fix the file (or install "
-            "what it imports) and retry"
-        ) from exc
+        if isinstance(exc, SyntaxError):
+            where = f"{exc.filename}:{exc.lineno}"
+            why = f"--models file {where} has a syntax error ({exc.msg}); fix it and retry"
+        else:
+            why = (
+                f"importing --models file {path} failed: {brief(exc, with_type=True)}; fix the file (or "
+                "install what it imports) and retry"
+            )
+        raise ModelError(why) from exc
     sys.stderr.write(printed.getvalue())  # what the file printed on its own stays visible
     return module
 

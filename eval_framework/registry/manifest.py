@@ -102,11 +102,8 @@ ByteSource = RangeReader | StreamingSource
 
 
 def _md5_hex(path: Path) -> str:
-    digest = hashlib.md5()
     with path.open("rb") as handle:
-        while block := handle.read(MiB):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 #: Part sizes uploaders commonly use (boto3 and the AWS CLI default to 8 MiB).
@@ -174,10 +171,8 @@ ALGORITHMS = ("MD5", "XXH128")
 def _xxh128_b64(path: Path) -> str:
     import xxhash  # a dependency of the wandb SDK, which wrote the manifest
 
-    digest = xxhash.xxh128()
     with path.open("rb") as handle:
-        while block := handle.read(MiB):
-            digest.update(block)
+        digest = hashlib.file_digest(handle, xxhash.xxh128)
     return base64.b64encode(digest.digest()).decode()
 
 

@@ -56,13 +56,18 @@ def _checked_pool(task: Task, sample: Sample, k: int, k_is_default: bool) -> lis
     return pool
 
 
+@dataclass(frozen=True)
+class Shots:
+    """How many few-shot examples, drawn with which seed; ``k_is_default``: the task's standard
+    count (not --num-fewshot), for the message when the pool is too small."""
+
+    k: int
+    seed: int
+    k_is_default: bool = False
+
+
 def fewshot_examples(
-    task: Task,
-    available: Sequence[Sample],
-    selected: Sequence[Sample],
-    k: int,
-    seed: int,
-    k_is_default: bool = False,
+    task: Task, available: Sequence[Sample], selected: Sequence[Sample], shots: Shots
 ) -> list[list[Sample]]:
     """The few-shot examples of each selected sample, by the task's rule (``task.fewshot_sampler``).
 
@@ -71,6 +76,7 @@ def fewshot_examples(
     dataset order. A row's examples depend only on its place in the dataset, never on which other
     rows were selected: the draws of unselected rows before it are replayed.
     """
+    k = shots.k
     if k == 0:
         return [[] for _ in selected]
     position = {id(s): i for i, s in enumerate(available)}
@@ -82,12 +88,12 @@ def fewshot_examples(
         needed = [i for i in indices if i in wanted]
         if not needed:
             continue
-        pool = _checked_pool(task, available[needed[0]], k, k_is_default)
+        pool = _checked_pool(task, available[needed[0]], k, shots.k_is_default)
         if task.fewshot_sampler == "first_n":
             for i in needed:
                 wanted[i] = (_others(pool, available[i]) if task.fewshot_same_split else pool)[:k]
             continue
-        rng = random.Random(seed)
+        rng = random.Random(shots.seed)
         last = needed[-1]
         for i in indices:
             drawn = _draw(pool, k, available[i], rng, task.fewshot_same_split)
@@ -144,22 +150,17 @@ class PreparedSample:
 
 
 def prepare_samples(
-    task: Task,
-    available: Sequence[Sample],
-    selected: Sequence[Sample],
-    k: int,
-    seed: int,
-    k_is_default: bool = False,
+    task: Task, available: Sequence[Sample], selected: Sequence[Sample], shots: Shots
 ) -> list[PreparedSample]:
     """``selected`` (a subset of ``available``, the task's evaluation rows in order) with their
-    header and ``k`` few-shot examples. Few-shot ids name the split they come from
+    header and ``shots.k`` few-shot examples. Few-shot ids name the split they come from
     (``dev:astronomy/0``), so they are never mistaken for evaluation rows."""
     source = task.fewshot_source()
     prepared = []
-    examples = fewshot_examples(task, available, selected, k, seed, k_is_default)
-    for sample, shots in zip(selected, examples, strict=True):
-        prefix = task.header(sample) + "".join(_shot(task, ex) for ex in shots)
-        prepared.append(PreparedSample(sample, tuple(f"{source}:{ex.id}" for ex in shots), prefix))
+    examples = fewshot_examples(task, available, selected, shots)
+    for sample, chosen in zip(selected, examples, strict=True):
+        prefix = task.header(sample) + "".join(_shot(task, ex) for ex in chosen)
+        prepared.append(PreparedSample(sample, tuple(f"{source}:{ex.id}" for ex in chosen), prefix))
     return prepared
 
 
@@ -171,4 +172,4 @@ def prepare(task: Task, sample: Sample, k: int, seed: int) -> PreparedSample:
     )
     if match is None:
         raise ValueError(f"sample {sample.id!r} is not one of {task.name}'s evaluation rows")
-    return prepare_samples(task, available, [match], k, seed)[0]
+    return prepare_samples(task, available, [match], Shots(k, seed))[0]

@@ -13,7 +13,7 @@ import pytest
 
 from eval_framework.errors import TaskError
 from eval_framework.tasks import get_task
-from eval_framework.tasks.fewshot import prepare_samples, select_samples
+from eval_framework.tasks.fewshot import Shots, prepare_samples, select_samples
 from eval_framework.tasks.registry import list_tasks
 
 
@@ -34,7 +34,7 @@ def _arc(i: int, question: str = "Which is a planet {i}?", texts: tuple[str, ...
 def _contexts(task, k, seed=1234, num_samples=None):
     available = task.eval_samples()
     chosen = select_samples(available, num_samples, seed)
-    return chosen, prepare_samples(task, available, chosen, k, seed)
+    return chosen, prepare_samples(task, available, chosen, Shots(k, seed))
 
 
 def test_arc_keeps_the_question_and_choices_as_the_dataset_has_them(tmp_path):
@@ -222,4 +222,4 @@ def test_the_standard_count_larger_than_the_pool_says_so(tmp_path):
     with pytest.raises(
         TaskError, match=r"ARC-Easy's standard 25 shots are larger than .*use --num-fewshot 3"
     ):
-        prepare_samples(task, task.eval_samples(), task.eval_samples(), 25, 1234, k_is_default=True)
+        prepare_samples(task, task.eval_samples(), task.eval_samples(), Shots(25, 1234, k_is_default=True))
