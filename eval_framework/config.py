@@ -1,7 +1,10 @@
 """EvalConfig: one validated object per evaluation, and every environment variable we read.
 
 Layers, lowest first: field defaults < ``--config`` YAML file < flags. ``.env`` is loaded into the
-process environment first (never overriding variables that are already set).
+process environment first (never overriding variables that are already set). Where results go
+besides the bundle (W&B, the Hugging Face Hub) is not part of an evaluation: those options are
+``eval_framework.sinks.settings.SinkSettings``, built from the same layers with ``merge_layers``
+and ``validated``.
 """
 
 from __future__ import annotations
@@ -10,14 +13,14 @@ import difflib
 import io
 import logging
 import os
-import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eval_framework import env
 from eval_framework.errors import ConfigError, EvalFrameworkError
@@ -30,30 +33,8 @@ log = logging.getLogger(__name__)
 ENV_VARS: dict[str, str] = {var.name: var.help for var in env.VARS}
 
 
-#: Fields with a fixed form: the pattern, and how to say what a value must be.
-_FORMS = {
-    "wandb_project": (
-        r"[^/\\#?%:]{1,128}",
-        "a W&B project name; use up to 128 characters without / \\ # ? % :",
-    ),
-    "wandb_entity": (
-        r"[^/\\#?%:]{1,128}",
-        "a W&B entity name; use up to 128 characters without / \\ # ? % :",
-    ),
-    "wandb_registry": (
-        r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)?",
-        "a registry; use NAME or NAME/COLLECTION with letters, digits, '.', '-' or '_'",
-    ),
-    "wandb_run_id": (r"[A-Za-z0-9_\-]{1,64}", "a W&B run id; use 1-64 letters, digits, '-' or '_'"),
-    "hf_upload_repo": (
-        r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+",
-        "a repo id; use owner/name, e.g. my-org/eval-results",
-    ),
-}
-
-
 class EvalConfig(BaseModel):
-    """Everything that defines one evaluation run."""
+    """Everything that defines one evaluation run (and nothing about where its results go)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,18 +53,6 @@ class EvalConfig(BaseModel):
     output_dir: Path = Path("outputs")
     task_data_dir: Path | None = None
     overwrite: bool = False
-    # Where results go besides the bundle (none of this changes results).
-    wandb_project: str | None = None
-    wandb_entity: str | None = None
-    wandb_group: str | None = None
-    wandb_run_id: str | None = None
-    wandb_tags: tuple[str, ...] = ()
-    wandb_mode: Literal["online", "offline", "disabled"] | None = None
-    wandb_upload_results: bool = True
-    wandb_registry: str | None = None
-    wandb_table_rows: int = Field(1000, ge=0, strict=True)
-    hf_upload_repo: str | None = None
-    hf_upload_dir: str = ""
 
     @field_validator("task_name")
     @classmethod
@@ -107,31 +76,6 @@ class EvalConfig(BaseModel):
         if isinstance(value, str) and not value.strip():  # '' would mean the current directory
             raise ValueError("is empty; pass a path")
         return value
-
-    @field_validator("wandb_project", "wandb_entity", "wandb_registry", "wandb_run_id", "hf_upload_repo")
-    @classmethod
-    def _well_formed(cls, value: str | None, info: ValidationInfo) -> str | None:
-        pattern, what = _FORMS[info.field_name or ""]
-        if value is not None and not re.fullmatch(pattern, value):
-            raise ValueError(f"{value!r} is not {what}")
-        return value
-
-    def publish_options(self) -> Any:
-        """The sinks this configuration asks for (``PublishOptions``)."""
-        from eval_framework.sinks.hf_hub import HfUploadOptions
-        from eval_framework.sinks.publish import PublishOptions
-        from eval_framework.sinks.wandb_spec import WandbOptions
-
-        wandb = None
-        if self.wandb_project:
-            wandb = WandbOptions(
-                project=self.wandb_project, entity=self.wandb_entity, group=self.wandb_group,
-                run_id=self.wandb_run_id, tags=self.wandb_tags, mode=self.wandb_mode,
-                upload_results=self.wandb_upload_results, registry=self.wandb_registry,
-                table_rows=self.wandb_table_rows,
-            )  # fmt: skip
-        hf = HfUploadOptions(self.hf_upload_repo, self.hf_upload_dir) if self.hf_upload_repo else None
-        return PublishOptions(wandb=wandb, hf=hf)
 
     def redacted(self) -> dict[str, Any]:
         """JSON-safe dump with secrets masked: what goes into metadata.json."""
@@ -190,10 +134,6 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-#: Options that hold several values: a list, repeated flags, or one comma-separated string.
-LIST_OPTIONS = ("wandb_tags", "subjects")
-
-
 def split_list(value: Any, name: str) -> tuple[str, ...] | None:
     """``"a,b"``, ``["a", "b,c"]`` -> ``("a", "b", "c")``; None stays None; anything else is refused."""
     if value is None:
@@ -207,22 +147,30 @@ def split_list(value: Any, name: str) -> tuple[str, ...] | None:
     return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
 
 
-def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> EvalConfig:
-    """Merge layers (flags win over the file; None means 'not given', in the file too) and validate."""
-    given = [file_values, flag_values]
-    merged = {k: v for layer in given for k, v in layer.items() if v is not None}
-    for name in LIST_OPTIONS:
+def merge_layers(*layers: dict[str, Any], lists: Iterable[str] = ()) -> dict[str, Any]:
+    """Layers merged, later ones winning; None means 'not given' (in a file too). The ``lists``
+    options hold several values: a list, repeated flags, or one comma-separated string."""
+    merged = {k: v for layer in layers for k, v in layer.items() if v is not None}
+    for name in lists:
         if name in merged:
             merged[name] = split_list(merged[name], name)
-    if isinstance(merged.get("llm_args"), dict):
-        register_secrets_in(merged["llm_args"])
+    return merged
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], values: dict[str, Any], also_known: Iterable[str] = ()) -> M:
+    """``model(**values)``; a failure is a ConfigError naming the flag (or the unknown config-file
+    key, with the options it may have meant among the model's fields and ``also_known``)."""
     try:
-        return EvalConfig(**merged)
+        return model(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = [str(p) for p in first["loc"]]
         if first["type"] == "extra_forbidden" and len(loc) == 1:
-            close = difflib.get_close_matches(loc[0], list(EvalConfig.model_fields), n=2)
+            known = [*model.model_fields, *also_known]
+            close = difflib.get_close_matches(loc[0], known, n=2)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
             raise ConfigError(
                 f"unknown option {loc[0]!r} in the --config file{hint}; see eval_framework --help "
@@ -231,3 +179,14 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Ev
         where = "--" + loc[0].replace("_", "-") + "".join(f".{p}" for p in loc[1:])
         message = str(first["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"invalid {where}: {message}; see eval_framework --help") from exc
+
+
+def build_config(
+    file_values: dict[str, Any], flag_values: dict[str, Any], also_known: Iterable[str] = ()
+) -> EvalConfig:
+    """Merge layers (flags win over the file) and validate. ``also_known``: option names that a
+    command takes besides these (the sink options), offered when a config-file key is unknown."""
+    merged = merge_layers(file_values, flag_values, lists=("subjects",))
+    if isinstance(merged.get("llm_args"), dict):
+        register_secrets_in(merged["llm_args"])
+    return validated(EvalConfig, merged, also_known)

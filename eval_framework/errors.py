@@ -20,6 +20,9 @@ boundary with ``raise ... from exc`` so the traceback (``-v``) keeps the cause.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 
 class EvalFrameworkError(Exception):
     exit_code = 1
@@ -62,10 +65,67 @@ class DownloadError(RegistryError):
 
 
 class ExportError(EvalFrameworkError):
-    """The bundle is complete; a sink (W&B, Hugging Face) did not take it. The message names
-    what was not logged and the command that finishes it."""
+    """The bundle is complete; a sink (W&B, Hugging Face) did not take it. Its parts are fields, and
+    its one line is made from them (callers combine failures by their fields, never by their text).
+
+    One sink's failure: ``sink`` ("W&B", "Hugging Face"), ``what`` did not happen (empty when ``why``
+    names it itself), ``why``, ``hint`` (what to do), whether it failed ``retried``, and for W&B what
+    was ``logged`` before it. Several failures gathered (one command's exports): ``failures``, the
+    ``bundle`` they are about (None: the command's evaluations) and the ``command`` that finishes
+    the export.
+    """
 
     exit_code = 7
+
+    def __init__(
+        self,
+        why: str = "",
+        *,
+        sink: str = "",
+        what: str = "",
+        hint: str = "",
+        retried: bool = False,
+        logged: tuple[str, ...] | None = None,
+        failures: Sequence[ExportError] = (),
+        bundle: Path | None = None,
+        command: str = "",
+    ) -> None:
+        self.sink, self.what, self.why, self.hint = sink, what, why, hint
+        self.retried, self.logged = retried, logged
+        self.failures = tuple(failures)  #: empty: this error is one failure
+        self.bundle, self.command = bundle, command
+        super().__init__(self._line())
+
+    @classmethod
+    def gathered(
+        cls, failures: Sequence[ExportError], command: str, bundle: Path | None = None
+    ) -> ExportError:
+        """One error for several failures (each error's own ones), with the command that finishes."""
+        leaves = tuple(leaf for exc in failures for leaf in exc.failures or (exc,))
+        return cls(failures=leaves, bundle=bundle, command=command)
+
+    def problem(self) -> str:
+        """What failed and why, without where the results are and how to finish."""
+        if self.failures:
+            return "; ".join(f.problem() for f in self.failures)
+        text = self.why
+        if self.what:
+            text = f"{self.what} failed{' after retries' if self.retried else ''}: {self.why}"
+        if self.hint:
+            text += f"; {self.hint}"
+        if self.logged is not None:
+            text += f" (logged before that: {', '.join(self.logged) or 'nothing'})"
+        return text
+
+    def _line(self) -> str:
+        if not self.command:
+            return self.problem()
+        done = (
+            f"The evaluation itself is complete in {self.bundle}"
+            if self.bundle is not None
+            else "The evaluations themselves are complete"
+        )
+        return f"{self.problem()}. {done}; finish the export with: {self.command}"
 
 
 class WandbLogError(ExportError):

@@ -447,3 +447,49 @@ def test_an_output_dir_that_is_a_file_is_named_as_one(cli, tmp_path):
     result = cli("--llm-name", "embedded", "--task-name", "tiny-letters", "--output-dir", taken / "sub")
     _one_line_error(result, f"{taken} is a file, not a directory", "move that file away")
     assert taken.read_text() == "not a directory\n"
+
+
+def test_upload_builds_no_evaluation_config(cli, tmp_path, monkeypatch):
+    from eval_framework.config import EvalConfig
+
+    out = tmp_path / "out"
+    args = [
+        "--llm-name",
+        "embedded",
+        "--task-name",
+        "tiny-letters",
+        "--num-samples",
+        "4",
+        "--output-dir",
+        out,
+    ]
+    assert cli(*args).code == 0
+
+    def refuse(self, **values):
+        raise AssertionError(f"an EvalConfig was built: {values}")
+
+    monkeypatch.setattr(EvalConfig, "__init__", refuse)
+    config = tmp_path / "run.yaml"  # the evaluation's own keys in it are not the upload's
+    config.write_text("llm_name: ''\nnum_fewshot: -1\nwandb_project: evals\n")
+    result = cli("upload", out, "--config", config, "--wandb-mode", "offline", "--dry-run")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)[0]["wandb"]["run"].startswith("<default entity>/evals/eval-")
+    assert cli(*args).code == 1  # the root command does build one (the check above is live)
+
+
+def test_the_root_command_and_upload_take_one_definition_of_the_sink_options():
+    import typer
+
+    from eval_framework.cli import app
+    from eval_framework.cli.options import SINK_OPTIONS
+    from eval_framework.sinks.settings import SinkSettings
+
+    assert list(SINK_OPTIONS) == list(SinkSettings.model_fields)
+    root = typer.main.get_command(app)
+
+    def sink_params(command):
+        return [(p.name, p.opts, p.secondary_opts, p.help) for p in command.params if p.name in SINK_OPTIONS]
+
+    upload = root.commands["upload"]
+    assert sink_params(root) == sink_params(upload)
+    assert [name for name, *_ in sink_params(root)] == list(SINK_OPTIONS)

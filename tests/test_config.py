@@ -106,3 +106,61 @@ def test_a_config_key_written_twice_or_nested_too_deeply_is_one_clear_error(cli,
 def test_an_empty_model_name_is_a_usage_error(cli):
     result = cli("--llm-name", " ", "--task-name", "tiny-letters")
     assert result.code == 2 and "invalid --llm-name: must not be empty" in result.err, result.err
+
+
+def test_the_config_module_knows_nothing_of_the_sinks():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, eval_framework.config\n"
+        "print(sorted(m for m in sys.modules if m.startswith('eval_framework.sinks')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_where_results_go_is_not_part_of_the_evaluation(cli, tmp_path):
+    from eval_framework.config import EvalConfig
+    from eval_framework.sinks.settings import SinkSettings
+
+    assert not [f for f in EvalConfig.model_fields if f.startswith(("wandb_", "hf_"))]
+    assert set(SinkSettings.model_fields) >= {
+        "wandb_project",
+        "wandb_tags",
+        "hf_upload_repo",
+        "hf_upload_dir",
+    }
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "wandb_project: evals\nwandb-mode: disabled\nwandb_tags: a,b\nhf_upload_dir: x\nseed: 1234\n"
+    )
+    result = cli("--llm-name", "embedded", "--llm-args", "version=v2", "--task-name", "tiny-letters",
+                 "--num-fewshot", "0", "--num-samples", "8", "--output-dir", tmp_path / "out",
+                 "--config", config, "--wandb-group", "g")  # fmt: skip
+    assert result.code == 0, result.err
+    (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    # the same key as before the sink options left EvalConfig, and as without any of them
+    assert bundle.name == "tiny-letters-v2__tiny-letters__0shot__8__78cb463843eb"
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    assert metadata["natural_key"].startswith("78cb463843eb")
+    assert set(metadata["config"]) == set(EvalConfig.model_fields)  # no wandb_*, no hf_*
+
+
+def test_a_misspelt_sink_key_in_a_config_file_is_named_with_what_it_may_mean(cli, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("llm_name: embedded\ntask_name: tiny-letters\nwandb_projct: evals\n")
+    result = cli("--config", config)
+    assert (
+        result.code == 2
+        and "unknown option 'wandb_projct' in the --config file (did you mean wandb_project" in result.err
+    )
+    config.write_text("llm_name: embedded\ntask_name: tiny-letters\nwnadb_project: evals\n")
+    result = cli("--config", config)
+    assert (
+        result.code == 2 and "'wnadb_project' in the --config file (did you mean wandb_project" in result.err
+    )
+    config.write_text("llm_name: embedded\ntask_name: tiny-letters\nwandb_table_rows: many\n")
+    result = cli("--config", config)
+    assert result.code == 2 and "invalid --wandb-table-rows: " in result.err, result.err
+    assert not (tmp_path / "outputs").exists()

@@ -24,6 +24,7 @@ from eval_framework.sinks.wandb_spec import content_hash
 log = logging.getLogger(__name__)
 
 BUNDLE_FILES = (METADATA, RESULTS, SAMPLES, LOG)
+SINK = "Hugging Face"  #: how an HfUploadError names this sink
 
 
 @dataclass(frozen=True)
@@ -170,18 +171,21 @@ def upload_bundle(bundle_dir: Path, options: HfUploadOptions) -> str:
         commit = within(UPLOAD_TIMEOUT_S, commit_bundle)
     except RepositoryNotFoundError as exc:
         raise HfUploadError(
-            f"Hugging Face dataset repo {options.repo} not found or not writable with HF_TOKEN; "
-            "check the name (owner/name) and the token's write access"
+            f"Hugging Face dataset repo {options.repo} not found or not writable with HF_TOKEN",
+            sink=SINK,
+            hint="check the name (owner/name) and the token's write access",
         ) from exc
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", None)
-        hint = "check HF_TOKEN (it needs write access)" if status in (401, 403) else "retry later"
         raise HfUploadError(
-            f"uploading {bundle.dir.name} to {options.repo} failed (HTTP {status}: {brief(exc)}); {hint}"
+            f"HTTP {status}: {brief(exc)}",
+            sink=SINK,
+            what=f"uploading {bundle.dir.name} to {options.repo}",
+            hint="check HF_TOKEN (it needs write access)" if status in (401, 403) else "retry later",
         ) from exc
     except Exception as exc:  # transport failures (refused, timeout) come from the HTTP library
         raise HfUploadError(
-            f"uploading {bundle.dir.name} to {options.repo} failed: {describe_failure(exc)}"
+            describe_failure(exc), sink=SINK, what=f"uploading {bundle.dir.name} to {options.repo}"
         ) from exc
     url = folder_url(constants.ENDPOINT, options.repo, commit.oid, path_in_repo)
     ledger.append(bundle.dir, {"destination": "hf", "status": "uploaded", "repo": options.repo,

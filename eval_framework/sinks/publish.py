@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class PublishReport:
     bundle_dir: Path
     hf_url: str | None = None
     wandb: LogReport | None = None
-    errors: list[str] = field(default_factory=list)
 
 
 def upload_command(bundle_dirs: list[Path], options: PublishOptions) -> str:
@@ -80,39 +79,40 @@ def preflight(options: PublishOptions) -> None:
         hf_preflight(options.hf)
 
 
-def _sink_error(name: str, exc: BaseException) -> str:
-    """One sink's failure as text for the combined message: ours as they are, anything else named."""
-    if isinstance(exc, EvalFrameworkError):
-        return str(exc)
+def _sink_error(sink: str, what: str, exc: BaseException) -> ExportError:
+    """One sink's failure as an ExportError: ours as they are, anything else named."""
+    if isinstance(exc, ExportError):
+        return exc
+    if isinstance(exc, EvalFrameworkError):  # a ConfigError (no token, no extra) says what itself
+        return ExportError(str(exc), sink=sink)
     if classify(exc).kind is Kind.OTHER:
-        return f"{name} failed: {brief(exc, with_type=True)}"
-    return f"{name} failed: {describe_failure(exc)}"
+        return ExportError(brief(exc, with_type=True), sink=sink, what=what)
+    return ExportError(describe_failure(exc), sink=sink, what=what)
 
 
 def publish(bundle_dir: Path, options: PublishOptions, live: LiveRun | None = None) -> PublishReport:
     """Upload and log one finished bundle. Every sink is tried whatever another one did (any
-    exception, not only ours, is caught and reported); raises ExportError after trying all."""
+    exception, not only ours, is caught and reported); raises ExportError after trying all, its
+    ``failures`` one per sink that failed."""
     report = PublishReport(bundle_dir)
+    failures: list[ExportError] = []
     if options.hf is not None:
         try:
             report.hf_url = upload_bundle(bundle_dir, options.hf)
         except Exception as exc:
             log.debug("Hugging Face upload of %s failed", bundle_dir, exc_info=True)
-            report.errors.append(_sink_error("Hugging Face upload", exc))
+            failures.append(_sink_error("Hugging Face", "Hugging Face upload", exc))
     if options.wandb is not None:
         try:
             report.wandb = live.finished(bundle_dir) if live else log_bundle(bundle_dir, options.wandb)
         except Exception as exc:
             log.debug("W&B logging of %s failed", bundle_dir, exc_info=True)
-            report.errors.append(_sink_error("W&B logging", exc))
+            failures.append(_sink_error("W&B", "W&B logging", exc))
         else:
             if report.wandb.url:
                 Bundle(bundle_dir).record_link("wandb_run_url", report.wandb.url)
-    if report.errors:
-        raise ExportError(
-            f"{'; '.join(report.errors)}. The evaluation itself is complete in {bundle_dir}; "
-            f"finish the export with: {upload_command([bundle_dir], options)}"
-        )
+    if failures:
+        raise ExportError.gathered(failures, upload_command([bundle_dir], options), bundle=bundle_dir)
     return report
 
 

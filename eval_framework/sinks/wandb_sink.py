@@ -29,6 +29,7 @@ from eval_framework import cleanup, retry_policy, wandb_server
 from eval_framework.errors import (
     ConfigError,
     EvalFrameworkError,
+    ExportError,
     WandbLogError,
     brief,
     missing_extra,
@@ -169,9 +170,13 @@ def _call(what: str, fn: Callable[[], T], hint: str = "", attempts: int = ATTEMP
             detail = brief(exc)
         else:
             detail = _describe(failure)
-        how = " after retries" if _transient(exc) and attempts > 1 else ""
-        advice_text = f"; {hint}" if hint and failure.kind not in RETRYABLE_OR_REACH else ""
-        raise WandbLogError(f"W&B {what} failed{how}: {detail}{advice_text}") from exc
+        raise WandbLogError(
+            detail,
+            sink="W&B",
+            what=f"W&B {what}",
+            hint=hint if failure.kind not in RETRYABLE_OR_REACH else "",
+            retried=_transient(exc) and attempts > 1,
+        ) from exc
 
 
 def check_server(attempts: int = ATTEMPTS) -> Failure | None:
@@ -243,7 +248,7 @@ def open_run_or_offline(
     if mode == "online":
         failure = check_server(attempts)
         if failure is not None and failure.kind is not Kind.AUTH:
-            raise WandbLogError(f"W&B run start failed: {_describe(failure)}")
+            raise WandbLogError(_describe(failure), sink="W&B", what="W&B run start")
         if failure is None:
             try:
                 return open_run(bundle, options, mode), mode
@@ -385,14 +390,15 @@ def log_bundle(
                 shutil.rmtree(partial, ignore_errors=True)
         if not isinstance(exc, Exception):
             raise  # a stop (SIGTERM, Ctrl-C) stays a stop
-        what = (
-            brief(exc, 600)
-            if isinstance(exc, EvalFrameworkError)
-            else f"W&B logging failed: {brief(exc, with_type=True)}"
-        )
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            what += "; free space first"
-        raise WandbLogError(f"{what} (logged before that: {', '.join(report.logged) or 'nothing'})") from exc
+        logged = tuple(report.logged)
+        if isinstance(exc, ExportError) and not exc.failures:
+            raise WandbLogError(exc.why, sink="W&B", what=exc.what, hint=exc.hint, retried=exc.retried,
+                                logged=logged) from exc  # fmt: skip
+        if isinstance(exc, EvalFrameworkError):  # says what failed itself
+            raise WandbLogError(brief(exc, 600), sink="W&B", logged=logged) from exc
+        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise WandbLogError(brief(exc, with_type=True), sink="W&B", what="W&B logging",
+                            hint="free space first" if full else "", logged=logged) from exc  # fmt: skip
     if own:
         finish(run)
     status = "logged" if mode == "online" else "offline"

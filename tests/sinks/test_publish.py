@@ -110,3 +110,30 @@ def test_a_hub_that_never_answers_costs_seconds_not_the_evaluation(cli, tmp_path
     assert time.monotonic() - started < 20
     (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     assert Bundle(bundle).is_complete() and list((bundle / "wandb").glob("offline-run-*"))
+
+
+def test_each_sinks_failure_reaches_the_command_line_from_its_fields(cli, tmp_path, hub):
+    import pytest
+
+    from eval_framework.errors import ExportError
+    from eval_framework.sinks.hf_hub import HfUploadOptions
+    from eval_framework.sinks.publish import PublishOptions, publish
+
+    out = tmp_path / "out"
+    assert cli(*EVAL, "--output-dir", out).code == 0
+    assert cli(*EVAL[:-1], "12", "--output-dir", out).code == 0
+    first, second = sorted(p for p in out.iterdir() if p.is_dir())
+    hub.down = True
+    with pytest.raises(ExportError) as info:
+        publish(first, PublishOptions(hf=HfUploadOptions("my-org/evals")))
+    (failure,) = info.value.failures
+    assert (failure.sink, failure.what) == ("Hugging Face", f"uploading {first.name} to my-org/evals")
+    assert "cannot reach the Hugging Face Hub" in failure.why
+    assert info.value.bundle == first and info.value.command.startswith(f"eval_framework upload {first} ")
+
+    line = _one_line(cli("upload", out, *HF))
+    problems = [f"uploading {b.name} to my-org/evals failed: {failure.why}" for b in (first, second)]
+    assert line == (
+        f"error: {'; '.join(problems)}. The evaluations themselves are complete; finish the export with: "
+        f"eval_framework upload {first} {second} --hf-upload-repo my-org/evals"
+    )

@@ -1,0 +1,66 @@
+"""What every command shares: the typer app, logging to stderr, what an interrupt says, and the
+parser of path options."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from eval_framework.redact import ScrubFilter
+
+app = typer.Typer(
+    name="eval_framework",
+    help="Evaluate LLM checkpoints on benchmarks; results land in a resumable bundle per evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (a notebook or a test may have
+    replaced it since the handler was made)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def setup_logging(verbose: bool) -> None:
+    root = logging.getLogger("eval_framework")
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        handler.addFilter(ScrubFilter())
+        root.addHandler(handler)
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+#: What a user is told when a command is interrupted; each command says what it keeps.
+_on_interrupt = ["nothing finished is lost; rerun the same command"]
+
+
+def say_on_interrupt(text: str) -> None:
+    _on_interrupt[0] = text
+
+
+def on_interrupt() -> str:
+    return _on_interrupt[0]
+
+
+def parse_path(value: str) -> Path:
+    """A path option's value; an empty one (an unset variable in a script) is not the current
+    directory."""
+    if not value.strip():
+        raise typer.BadParameter("is empty; pass a path")
+    return Path(value)

@@ -1,0 +1,205 @@
+"""The root command: evaluate a model on a task, then send the bundle to the sinks asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from eval_framework.cli.common import app, parse_path, say_on_interrupt, setup_logging
+from eval_framework.cli.options import sink_options
+from eval_framework.config import build_config, load_env, read_config_file, split_list
+from eval_framework.llm_args import parse_llm_args
+from eval_framework.sinks.settings import SinkSettings, build_sink_settings, is_sink_key
+
+if TYPE_CHECKING:
+    from eval_framework.sinks.publish import PublishOptions
+
+
+@app.callback(invoke_without_command=True)
+@sink_options
+def evaluate_command(
+    ctx: typer.Context,
+    llm_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Model: a class in the --models file, a dotted import path, or a built-in backend "
+            "(hf, openai, embedded)."
+        ),
+    ] = None,
+    task_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Task: a built-in name (see 'eval_framework tasks') or the path of a task YAML file."
+        ),
+    ] = None,
+    models: Annotated[
+        Path | None, typer.Option(parser=parse_path, help="Python file that defines model classes.")
+    ] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="W&B Registry checkpoint to evaluate, e.g. wandb-registry-model/llama-sft:v7 or "
+            "llama-sft:prod (same as --llm-args artifact_name=...; --llm-name defaults to hf; any "
+            "model class taking checkpoint= can evaluate it)."
+        ),
+    ] = None,
+    artifact_dir: Annotated[
+        Path | None,
+        typer.Option(
+            parser=parse_path,
+            help="Keep downloaded checkpoints here and reuse them. "
+            "[default: WANDB_ARTIFACT_DIR, else a temporary directory]",
+        ),
+    ] = None,
+    llm_args: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Model constructor arguments as key=value (typed; nested a.b=v); "
+            "several may follow one flag."
+        ),
+    ] = None,
+    num_fewshot: Annotated[
+        int | None,
+        typer.Option(
+            help="Few-shot examples per prompt. [default: the task's standard count, "
+            "see 'eval_framework tasks']"
+        ),
+    ] = None,
+    num_samples: Annotated[
+        int | None, typer.Option(help="Evaluate a seeded random subset of this many samples. [default: all]")
+    ] = None,
+    subjects: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these subjects (comma-separated or repeated), e.g. MMLU subjects."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for subset and few-shot selection. [default: 1234]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size. [default: 8]")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Max new tokens for generation tasks. [default: the task's]")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(parser=parse_path, help="Where bundles are written. [default: outputs]")
+    ] = None,
+    task_data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            parser=parse_path, help="Local copy of a built-in task's data: <split>.jsonl/.csv/.parquet files."
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Recompute a finished evaluation.")] = False,
+    *,
+    sink_flags: dict[str, Any],  # the --wandb-* and --hf-* options (@sink_options)
+    context: Annotated[str | None, typer.Option(help="Execution context. [default: local]")] = None,
+    config: Annotated[
+        Path | None, typer.Option(parser=parse_path, help="YAML file with any of these options (flags win).")
+    ] = None,
+    env_file: Annotated[
+        Path | None, typer.Option(parser=parse_path, help="Load this .env file instead of ./.env.")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log details and show tracebacks.")
+    ] = False,
+) -> None:
+    """Evaluate a model on a task (the root command), or run a subcommand."""
+    setup_logging(verbose)
+    load_env(env_file)
+    if ctx.invoked_subcommand is not None:
+        return
+    from eval_framework.registry.progress import set_download_bar_factory
+    from eval_framework.reporting import download_bar, progress_bar, stderr, stdout, summary_table
+    from eval_framework.runner import evaluate
+    from eval_framework.sinks.publish import preflight
+
+    set_download_bar_factory(download_bar)
+
+    parsed_args = parse_llm_args(llm_args) if llm_args else {}
+    if checkpoint:
+        parsed_args["artifact_name"] = checkpoint
+        llm_name = llm_name or "hf"
+    if artifact_dir:
+        parsed_args["artifact_dir"] = str(artifact_dir)
+    flags: dict[str, Any] = {
+        "llm_name": llm_name,
+        "task_name": task_name,
+        "models": models,
+        "llm_args": parsed_args or None,
+        "num_fewshot": num_fewshot,
+        "num_samples": num_samples,
+        "subjects": split_list(subjects or None, "subjects"),
+        "seed": seed,
+        "batch_size": batch_size,
+        "max_tokens": max_tokens,
+        "output_dir": output_dir,
+        "task_data_dir": task_data_dir,
+        "overwrite": overwrite or None,
+        "context": context,
+    }
+    file_values = read_config_file(config) if config else {}
+    evaluation_keys = {k: v for k, v in file_values.items() if not is_sink_key(k)}
+    cfg = build_config(evaluation_keys, flags, also_known=SinkSettings.model_fields)
+    sinks = build_sink_settings(file_values, sink_flags).publish_options()
+    preflight(sinks)  # a missing extra or token costs seconds, not an evaluation
+    say_on_interrupt(f"whatever finished is saved under {cfg.output_dir}; rerun the same command to resume")
+    live = None
+    if sinks.wandb is not None:
+        from eval_framework.sinks.wandb_sink import LiveRun, say_once
+
+        live = LiveRun(sinks.wandb)
+        if live.note:
+            say_once(live.note)
+    with progress_bar(f"{cfg.llm_name} · {cfg.task_name}") as update:
+        outcome = evaluate(cfg, progress=update, hooks=live)
+    if outcome.reused:
+        stderr.print(f"[dim]Already evaluated; reusing {outcome.bundle_dir} (--overwrite recomputes).[/dim]")
+    stdout.print(summary_table(outcome))
+    stdout.print(f"Results: {outcome.bundle_dir}")
+    if sinks.any:
+        from eval_framework import cleanup
+        from eval_framework.sinks.publish import upload_command
+
+        cleanup.raise_if_stopped()  # a Ctrl-C that Python dropped on the way still means stop
+
+        say_on_interrupt(
+            f"the evaluation is complete in {outcome.bundle_dir}; finish the export with: "
+            f"{upload_command([outcome.bundle_dir], sinks)}"
+        )
+        publish_and_report([outcome.bundle_dir], sinks, live)
+
+
+def publish_and_report(bundles: list[Path], sinks: PublishOptions, live: Any = None) -> None:
+    """Publish each bundle; say where it went; one ExportError at the end for what failed."""
+    from eval_framework.errors import ExportError
+    from eval_framework.reporting import stderr, stdout
+    from eval_framework.sinks.publish import publish, upload_command
+
+    failed: list[Path] = []
+    failures: list[ExportError] = []
+    for bundle_dir in bundles:
+        try:
+            report = publish(bundle_dir, sinks, live)
+        except ExportError as exc:
+            failed.append(bundle_dir)
+            failures.append(exc)
+            continue
+        if report.hf_url:
+            stdout.print(f"Hugging Face: {report.hf_url}")
+        if report.wandb is not None:
+            if report.wandb.url:
+                stdout.print(f"W&B run: {report.wandb.url}")
+            elif report.wandb.sync_command:
+                how = (
+                    "was already logged offline (not synced yet)"
+                    if report.wandb.already_offline
+                    else "logged offline"
+                )
+                stderr.print(f"W&B run {report.wandb.run_id} {how}; sync it with: "
+                             f"{report.wandb.sync_command}")  # fmt: skip
+            if report.wandb.pending:
+                stderr.print(f"Still to do online ({', '.join(report.wandb.pending)}): "
+                             f"{upload_command([bundle_dir], sinks)} --wandb-mode online")  # fmt: skip
+    if failed:
+        raise ExportError.gathered(failures, upload_command(failed, sinks))
