@@ -25,7 +25,7 @@ _EXPORTS = {
     "PublishOptions": "eval_framework.sinks.publish",
     "publish": "eval_framework.sinks.publish",
     "log_bundle": "eval_framework.sinks.wandb_sink",
-    "log_to_training_run": "eval_framework.sinks.wandb_sink",
+    "log_to_training_run": "eval_framework.sinks.wandb_live",
     "WandbOptions": "eval_framework.sinks.wandb_spec",
     "command_mode": "eval_framework.cleanup",
 }
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from eval_framework.runner import EvalOutcome, evaluate
     from eval_framework.sinks.hf_hub import HfUploadOptions, upload_bundle
     from eval_framework.sinks.publish import PublishOptions, publish
-    from eval_framework.sinks.wandb_sink import log_bundle, log_to_training_run
+    from eval_framework.sinks.wandb_live import log_to_training_run
+    from eval_framework.sinks.wandb_sink import log_bundle
     from eval_framework.sinks.wandb_spec import WandbOptions
     from eval_framework.version import __version__
 

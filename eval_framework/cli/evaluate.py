@@ -146,7 +146,8 @@ def evaluate_command(
     say_on_interrupt(f"whatever finished is saved under {cfg.output_dir}; rerun the same command to resume")
     live = None
     if sinks.wandb is not None:
-        from eval_framework.sinks.wandb_sink import LiveRun, say_once
+        from eval_framework.sinks.wandb_live import LiveRun
+        from eval_framework.sinks.wandb_mode import say_once
 
         live = LiveRun(sinks.wandb)
         if live.note:

@@ -15,7 +15,8 @@ from eval_framework.net import Kind, classify
 from eval_framework.results import METADATA, Bundle, is_bundle_dir_name
 from eval_framework.sinks import ledger
 from eval_framework.sinks.hf_hub import HfUploadOptions, describe_failure, upload_bundle
-from eval_framework.sinks.wandb_sink import LiveRun, LogReport, log_bundle
+from eval_framework.sinks.wandb_live import LiveRun
+from eval_framework.sinks.wandb_sink import LogReport, log_bundle
 from eval_framework.sinks.wandb_spec import WandbOptions, build_spec
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def preflight(options: PublishOptions) -> None:
     accepts it), the W&B mode. A service that cannot be reached right now is not refused here; the
     export at the end retries it and, if it still fails, names the command that finishes it."""
     if options.wandb is not None:
-        from eval_framework.sinks.wandb_sink import _wandb, choose_mode
+        from eval_framework.sinks.wandb_mode import choose_mode
+        from eval_framework.sinks.wandb_sink import _wandb
 
         mode, _ = choose_mode(options.wandb)
         if mode != "disabled":

@@ -17,7 +17,6 @@ import errno
 import hashlib
 import json
 import logging
-import os
 import shlex
 import shutil
 from collections.abc import Callable
@@ -35,9 +34,9 @@ from eval_framework.errors import (
     missing_extra,
 )
 from eval_framework.net import RETRYABLE, Failure, Kind, advice, classify
-from eval_framework.redact import scrub
 from eval_framework.results import Bundle
-from eval_framework.sinks import ledger
+from eval_framework.sinks import ledger, wandb_mode
+from eval_framework.sinks.wandb_mode import KEY_REJECTED, choose_mode, say_once
 from eval_framework.sinks.wandb_spec import (
     RESULTS_ARTIFACT_TYPE,
     WANDB_SUBDIR,
@@ -84,57 +83,6 @@ def _wandb() -> Any:
     except ImportError as exc:
         raise missing_extra("wandb", "wandb", ConfigError) from exc
     return wandb
-
-
-def has_api_key() -> bool:
-    return wandb_server.api_key() is not None
-
-
-NO_KEY = ("no W&B API key found (WANDB_API_KEY in the environment or .env): logging offline; "
-          "results stay local until synced")  # fmt: skip
-KEY_REJECTED = ("the server rejected the API key (check WANDB_API_KEY): logging offline; results stay "
-                "local until synced")  # fmt: skip
-
-
-def key_malformed(problem: str) -> str:
-    return (f"WANDB_API_KEY is malformed ({problem.rstrip('.')}; no server was asked): logging offline; "
-            "copy the key again from your W&B settings page")  # fmt: skip
-
-
-# Per process, so that uploading many bundles says it once and asks the server once: keys the
-# server rejected (as hashes: a corrected key is tried again) and warnings already given.
-_rejected_keys: set[str] = set()
-_said: set[str] = set()
-
-
-def _key_hash() -> str:
-    return hashlib.sha256((wandb_server.api_key() or "").encode()).hexdigest()
-
-
-def say_once(message: str) -> None:
-    """Warn about the W&B setup once per process, not once per bundle."""
-    if message not in _said:
-        _said.add(message)
-        log.warning("W&B: %s", message)
-
-
-def choose_mode(options: WandbOptions) -> tuple[Mode, str | None]:
-    """The mode to run in, and a message when it is not what was asked for."""
-    wanted = options.mode or os.environ.get("WANDB_MODE") or "online"
-    if wanted not in ("online", "offline", "disabled"):
-        source = "--wandb-mode" if options.mode else "WANDB_MODE (environment or .env)"
-        raise ConfigError(f"{source} {wanted!r} is not a mode; use online, offline or disabled")
-    if wanted != "online":
-        return wanted, None  # type: ignore[return-value]
-    key = wandb_server.api_key()
-    if key is None:
-        return "offline", NO_KEY
-    problem = wandb_server.key_problem(key)
-    if problem:
-        return "offline", key_malformed(problem)
-    if _key_hash() in _rejected_keys:
-        return "offline", KEY_REJECTED
-    return "online", None
 
 
 def _describe(failure: Failure) -> str:
@@ -255,13 +203,13 @@ def open_run_or_offline(
             except WandbLogError as exc:
                 if classify(exc.__cause__ or exc).kind is not Kind.AUTH:
                     raise
-        _rejected_keys.add(_key_hash())
+        wandb_mode.rejected_keys.add(wandb_mode.key_hash())
         say_once(KEY_REJECTED)
         mode = "offline"
     return open_run(bundle, options, mode), mode
 
 
-def _offline_dir(run: Any) -> Path | None:
+def offline_dir(run: Any) -> Path | None:
     try:
         # absolute: the sync command and the ledger must work from any working directory
         return Path(run.dir).parent.resolve() if run.settings._offline else None
@@ -377,7 +325,7 @@ def log_bundle(
             report.mode = mode
         apply(run, bundle, options, mode, report)
         report.url = getattr(run, "url", None) if mode == "online" else None
-        report.offline_dir = _offline_dir(run)
+        report.offline_dir = offline_dir(run)
     except BaseException as exc:  # ours, the SDK's, a write of our own (a full disk), or a stop
         with contextlib.suppress(OSError):  # the record is a courtesy; the error below is the news
             ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, "failed", report, error=brief(exc)))
@@ -427,75 +375,3 @@ def _unsynced_offline_log(bundle: Bundle, records: str) -> Path | None:
     recorded = Path(str(entry["offline_dir"]))
     unsynced = {p.resolve() for p in bundle.unsynced_offline_runs()}
     return recorded if recorded.resolve() in unsynced else None
-
-
-class LiveRun:
-    """Live logging around one evaluation: the run opens when the evaluation starts (so a crash or
-    preemption is recorded on it) and receives the bundle's records when it finishes."""
-
-    def __init__(self, options: WandbOptions) -> None:
-        self.options = options
-        self.mode, self.note = choose_mode(options)
-        self.run: Any = None
-        self.error: WandbLogError | None = None
-        self.bundle_dir: Path | None = None
-
-    def started(self, bundle: Bundle) -> None:
-        self.bundle_dir = bundle.dir
-        if self.mode == "disabled":
-            return
-        try:
-            # One attempt: the evaluation must not wait minutes for an unreachable server (each
-            # attempt may take WANDB_INIT_TIMEOUT); logging is retried, in full, at the end. A stop
-            # arriving meanwhile waits for the run to exist, so that it can be marked preempted.
-            with cleanup.stops_deferred():
-                self.run, self.mode = open_run_or_offline(bundle, self.options, self.mode, attempts=1)
-        except WandbLogError as exc:  # the evaluation goes on; the end says it once if it persists
-            log.info("%s; evaluating anyway, logging is retried when it finishes", exc)
-            self.error = exc
-
-    def interrupted(self, exc: BaseException) -> None:
-        """The evaluation stopped early (preemption, Ctrl-C, crash): a later rerun resumes the run."""
-        if self.run is None:
-            return
-        try:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                self.run.mark_preempting()
-        except Exception as error:
-            log.warning("could not mark the W&B run as preempted: %s", scrub(str(error)))
-        finish(self.run, exit_code=1)
-        self.run = None
-
-    def finished(self, bundle_dir: Path) -> LogReport:
-        exit_code = 1
-        try:
-            report = log_bundle(bundle_dir, self.options, run=self.run, mode=self.mode)
-            exit_code = 0
-            return report
-        finally:
-            if self.run is not None:
-                partial = _offline_dir(self.run) if exit_code else None
-                finish(self.run, exit_code)
-                self.run = None
-                if partial is not None:  # the final log failed or was stopped: half a log, as above
-                    shutil.rmtree(partial, ignore_errors=True)
-
-
-def log_to_training_run(
-    run: Any, bundle_dir: Path, step: int, step_metric: str = "trainer/global_step", prefix: str = "eval"
-) -> dict[str, Any]:
-    """Log a finished bundle's scores into an existing (training) run at a training step.
-
-    W&B drops a logged step lower than the run's current one, so the scores are keyed to
-    ``step_metric`` with ``define_metric`` instead of the run's own step. Returns what was logged.
-    """
-    bundle = Bundle(bundle_dir)
-    if not bundle.is_complete():
-        raise ConfigError(f"{bundle_dir} is not a finished evaluation bundle; finish or rerun it first")
-    spec = build_spec(bundle, WandbOptions(project=str(getattr(run, "project", "") or "training")))
-    run.define_metric(step_metric)
-    run.define_metric(f"{prefix}/{spec.task}/*", step_metric=step_metric)
-    values: dict[str, Any] = {step_metric: step}
-    values.update({f"{prefix}/{k}": v for k, v in spec.summary.items() if v is not None})
-    run.log(values)
-    return values

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eval_framework.sinks import hf_hub, wandb_sink
+from eval_framework.sinks import hf_hub, wandb_mode, wandb_sink
 from tests.fakes.hf_hub import VALID_TOKEN, FakeHub
 
 EVAL = ["--llm-name", "embedded", "--llm-args", "version=v0", "--task-name", "tiny-letters",
@@ -22,8 +22,8 @@ def _wandb_quiet(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_ADDITIONAL_ARTIFACT_REFERENCES", raising=False)
     monkeypatch.setattr(wandb_sink, "RETRY_WAIT_MAX", 0.0)
-    monkeypatch.setattr(wandb_sink, "_said", set())  # each test is a fresh process for these
-    monkeypatch.setattr(wandb_sink, "_rejected_keys", set())
+    monkeypatch.setattr(wandb_mode, "said", set())  # each test is a fresh process for these
+    monkeypatch.setattr(wandb_mode, "rejected_keys", set())
 
 
 @pytest.fixture

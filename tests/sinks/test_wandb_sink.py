@@ -17,7 +17,8 @@ import pytest
 
 from eval_framework.results import Bundle
 from eval_framework.sinks import ledger
-from eval_framework.sinks.wandb_sink import LogReport, log_to_training_run
+from eval_framework.sinks.wandb_live import log_to_training_run
+from eval_framework.sinks.wandb_sink import LogReport
 from eval_framework.sinks.wandb_spec import WandbOptions, build_spec
 from tests.fakes.wandb_http import FakeWandbHttp, fake_wandb_http, refused_url
 from tests.fakes.wandb_service import VALID_KEY
@@ -416,7 +417,7 @@ def test_uploading_many_bundles_says_it_once(cli, tmp_path, monkeypatch):
 
 def test_a_bad_wandb_mode_names_where_it_came_from(monkeypatch):
     from eval_framework.errors import ConfigError
-    from eval_framework.sinks.wandb_sink import choose_mode
+    from eval_framework.sinks.wandb_mode import choose_mode
     from eval_framework.sinks.wandb_spec import WandbOptions
 
     monkeypatch.setenv("WANDB_MODE", "bogus")
