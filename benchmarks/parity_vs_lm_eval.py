@@ -306,21 +306,38 @@ def _per_doc(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ours -------------------------------------------------------------------------------------------
-def run_ours(
-    model_dir: Path, task: str, data_dir: Path, subjects: tuple[str, ...], k: int, batch_size: int, out: Path
-):
+@dataclass(frozen=True)
+class Setup:
+    """What every evaluation of the run shares: the model, the batch size, where bundles go."""
+
+    model_dir: Path
+    batch_size: int
+    out: Path
+
+
+@dataclass(frozen=True)
+class Ours:
+    """One evaluation by eval_framework: its plan, its rows in index order, its overall values."""
+
+    plan: Any
+    rows: list[dict[str, Any]]
+    overall: dict[str, Any]
+
+
+def run_ours(setup: Setup, task: str, data_dir: Path, subjects: tuple[str, ...], k: int) -> Ours:
     from eval_framework.config import EvalConfig
-    from eval_framework.runner import evaluate, make_plan
+    from eval_framework.eval_plan import make_plan
+    from eval_framework.runner import evaluate
 
     config = EvalConfig(
         llm_name="hf",
-        llm_args={"checkpoint": str(model_dir), "dtype": "float32", "device": "cpu"},
+        llm_args={"checkpoint": str(setup.model_dir), "dtype": "float32", "device": "cpu"},
         task_name=task,
         task_data_dir=data_dir,
         subjects=subjects,
         num_fewshot=k,
-        batch_size=batch_size,
-        output_dir=out,
+        batch_size=setup.batch_size,
+        output_dir=setup.out,
     )
     plan = make_plan(config)
     outcome = evaluate(config)
@@ -329,7 +346,8 @@ def run_ours(
         for line in (outcome.bundle_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()
     ]
     rows.sort(key=lambda r: r["index"])
-    return plan, rows, outcome.results
+    overall = {name: stats.value for name, stats in outcome.results.metrics.overall.items()}
+    return Ours(plan, rows, overall)
 
 
 @dataclass
@@ -345,14 +363,9 @@ class Comparison:
 
 
 def compare(
-    task: str,
-    k: int,
-    plan: Any,
-    rows: list[dict[str, Any]],
-    results: dict[str, Any],
-    theirs_units: list[list[dict[str, Any]]],
-    units: list[Unit],
+    task: str, k: int, ours: Ours, theirs_units: list[list[dict[str, Any]]], units: list[Unit]
 ) -> Comparison:
+    plan, rows = ours.plan, ours.rows
     cmp = Comparison(task, k)
     by_subject: dict[str | None, list[tuple[Any, dict[str, Any]]]] = {}
     for prepared, row in zip(plan.prepared, rows, strict=True):
@@ -380,7 +393,7 @@ def compare(
             for metric in sums:
                 sums[metric] += float(their[metric])
     cmp.theirs = {m: v / cmp.docs for m, v in sums.items()}
-    cmp.ours = {m: results["metrics"]["overall"][m]["value"] for m in plan.task.metrics}
+    cmp.ours = {m: ours.overall[m] for m in plan.task.metrics}
     return cmp
 
 
@@ -451,16 +464,15 @@ def main() -> None:
     tasks = build_data(random.Random(20261203), args.rows)
     write_data(root / "data", tasks)
     model_dir = build_bos_llama(root / "model", seed=0, corpus=corpus(tasks))
+    setup = Setup(model_dir, args.batch_size, root / "ours")
     table = []
     for name, (data_dir, units) in tasks.items():
         standard = get_task(name).default_fewshot
         for k in sorted({0, standard}):
             subjects = tuple(u.subject for u in units if u.subject) if name == "MMLU" else ()
-            plan, rows, results = run_ours(
-                model_dir, name, root / "data" / data_dir, subjects, k, args.batch_size, root / "ours"
-            )
+            ours = run_ours(setup, name, root / "data" / data_dir, subjects, k)
             theirs = run_lm_eval(model_dir, units, root / "data" / data_dir, k, args.batch_size)
-            table.append(compare(name, k, plan, rows, results, theirs, units))
+            table.append(compare(name, k, ours, theirs, units))
             print(f"  {name} {k}-shot done", file=sys.stderr, flush=True)
     gsm_dir, gsm_units = tasks["GSM8K"]
     scoring = gsm8k_scoring(gsm_units, root / "data" / gsm_dir)

@@ -79,7 +79,7 @@ class EvalConfig(BaseModel):
 
     def redacted(self) -> dict[str, Any]:
         """JSON-safe dump with secrets masked: what goes into metadata.json."""
-        return redact(self.model_dump(mode="json"))
+        return dict(redact(self.model_dump(mode="json")))
 
 
 def load_env(env_file: Path | None) -> Path | None:

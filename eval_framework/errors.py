@@ -77,7 +77,7 @@ class ExportError(EvalFrameworkError):
 
     exit_code = 7
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (an error record's fields, keyword-only)
         self,
         why: str = "",
         *,

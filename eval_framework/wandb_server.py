@@ -48,7 +48,7 @@ def base_url() -> str:
         from wandb.sdk import wandb_setup
 
         return str(wandb_setup.singleton().settings.base_url).rstrip("/")
-    except Exception:
+    except Exception:  # the SDK not set up yet: its default  # noqa: BLE001
         return "https://api.wandb.ai"
 
 
@@ -93,7 +93,7 @@ def check(attempts: int, wait_max: float) -> Failure | None:
         return isinstance(exc, _ProbeFailed) and exc.failure.retryable
 
     try:
-        retry_policy.call(once, transient=transient, attempts=attempts, wait_max=wait_max)
+        retry_policy.call(once, retry_policy.Policy(transient, attempts, wait_max))
     except _ProbeFailed as exc:
         return exc.failure
     return None

@@ -49,9 +49,11 @@ def test_a_schema_3_bundle_is_reused_read_as_the_current_schema_and_left_as_writ
 
     again = evaluate(_config(tmp_path))
 
-    assert again.reused and again.bundle_dir == first.bundle_dir
+    assert again.reused
+    assert again.bundle_dir == first.bundle_dir
     assert again.metadata.schema_version == again.results.schema_version == SCHEMA_VERSION
-    assert again.metadata.task.fewshot_sampler is None and again.metadata.complete
+    assert again.metadata.task.fewshot_sampler is None
+    assert again.metadata.complete
     assert again.results.metrics == first.results.metrics
     bundle = Bundle(first.bundle_dir)
     assert [row.schema_version for row in bundle.samples()] == [SCHEMA_VERSION] * 8
@@ -71,11 +73,14 @@ def test_a_schema_3_bundle_edited_after_it_finished_is_still_caught(tmp_path):
 def test_a_row_without_a_version_is_a_schema_3_row_and_a_newer_row_is_set_aside():
     row = {"index": 0, "id": "a", "prompt": "p", "fewshot_ids": [], "target": "x", "scores": {"em": 1.0},
            "generation": "x"}  # fmt: skip
-    assert upgraded(row, "row")["schema_version"] == SCHEMA_VERSION and "schema_version" not in row
+    assert upgraded(row, "row")["schema_version"] == SCHEMA_VERSION
+    assert "schema_version" not in row
     assert SampleRow.model_validate(upgraded(row, "row")).generation == "x"
     assert check_row(row) is None
     newer = check_row({**row, "schema_version": SCHEMA_VERSION + 1})
-    assert newer is not None and f"bundle schema {SCHEMA_VERSION + 1}" in newer and "upgrade" in newer
+    assert newer is not None
+    assert f"bundle schema {SCHEMA_VERSION + 1}" in newer
+    assert "upgrade" in newer
 
 
 @pytest.mark.parametrize("kind", ["metadata", "results"])
@@ -102,4 +107,5 @@ def test_the_bundle_reference_documents_every_field():
         if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == bundle_schema.__name__
     ]
     missing = [f"{m.__name__}.{name}" for m in models for name in m.model_fields if f"`{name}`" not in doc]
-    assert len(models) >= 10 and not missing
+    assert len(models) >= 10
+    assert not missing

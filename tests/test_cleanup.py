@@ -23,9 +23,14 @@ def handlers():
 )
 def test_a_stop_inside_the_block_takes_effect_when_it_ends(handlers, sig, raised):
     steps = []
-    with cleanup.command_mode(), pytest.raises(raised) as info, cleanup.stops_deferred():
-        os.kill(os.getpid(), sig)
-        steps.append("after the signal")  # the block is not cut short
+
+    def step() -> None:
+        with cleanup.stops_deferred():
+            os.kill(os.getpid(), sig)
+            steps.append("after the signal")  # the block is not cut short
+
+    with cleanup.command_mode(), pytest.raises(raised) as info:
+        step()
     assert steps == ["after the signal"]
     if raised is SystemExit:
         assert info.value.code == 143
@@ -48,14 +53,16 @@ def test_library_code_leaves_the_callers_handlers_alone(handlers):
     assert signal.getsignal(signal.SIGTERM) is callers
     with cleanup.command_mode():
         assert signal.getsignal(signal.SIGTERM) is not callers
-    assert signal.getsignal(signal.SIGTERM) is callers and not cleanup.stopping.is_set()
+    assert signal.getsignal(signal.SIGTERM) is callers
+    assert not cleanup.stopping.is_set()
 
 
 def test_without_a_stop_the_block_changes_nothing(handlers):
     before = signal.getsignal(signal.SIGINT)
     with cleanup.stops_deferred():
         assert signal.getsignal(signal.SIGINT) is not before  # Ctrl-C is held meanwhile
-    assert signal.getsignal(signal.SIGINT) is before and not cleanup.stopping.is_set()
+    assert signal.getsignal(signal.SIGINT) is before
+    assert not cleanup.stopping.is_set()
 
 
 def test_a_stop_python_dropped_is_acted_on_at_the_next_safe_point(handlers, letters_task, tmp_path):

@@ -46,7 +46,8 @@ def test_evaluates_a_tiny_model_built_in_the_test(cli, tiny_model_dir, letters_t
         "eval.log",
     }
     rows = [json.loads(line) for line in (bundle / "samples.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and all(len(r["fewshot_ids"]) == 1 for r in rows)
+    assert len(rows) == 6
+    assert all(len(r["fewshot_ids"]) == 1 for r in rows)
     results = json.loads((bundle / "results.json").read_text())["metrics"]
     acc = sum(r["scores"]["acc"] for r in rows) / 6
     assert results["overall"]["acc"] == pytest.approx(
@@ -54,9 +55,12 @@ def test_evaluates_a_tiny_model_built_in_the_test(cli, tiny_model_dir, letters_t
     )
     assert set(results["subjects"]) == {"copy", "reverse"}
     meta = json.loads((bundle / "metadata.json").read_text())
-    assert meta["status"] == "complete" and meta["framework"]["name"] == "eval_framework"
-    assert meta["task"]["num_fewshot"] == 1 and meta["environment"]["torch"]
-    assert "overall" in result.out and str(bundle) in result.out
+    assert meta["status"] == "complete"
+    assert meta["framework"]["name"] == "eval_framework"
+    assert meta["task"]["num_fewshot"] == 1
+    assert meta["environment"]["torch"]
+    assert "overall" in result.out
+    assert str(bundle) in result.out
 
 
 def test_same_command_lands_in_same_bundle_and_is_not_recomputed(cli, letters_task, tmp_path):
@@ -76,7 +80,8 @@ def test_same_command_lands_in_same_bundle_and_is_not_recomputed(cli, letters_ta
         assert cli(*args).code == 0
         first = log.read_text().count("x")
         again = cli(*args)
-        assert again.code == 0 and "reusing" in again.err.lower()
+        assert again.code == 0
+        assert "reusing" in again.err.lower()
         assert log.read_text().count("x") == first  # nothing recomputed
         assert cli(*args, "--overwrite").code == 0
         assert log.read_text().count("x") == 2 * first
@@ -131,10 +136,12 @@ def test_root_command_on_an_embedded_checkpoint_and_generation_task(cli, tmp_pat
     rows = [json.loads(x) for x in (bundle / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 20
     for row in rows:  # generations stop at the newline and are scored by exact match
-        assert "\n" not in row["generation"] and row["extracted"] == row["generation"].strip()
+        assert "\n" not in row["generation"]
+        assert row["extracted"] == row["generation"].strip()
         assert row["scores"]["exact_match"] == float(row["extracted"] == row["target"])
     em = json.loads((bundle / "results.json").read_text())["metrics"]["overall"]["exact_match"]
-    assert em["n"] == 20 and em["value"] == sum(r["scores"]["exact_match"] for r in rows) / 20
+    assert em["n"] == 20
+    assert em["value"] == sum(r["scores"]["exact_match"] for r in rows) / 20
 
 
 def test_named_model_class_from_models_file(cli, letters_task, tmp_path):
@@ -170,7 +177,8 @@ def test_tasks_command_lists_builtins(cli):
         "tiny-letters",
     ):
         assert name in result.out
-    assert "exact_match" in result.out and "acc_norm" in result.out
+    assert "exact_match" in result.out
+    assert "acc_norm" in result.out
 
 
 def test_help_documents_every_flag(cli):
@@ -199,7 +207,8 @@ def test_help_documents_every_flag(cli):
 def _one_line_error(result, *needles: str) -> None:
     assert result.code != 0
     lines = [line for line in result.err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("error: "), result.err
     for needle in needles:
         assert needle in lines[0], lines[0]
 
@@ -415,10 +424,12 @@ def test_python_api_matches_the_cli(cli, letters_task, tmp_path):
 
     outcome = evaluate(EvalConfig(llm_name="HashLLM", models=USER_MODELS, task_name=str(letters_task),
                                   output_dir=tmp_path / "o"))  # fmt: skip
-    assert not outcome.reused and outcome.bundle_dir.parent == tmp_path / "o"
+    assert not outcome.reused
+    assert outcome.bundle_dir.parent == tmp_path / "o"
     again = cli("--models", USER_MODELS, "--llm-name", "HashLLM", "--task-name", letters_task,
                 "--output-dir", tmp_path / "o")  # fmt: skip
-    assert again.code == 0 and "reusing" in again.err.lower()
+    assert again.code == 0
+    assert "reusing" in again.err.lower()
     stored = (outcome.bundle_dir / "results.json").read_text()
     assert ResultsFile.model_validate_json(stored) == outcome.results
 
@@ -438,7 +449,8 @@ def test_a_display_name_does_not_make_a_second_bundle(cli, tmp_path):
     again = cli(*args, "--llm-args", "name=bar")
     assert again.code == 0, again.err
     (bundle,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
-    assert bundle.name.startswith("foo__") and str(bundle) in again.out  # the same evaluation, found
+    assert bundle.name.startswith("foo__")
+    assert str(bundle) in again.out
 
 
 def test_an_output_dir_that_is_a_file_is_named_as_one(cli, tmp_path):

@@ -53,7 +53,8 @@ def test_env_file_flag(cli, tmp_path, monkeypatch):
 
     assert os.environ.pop("EF_SOME_VAR") == "hello"
     missing = cli("--env-file", tmp_path / "nope.env", "tasks")
-    assert missing.code == 2 and "does not exist" in missing.err
+    assert missing.code == 2
+    assert "does not exist" in missing.err
 
 
 def test_a_copy_of_env_example_leaves_blank_variables_unset(cli, tmp_path, monkeypatch):
@@ -69,7 +70,8 @@ def test_a_copy_of_env_example_leaves_blank_variables_unset(cli, tmp_path, monke
     assert cli("--env-file", env, "tasks").code == 0
     import os
 
-    assert "WANDB_MODE" not in os.environ and "WANDB_INIT_TIMEOUT" not in os.environ  # blank: unset
+    assert "WANDB_MODE" not in os.environ
+    assert "WANDB_INIT_TIMEOUT" not in os.environ
     assert os.environ["WANDB_CACHE_SKIP"] == "true"  # values given are loaded
     result = cli("--env-file", env, "--llm-name", "embedded", "--llm-args", "version=v0", "--task-name",
                  "tiny-letters", "--num-samples", "4", "--output-dir", tmp_path / "out",
@@ -90,22 +92,26 @@ def test_config_file_layers_under_flags(cli, letters_task, tmp_path):
 
 def test_invalid_value_names_the_flag(cli, letters_task):
     result = cli("--llm-name", "x", "--task-name", letters_task, "--num-fewshot", "-1")
-    assert result.code == 2 and "--num-fewshot" in result.err
+    assert result.code == 2
+    assert "--num-fewshot" in result.err
 
 
 def test_a_config_key_written_twice_or_nested_too_deeply_is_one_clear_error(cli, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("llm_name: embedded\ntask_name: tiny-letters\nllm_name: hf\n")
     result = cli("--config", config)
-    assert result.code == 2 and "run.yaml:3:1: key 'llm_name' is written twice" in result.err, result.err
+    assert result.code == 2, result.err
+    assert "run.yaml:3:1: key 'llm_name' is written twice" in result.err, result.err
     config.write_text("[" * 100_000)
     result = cli("--config", config)
-    assert result.code == 2 and "is not valid YAML (nested too deeply to read)" in result.err, result.err
+    assert result.code == 2, result.err
+    assert "is not valid YAML (nested too deeply to read)" in result.err, result.err
 
 
 def test_an_empty_model_name_is_a_usage_error(cli):
     result = cli("--llm-name", " ", "--task-name", "tiny-letters")
-    assert result.code == 2 and "invalid --llm-name: must not be empty" in result.err, result.err
+    assert result.code == 2, result.err
+    assert "invalid --llm-name: must not be empty" in result.err, result.err
 
 
 def test_the_config_module_knows_nothing_of_the_sinks():
@@ -151,16 +157,14 @@ def test_a_misspelt_sink_key_in_a_config_file_is_named_with_what_it_may_mean(cli
     config = tmp_path / "run.yaml"
     config.write_text("llm_name: embedded\ntask_name: tiny-letters\nwandb_projct: evals\n")
     result = cli("--config", config)
-    assert (
-        result.code == 2
-        and "unknown option 'wandb_projct' in the --config file (did you mean wandb_project" in result.err
-    )
+    assert result.code == 2
+    assert "unknown option 'wandb_projct' in the --config file (did you mean wandb_project" in result.err
     config.write_text("llm_name: embedded\ntask_name: tiny-letters\nwnadb_project: evals\n")
     result = cli("--config", config)
-    assert (
-        result.code == 2 and "'wnadb_project' in the --config file (did you mean wandb_project" in result.err
-    )
+    assert result.code == 2
+    assert "'wnadb_project' in the --config file (did you mean wandb_project" in result.err
     config.write_text("llm_name: embedded\ntask_name: tiny-letters\nwandb_table_rows: many\n")
     result = cli("--config", config)
-    assert result.code == 2 and "invalid --wandb-table-rows: " in result.err, result.err
+    assert result.code == 2, result.err
+    assert "invalid --wandb-table-rows: " in result.err, result.err
     assert not (tmp_path / "outputs").exists()

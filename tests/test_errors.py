@@ -13,7 +13,10 @@ def test_brief_collapses_lines_and_whitespace():
 
 def test_brief_cuts_long_text_and_names_silent_exceptions():
     cut = brief(ValueError("head " + "x" * 1000 + " the real cause"), limit=50)
-    assert cut.startswith("head ") and cut.endswith("the real cause") and " … " in cut and len(cut) <= 50
+    assert cut.startswith("head ")
+    assert cut.endswith("the real cause")
+    assert " … " in cut
+    assert len(cut) <= 50
     assert brief(KeyError()) == "KeyError"
     assert brief(ValueError("   "), with_type=True) == "ValueError"
 
@@ -22,7 +25,8 @@ def test_brief_scrubs_before_it_cuts(monkeypatch):
     secret = "s3cr3t-" + "v" * 40
     monkeypatch.setenv("WANDB_API_KEY", secret)
     text = brief(RuntimeError("x" * 30 + " api_key=" + secret), limit=60)
-    assert "s3cr3t" not in text and "***" in text
+    assert "s3cr3t" not in text
+    assert "***" in text
 
 
 def test_an_export_error_is_made_of_fields_and_its_line_of_them():
@@ -43,11 +47,12 @@ def test_an_export_error_is_made_of_fields_and_its_line_of_them():
         "check WANDB_BASE_URL",
     )
     hf = HfUploadError("no token; set HF_TOKEN", sink="Hugging Face")  # says what failed itself
-    assert str(hf) == hf.problem() == "no token; set HF_TOKEN" and hf.failures == ()
+    assert str(hf) == hf.problem() == "no token; set HF_TOKEN"
+    assert hf.failures == ()
     one = ExportError.gathered([hf, wandb], "eval_framework upload b", bundle=Path("b"))
-    assert (
-        one.failures == (hf, wandb) and one.bundle == Path("b") and one.command == "eval_framework upload b"
-    )
+    assert one.failures == (hf, wandb)
+    assert one.bundle == Path("b")
+    assert one.command == "eval_framework upload b"
     assert str(one) == (
         f"{hf}; {wandb}. The evaluation itself is complete in b; "
         "finish the export with: eval_framework upload b"
@@ -70,7 +75,8 @@ def test_an_export_error_keeps_its_fields_through_a_pickle():
     leaf = WandbLogError("refused", sink="W&B", what="W&B summary", logged=())
     gathered = ExportError.gathered([leaf], "eval_framework upload b")
     copy = pickle.loads(pickle.dumps(gathered))
-    assert str(copy) == str(gathered) and copy.command == gathered.command
+    assert str(copy) == str(gathered)
+    assert copy.command == gathered.command
     assert [(f.sink, f.what, f.why, f.logged) for f in copy.failures] == [
         ("W&B", "W&B summary", "refused", ())
     ]

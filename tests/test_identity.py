@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from eval_framework.config import EvalConfig
-from eval_framework.runner import make_plan
+from eval_framework.eval_plan import make_plan
 from tests.conftest import USER_MODELS
 
 
@@ -103,7 +103,8 @@ def test_checkpoint_digests_are_cached_by_file_identity(tiny_model_dir, tmp_path
     reads: list[Path] = []
     real = fingerprint._uncached_sha256
     monkeypatch.setattr(fingerprint, "_uncached_sha256", lambda p: reads.append(p) or real(p))
-    assert fingerprint.directory_fingerprint(ckpt) == first and reads == []  # all from the cache
+    assert fingerprint.directory_fingerprint(ckpt) == first
+    assert reads == []
     (ckpt / "config.json").write_text((ckpt / "config.json").read_text() + " ")
     fingerprint.directory_fingerprint(ckpt)
     assert reads == [ckpt / "config.json"]  # only the changed file is read again
@@ -221,15 +222,15 @@ def test_no_argument_value_is_dropped_for_its_name(tmp_path, letters_task):
         _secretive(tmp_path, letters_task, token_budget=1),
         _secretive(tmp_path, letters_task, token_budget=2),
     )
-    assert one.key != two.key and one.identity["model"]["args"] == {"token_budget": 1}  # not a secret
+    assert one.key != two.key
+    assert one.identity["model"]["args"] == {"token_budget": 1}
     a = _secretive(tmp_path, letters_task, reward_key="sekrit-one")
     b = _secretive(tmp_path, letters_task, reward_key="sekrit-two")
     assert a.key != b.key  # a secret-looking name still tells values apart...
     assert a.key == _secretive(tmp_path, letters_task, reward_key="sekrit-one").key
     stored = json.dumps(a.identity)
-    assert "sekrit" not in stored and a.identity["model"]["args"]["reward_key"].startswith(
-        "pbkdf2:"
-    )  # ...unseen
+    assert "sekrit" not in stored
+    assert a.identity["model"]["args"]["reward_key"].startswith("pbkdf2:")
 
 
 def test_an_argument_given_as_its_default_is_the_same_evaluation(tmp_path, letters_task):

@@ -16,8 +16,10 @@ def test_argmax_ties_go_to_first():
 def test_acc_and_length_normalised_acc_disagree_when_lengths_differ():
     # Totals favour the short choice; per character the long one wins: -2/1 = -2.0 vs -3/10 = -0.3.
     scored = score_multiple_choice([-2.0, -3.0], ["a", "abcdefghij"], target=1)
-    assert scored["prediction"] == 0 and scored["acc"] == 0.0
-    assert scored["prediction_norm"] == 1 and scored["acc_norm"] == 1.0
+    assert scored["prediction"] == 0
+    assert scored["acc"] == 0.0
+    assert scored["prediction_norm"] == 1
+    assert scored["acc_norm"] == 1.0
 
 
 def test_acc_norm_is_per_character_and_acc_bytes_per_byte():
@@ -25,16 +27,20 @@ def test_acc_norm_is_per_character_and_acc_bytes_per_byte():
     # "日本" is 2 characters, 6 bytes: per character -2.2/2 = -1.1 loses to -4/4 = -1.0,
     # per byte -2.2/6 = -0.37 wins.
     scored = score_multiple_choice([-2.2, -4.0], ["日本", "abcd"], target=1)
-    assert scored["prediction_norm"] == 1 and scored["acc_norm"] == 1.0
+    assert scored["prediction_norm"] == 1
+    assert scored["acc_norm"] == 1.0
     assert scored["acc_bytes"] == 0.0
     # Bundles of schema 2 and older were written with the per-byte rule; they are read with it.
     old = score_multiple_choice([-2.2, -4.0], ["日本", "abcd"], target=1, byte_norm=True)
-    assert old["prediction_norm"] == 0 and old["acc_norm"] == 0.0
+    assert old["prediction_norm"] == 0
+    assert old["acc_norm"] == 0.0
 
 
 def test_an_empty_choice_is_never_preferred_by_length():
     scored = score_multiple_choice([-0.5, -3.0], ["", "abc"], target=1)
-    assert scored["prediction"] == 0 and scored["prediction_norm"] == 1 and scored["acc_bytes"] == 1.0
+    assert scored["prediction"] == 0
+    assert scored["prediction_norm"] == 1
+    assert scored["acc_bytes"] == 1.0
 
 
 def test_old_bundles_rows_are_checked_by_their_own_rule():
@@ -55,7 +61,8 @@ def test_old_bundles_rows_are_checked_by_their_own_rule():
 def test_mean_stderr_by_hand():
     mean, se = mean_stderr([1.0, 0.0, 1.0, 1.0])
     # sample variance = ((.25)*3 + .5625)/3 = 0.25; se = sqrt(0.25/4) = 0.25
-    assert mean == 0.75 and se == pytest.approx(0.25)
+    assert mean == 0.75
+    assert se == pytest.approx(0.25)
     assert math.isnan(mean_stderr([1.0])[1])
 
 

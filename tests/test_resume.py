@@ -58,7 +58,8 @@ def test_crash_then_rerun_recomputes_nothing_finished(cli, tmp_path, monkeypatch
     monkeypatch.setenv("EF_TEST_CALL_LOG", str(log))
     monkeypatch.setenv("EF_TEST_CRASH_AFTER", "300")  # dies mid-run, after 75 samples' worth of calls
     crashed = cli(*ARGS, "--output-dir", out)
-    assert crashed.code != 0 and "rerun the same command to resume" in crashed.err
+    assert crashed.code != 0
+    assert "rerun the same command to resume" in crashed.err
     saved = _rows(_bundle(out))
     assert 64 <= len(saved) <= 75  # every batch scored before the crash was written
     assert not (_bundle(out) / "results.json").exists()
@@ -113,7 +114,8 @@ def test_torn_last_line_is_repaired(cli, tmp_path, monkeypatch):
     assert cli(*ARGS, "--output-dir", out).code == 0
     assert _calls(log) == 150 * 4
     rows = _rows(bundle)
-    assert len(rows) == 200 and sorted(r["index"] for r in rows) == list(range(200))
+    assert len(rows) == 200
+    assert sorted(r["index"] for r in rows) == list(range(200))
     assert _metrics(bundle) == reference
 
 
@@ -125,7 +127,8 @@ def test_concurrent_run_on_same_bundle_is_refused(cli, tmp_path):
     bundle = _bundle(out)
     with FileLock(str(out / f".{bundle.name}.lock")):
         result = cli(*ARGS, "--num-samples", "4", "--output-dir", out, "--overwrite")
-    assert result.code == 5 and "another process is already evaluating" in result.err
+    assert result.code == 5
+    assert "another process is already evaluating" in result.err
     assert (bundle / "results.json").exists()
 
 
@@ -197,7 +200,8 @@ def test_a_row_of_the_wrong_shape_is_set_aside_and_recomputed(cli, tmp_path, mon
     rows = _rows(bundle)
     assert sorted(r["index"] for r in rows) == list(range(200))
     (kept,) = [json.loads(x) for x in (bundle / "samples.rejected.jsonl").read_text().splitlines()]
-    assert kept["line"] == number and (kept["text"] == bad or json.loads(kept["text"]) == json.loads(bad))
+    assert kept["line"] == number
+    assert kept["text"] == bad or json.loads(kept["text"]) == json.loads(bad)
     assert "reusing" in cli(*ARGS, "--output-dir", out).err.lower()
 
 
@@ -206,8 +210,10 @@ def test_a_duplicated_row_is_set_aside(cli, tmp_path):
     lines = (bundle / "samples.jsonl").read_text().splitlines()
     (bundle / "samples.jsonl").write_text("\n".join([*lines, lines[3]]) + "\n")
     result = cli(*ARGS, "--output-dir", out)
-    assert result.code == 0 and "a second row for index 3" in result.err
-    assert len(_rows(bundle)) == 200 and _metrics(bundle) == reference
+    assert result.code == 0
+    assert "a second row for index 3" in result.err
+    assert len(_rows(bundle)) == 200
+    assert _metrics(bundle) == reference
 
 
 @pytest.mark.parametrize("content", ["[]", "{not json", '{"status": 5}', "", '{"schema_version": "x"}'])
@@ -216,7 +222,9 @@ def test_damaged_metadata_says_overwrite_and_overwrite_works(cli, tmp_path, cont
     (bundle / "metadata.json").write_text(content)
     result = cli(*ARGS, "--output-dir", out)
     lines = result.err.strip().splitlines()
-    assert result.code == 5 and len(lines) == 1 and "metadata.json is damaged" in lines[0]
+    assert result.code == 5
+    assert len(lines) == 1
+    assert "metadata.json is damaged" in lines[0]
     assert "rerun the evaluation with --overwrite" in lines[0]
     assert (bundle / "metadata.json").read_text() == content  # nothing touched
     fixed = cli(*ARGS, "--output-dir", out, "--overwrite")
@@ -235,7 +243,8 @@ def test_damaged_results_are_recomputed_from_the_samples_without_the_model(
     monkeypatch.setenv("EF_TEST_CALL_LOG", str(log))
     result = cli(*ARGS, "--output-dir", out)
     assert result.code == 0, result.err
-    assert _calls(log) == 0 and _metrics(bundle) == reference
+    assert _calls(log) == 0
+    assert _metrics(bundle) == reference
 
 
 def test_results_that_do_not_match_the_rows_are_recomputed(cli, tmp_path, monkeypatch):
@@ -246,8 +255,10 @@ def test_results_that_do_not_match_the_rows_are_recomputed(cli, tmp_path, monkey
     log = tmp_path / "calls.log"
     monkeypatch.setenv("EF_TEST_CALL_LOG", str(log))
     result = cli(*ARGS, "--output-dir", out)
-    assert result.code == 0 and "results.json does not match its sample rows" in result.err
-    assert _calls(log) == 0 and _metrics(bundle) == reference
+    assert result.code == 0
+    assert "results.json does not match its sample rows" in result.err
+    assert _calls(log) == 0
+    assert _metrics(bundle) == reference
 
 
 def test_a_newer_schema_is_refused_with_the_upgrade_to_do(cli, tmp_path):
@@ -255,7 +266,9 @@ def test_a_newer_schema_is_refused_with_the_upgrade_to_do(cli, tmp_path):
     meta = json.loads((bundle / "metadata.json").read_text())
     (bundle / "metadata.json").write_text(json.dumps({**meta, "schema_version": 99}))
     result = cli(*ARGS, "--output-dir", out)
-    assert result.code == 5 and "bundle schema 99" in result.err and "upgrade eval_framework" in result.err
+    assert result.code == 5
+    assert "bundle schema 99" in result.err
+    assert "upgrade eval_framework" in result.err
 
 
 # ---- --overwrite: the old bundle stays authoritative until the new one is complete ---------------
@@ -286,7 +299,8 @@ def _start_and_kill(out: Path, sig: int, extra: list[str]) -> None:
     finally:
         _, err = proc.communicate(timeout=60)
     if sig == signal.SIGTERM:
-        assert proc.returncode == 143 and "stopped by SIGTERM" in err
+        assert proc.returncode == 143
+        assert "stopped by SIGTERM" in err
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
@@ -300,7 +314,9 @@ def test_overwrite_killed_leaves_the_old_bundle_in_place_and_resumes(cli, tmp_pa
     log = tmp_path / "calls.log"
     monkeypatch.setenv("EF_TEST_CALL_LOG", str(log))
     again = cli(*ARGS, "--output-dir", out)
-    assert again.code == 0 and "reusing" in again.err.lower() and _calls(log) == 0
+    assert again.code == 0
+    assert "reusing" in again.err.lower()
+    assert _calls(log) == 0
     assert _snapshot(bundle) == before
     finish = cli(*ARGS, "--output-dir", out, "--overwrite")
     assert finish.code == 0, finish.err
@@ -319,7 +335,8 @@ def test_a_swap_cut_short_is_finished_by_the_next_run(cli, tmp_path):
     shutil.copytree(bundle, new)  # a complete new bundle, waiting to be swapped in
     os.replace(bundle, out / f".{bundle.name}.old")  # killed between the two renames
     result = cli(*ARGS, "--output-dir", out)
-    assert result.code == 0 and "reusing" in result.err.lower()
+    assert result.code == 0
+    assert "reusing" in result.err.lower()
     assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".lock")) == [bundle.name]
     assert _metrics(bundle) == reference
 
@@ -332,8 +349,10 @@ def test_overwrite_refuses_to_drop_unsynced_offline_wandb_runs(cli, tmp_path):
     before = _snapshot(bundle)
     result = cli(*ARGS, "--output-dir", out, "--overwrite")
     lines = result.err.strip().splitlines()
-    assert result.code == 5 and len(lines) == 1
-    assert f"wandb sync {run_dir}" in lines[0] and "never synced" in lines[0]
+    assert result.code == 5
+    assert len(lines) == 1
+    assert f"wandb sync {run_dir}" in lines[0]
+    assert "never synced" in lines[0]
     assert _snapshot(bundle) == before
     (run_dir / "run-eval-abc.wandb.synced").write_bytes(b"")  # what `wandb sync` leaves behind
     assert cli(*ARGS, "--output-dir", out, "--overwrite").code == 0

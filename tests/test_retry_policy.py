@@ -4,6 +4,7 @@ slept), and what the caller sees when it gives up."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -40,27 +41,11 @@ def is_flaky(exc: BaseException) -> bool:
     return isinstance(exc, Flaky)
 
 
-def run(
-    fn: Callable[[], str],
-    waits: list[float] | None = None,
-    *,
-    attempts: int = 5,
-    wait_max: float = 30.0,
-    first_wait: float = 1.0,
-    suggested_wait: Callable[[BaseException], float | None] | None = None,
-    limits: dict[type[BaseException], int] | None = None,
-) -> str:
-    """``retry_policy.call`` retrying ``Flaky``; the waits it asks for go to ``waits``, untaken."""
-    return retry_policy.call(
-        fn,
-        transient=is_flaky,
-        attempts=attempts,
-        wait_max=wait_max,
-        first_wait=first_wait,
-        suggested_wait=suggested_wait,
-        limits=limits,
-        sleep=waits.append if waits is not None else lambda _: None,
-    )
+def run(fn: Callable[[], str], waits: list[float] | None = None, **policy: Any) -> str:
+    """``retry_policy.call`` retrying ``Flaky`` (5 attempts, waits up to 30 s unless ``policy``
+    says otherwise); the waits it asks for go to ``waits``, untaken."""
+    chosen = retry_policy.Policy(is_flaky, **{"attempts": 5, "wait_max": 30.0, **policy})
+    return retry_policy.call(fn, chosen, sleep=waits.append if waits is not None else lambda _: None)
 
 
 def test_transient_errors_are_retried_until_the_call_succeeds():
@@ -74,7 +59,8 @@ def test_an_error_the_predicate_refuses_is_final_and_raised_as_is():
     fn, calls = failing(Flaky("1"), error, Flaky("3"))
     with pytest.raises(Broken) as info:
         run(fn)
-    assert info.value is error and len(calls) == 2
+    assert info.value is error
+    assert len(calls) == 2
 
 
 def test_attempts_bound_the_calls_and_the_last_error_is_re_raised():
@@ -122,7 +108,8 @@ def test_without_a_suggestion_the_backoff_applies():
     waits: list[float] = []
     fn, _ = failing(Flaky("1"), Flaky("2"))
     assert run(fn, waits, wait_max=0.25, first_wait=0.25, suggested_wait=lambda exc: None) == "ok"
-    assert len(waits) == 2 and all(0 <= wait <= 0.25 for wait in waits)
+    assert len(waits) == 2
+    assert all(0 <= wait <= 0.25 for wait in waits)
 
 
 def test_a_limited_kind_of_error_ends_the_retries_sooner():
@@ -130,7 +117,8 @@ def test_a_limited_kind_of_error_ends_the_retries_sooner():
     fn, calls = failing(*stalls)
     with pytest.raises(Stalled) as info:
         run(fn, attempts=5, limits={Stalled: 2})
-    assert len(calls) == 2 and info.value is stalls[1]
+    assert len(calls) == 2
+    assert info.value is stalls[1]
 
 
 def test_other_transient_errors_do_not_use_up_a_kinds_limit():

@@ -33,7 +33,8 @@ class Returns:
 def test_numpy_scalars_are_numbers_and_flags():
     task, batch = _batch("tiny-letters")
     rows = score_mc(task, Returns(np.float32(-1.5), np.bool_(True)), batch)
-    assert rows[0]["logprobs"][0] == -1.5 and rows[0]["is_greedy"][0] is True
+    assert rows[0]["logprobs"][0] == -1.5
+    assert rows[0]["is_greedy"][0] is True
 
 
 @pytest.mark.parametrize(

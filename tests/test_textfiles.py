@@ -89,4 +89,6 @@ def test_yaml_syntax_errors_are_one_line_with_file_line_column(tmp_path):
     except yaml.YAMLError as exc:
         error = yaml_error(path, "task file t.yaml", exc, ConfigError)
     message = str(error)
-    assert "\n" not in message and f"{path}:" in message and "fix the syntax" in message
+    assert "\n" not in message
+    assert f"{path}:" in message
+    assert "fix the syntax" in message

@@ -23,7 +23,9 @@ def read_records(path: Path) -> list[Any]:
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
-    assert data[:4] == b":W&B" and struct.unpack("<H", data[4:6])[0] == 0xBEE1 and data[6] == 0, path
+    assert data[:4] == b":W&B", path
+    assert struct.unpack("<H", data[4:6])[0] == 0xBEE1, path
+    assert data[6] == 0, path
     records, pending, pos = [], b"", HEADER
     while pos + HEADER <= len(data):
         left_in_block = BLOCK - pos % BLOCK

@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_command(args: list[str]) -> int:
     """The command, every failure turned into one line and an exit code."""
+    ways_out: tuple[type[BaseException], ...] = (
+        click.exceptions.Exit,
+        typer.Exit,
+        *_click_errors("ClickException"),
+    )
     try:  # from here on, a stop is said in one line whatever it cuts short
         args = expand_multi_value_options(args) if not _names_subcommand(args) else args
         command = typer.main.get_command(app)
@@ -99,17 +104,8 @@ def _run_command(args: list[str]) -> int:
             return stopped
         _error(str(exc), args, exc)
         return exc.exit_code
-    except (click.exceptions.Exit, typer.Exit) as exc:
-        return int(getattr(exc, "exit_code", 0) or 0)
-    except _click_errors("NoArgsIsHelpError") as exc:
-        ctx = getattr(exc, "ctx", None)
-        if ctx is not None:
-            print(ctx.get_help())
-        print("error: no command given; see 'eval_framework --help'", file=sys.stderr)
-        return 2
-    except _click_errors("ClickException") as exc:
-        _error(_usage_message(exc), args)
-        return int(getattr(exc, "exit_code", 2))
+    except ways_out as exc:
+        return _click_exit(args, exc)
     except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt) as exc:
         _error(f"interrupted: {on_interrupt()}", args, exc)
         return 130
@@ -119,24 +115,8 @@ def _run_command(args: list[str]) -> int:
             return int(exc.code)
         raise
     except OSError as exc:
-        stopped = _stopped(args, exc)
-        if stopped is not None:
-            return stopped
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            where = f" writing {exc.filename}" if exc.filename else ""
-            advice = f"free space and rerun: {on_interrupt()}"
-            _error(f"the disk is full{where} ({exc.strerror}); {advice}", args, exc)
-            return 5
-        if exc.filename and exc.errno in IN_THE_WAY:
-            _error(str(in_the_way(exc.filename, exc)), args, exc)
-            return 5
-        if exc.filename:
-            _error(f"cannot use {exc.filename}: {exc.strerror}; check that path and its permissions, then "
-                   "rerun (-v shows where it failed)", args, exc)  # fmt: skip
-            return 5
-        _error(f"{brief(exc, with_type=True)}; rerun with -v for details", args, exc)
-        return 1
-    except Exception as exc:  # a bug: still one line, with the way to the traceback
+        return _os_error(args, exc)
+    except Exception as exc:  # a bug: still one line, with the way to the traceback  # noqa: BLE001
         stopped = _stopped(args, exc)
         if stopped is not None:
             return stopped
@@ -151,6 +131,41 @@ def _run_command(args: list[str]) -> int:
     if code == 130:  # typer returns Ctrl-C as exit code 130 when not in standalone mode
         _error(f"interrupted: {on_interrupt()}", args)
     return code
+
+
+def _click_exit(args: list[str], exc: BaseException) -> int:
+    """click's own ways out: an exit code (--help), no command given, a usage error."""
+    if isinstance(exc, click.exceptions.Exit | typer.Exit):
+        return int(getattr(exc, "exit_code", 0) or 0)
+    if isinstance(exc, _click_errors("NoArgsIsHelpError")):
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            print(ctx.get_help())
+        print("error: no command given; see 'eval_framework --help'", file=sys.stderr)
+        return 2
+    _error(_usage_message(exc), args)
+    return int(getattr(exc, "exit_code", 2))
+
+
+def _os_error(args: list[str], exc: OSError) -> int:
+    """An OS error nothing below turned into our own: a stop, a full disk, a path in the way."""
+    stopped = _stopped(args, exc)
+    if stopped is not None:
+        return stopped
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        advice = f"free space and rerun: {on_interrupt()}"
+        _error(f"the disk is full{where} ({exc.strerror}); {advice}", args, exc)
+        return 5
+    if exc.filename and exc.errno in IN_THE_WAY:
+        _error(str(in_the_way(exc.filename, exc)), args, exc)
+        return 5
+    if exc.filename:
+        _error(f"cannot use {exc.filename}: {exc.strerror}; check that path and its permissions, then "
+               "rerun (-v shows where it failed)", args, exc)  # fmt: skip
+        return 5
+    _error(f"{brief(exc, with_type=True)}; rerun with -v for details", args, exc)
+    return 1
 
 
 def _names_subcommand(args: list[str]) -> bool:

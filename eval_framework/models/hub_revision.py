@@ -29,7 +29,7 @@ def hub_commit(repo_id: str, revision: str | None) -> str | None:
     if not constants.HF_HUB_OFFLINE:
         try:
             return str(HfApi().model_info(repo_id, revision=revision, timeout=30).sha)
-        except Exception as exc:  # the load reports reachability; the cache may still know
+        except Exception as exc:  # the load reports reachability; the cache may still know  # noqa: BLE001
             log.debug("cannot ask the Hub for the commit of %s: %s", repo_id, exc)
     ref = (
         Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")

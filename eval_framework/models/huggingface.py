@@ -41,7 +41,7 @@ class HuggingFaceLLM(BaseLLM):
 
     default_checkpoint: ClassVar[str | None] = None
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (each parameter is an --llm-args name)
         self,
         checkpoint: str | None = None,
         *,
@@ -68,7 +68,7 @@ class HuggingFaceLLM(BaseLLM):
             raise missing_extra("transformers", "hf") from exc
         self._torch = torch
         # Our own progress bar covers the evaluation; per-shard loading bars are noise in logs.
-        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.dtype_name = self._pick_dtype(dtype)
         local = Path(self.checkpoint).expanduser()
@@ -124,7 +124,8 @@ class HuggingFaceLLM(BaseLLM):
         # A context that already starts with the BOS text gets no second one (lm-eval's rule).
         bos_text = self.tokenizer.bos_token
         bos = [] if bos_text and text.startswith(bos_text) else self._bos
-        return bos + self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return bos + ids
 
     def _pick_dtype(self, dtype: str) -> str:
         if dtype != "auto":

@@ -20,7 +20,7 @@ import sys
 import typing
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
@@ -179,7 +179,7 @@ def _class_from_dotted(dotted: str) -> type:
     cls = getattr(module, attr)
     if not _is_model_class(cls):
         raise ModelError(f"--llm-name {dotted} is {_why_not_a_model(cls)}")
-    return cls
+    return cast(type, cls)
 
 
 def find_model_class(llm_name: str, models_file: Path | None) -> type:
@@ -219,7 +219,7 @@ def _type_hints(cls: type) -> dict[str, Any]:
     try:
         init = next(k.__dict__["__init__"] for k in cls.__mro__ if "__init__" in k.__dict__)
         return typing.get_type_hints(init)
-    except Exception:  # unresolvable annotations: names are still checked, types are not
+    except Exception:  # unresolvable annotations: names are still checked, types are not  # noqa: BLE001
         return {}
 
 
@@ -293,7 +293,7 @@ def check_signature(
                 f"invalid --llm-args {name}={shown!r} for {owner}: expected {_type_name(annotation)} "
                 f"({exc.errors()[0]['msg'].lower()}); {_what_to_pass(annotation)}"
             ) from exc
-        except Exception:  # an annotation pydantic cannot check (a user's own class): leave it
+        except Exception:  # an annotation pydantic cannot check (a user's own class): leave it  # noqa: BLE001
             continue
     return checked
 

@@ -49,7 +49,7 @@ class OpenAICompatibleLLM(BaseLLM):
     self-hosted servers return; hosted chat-only APIs do not, and then only generation tasks work.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (each parameter is an --llm-args name)
         self,
         model: str,
         base_url: str = "http://127.0.0.1:8000/v1",
@@ -101,14 +101,10 @@ class OpenAICompatibleLLM(BaseLLM):
             return data
 
         try:
-            return retry_policy.call(
-                once,
-                transient=_is_transient,
-                attempts=self.max_retries,
-                wait_max=RETRY_WAIT_MAX,
-                first_wait=0.5,
-                suggested_wait=_retry_after,
+            policy = retry_policy.Policy(
+                _is_transient, self.max_retries, RETRY_WAIT_MAX, first_wait=0.5, suggested_wait=_retry_after
             )
+            return retry_policy.call(once, policy)
         except (_Transient, httpx.TransportError) as exc:
             if not _is_transient(exc):
                 raise ModelError(

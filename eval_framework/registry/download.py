@@ -65,14 +65,14 @@ STALL_TRIES = 2
 def _retrying(fn: Callable[[], _T], attempts: int) -> _T:
     """``fn`` under the retry policy: the sources raise ``TransientError`` for what another
     try can change (they classify their clients' errors), anything else is final."""
-    return retry_policy.call(
-        fn,
-        transient=lambda exc: isinstance(exc, TransientError),
-        attempts=attempts,
-        wait_max=RETRY_WAIT_MAX,
+    policy = retry_policy.Policy(
+        lambda exc: isinstance(exc, TransientError),
+        attempts,
+        RETRY_WAIT_MAX,
         first_wait=0.5,
         limits={StalledError: STALL_TRIES},
     )
+    return retry_policy.call(fn, policy)
 
 
 @dataclass
@@ -158,37 +158,7 @@ def _fetch_one(
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            if entry.size:
-                os.ftruncate(fd, entry.size)
-            ranges = [(s, min(s + PART_SIZE, entry.size) - 1) for s in range(0, entry.size, PART_SIZE)]
-            if entry.size < RANGED_THRESHOLD:
-                ranges = [(0, entry.size - 1)] if entry.size else []
-
-            def write(span: tuple[int, int]) -> bool:
-                """Fetch one range; True when the server sent the whole file instead."""
-
-                def sink(offset: int, chunk: bytes) -> None:
-                    _stop_if_asked()  # between chunks: a stop is honoured at any link speed
-                    if offset + len(chunk) > entry.size:
-                        raise _changed(entry)
-                    os.pwrite(fd, chunk, offset)
-
-                got = _retrying(lambda: _stream(source, entry, span[0], span[1], sink), attempts)
-                if got.start == 0 and got.count == entry.size:
-                    return True
-                if got.start != span[0] or got.count != span[1] - span[0] + 1:
-                    raise _truncated(entry, got)
-                report(got.count)
-                return False
-
-            # The first range alone: a server that ignores Range answers it with the whole file,
-            # and then that one stream is the whole transfer.
-            if ranges and write(ranges[0]):
-                report(entry.size)
-            elif len(ranges) > 2:
-                _run_all(write, ranges[1:], workers)
-            elif len(ranges) == 2:
-                write(ranges[1])
+            _fill(fd, entry, source, (workers, attempts), report)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -207,6 +177,44 @@ def _fetch_one(
         cleanup.unregister(tmp)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _fill(
+    fd: int, entry: ManifestEntry, source: ByteSource, limits: tuple[int, int], report: Callable[[int], None]
+) -> None:
+    """Write ``entry``'s bytes into ``fd``, range by range (``limits``: parallel ranges, attempts
+    per range)."""
+    workers, attempts = limits
+    if entry.size:
+        os.ftruncate(fd, entry.size)
+    ranges = [(s, min(s + PART_SIZE, entry.size) - 1) for s in range(0, entry.size, PART_SIZE)]
+    if entry.size < RANGED_THRESHOLD:
+        ranges = [(0, entry.size - 1)] if entry.size else []
+
+    def sink(offset: int, chunk: bytes) -> None:
+        _stop_if_asked()  # between chunks: a stop is honoured at any link speed
+        if offset + len(chunk) > entry.size:
+            raise _changed(entry)
+        os.pwrite(fd, chunk, offset)
+
+    def write(span: tuple[int, int]) -> bool:
+        """Fetch one range; True when the server sent the whole file instead."""
+        got = _retrying(lambda: _stream(source, entry, span[0], span[1], sink), attempts)
+        if got.start == 0 and got.count == entry.size:
+            return True
+        if got.start != span[0] or got.count != span[1] - span[0] + 1:
+            raise _truncated(entry, got)
+        report(got.count)
+        return False
+
+    # The first range alone: a server that ignores Range answers it with the whole file, and then
+    # that one stream is the whole transfer.
+    if ranges and write(ranges[0]):
+        report(entry.size)
+    elif len(ranges) > 2:
+        _run_all(write, ranges[1:], workers)
+    elif len(ranges) == 2:
+        write(ranges[1])
 
 
 def _recheck_multipart(plan: DownloadPlan, dest: Path, sources: Mapping[str, ByteSource]) -> None:
@@ -231,7 +239,7 @@ def _run_all(fn: Callable[[Any], object], items: Sequence[Any], workers: int) ->
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def download(
+def download(  # noqa: PLR0913  (options are keyword-only)
     entries: Sequence[ManifestEntry],
     dest: Path,
     sources: Mapping[str, ByteSource] | Callable[[list[ManifestEntry]], Mapping[str, ByteSource]],

@@ -74,7 +74,7 @@ def in_place_root(check: TwinCheck, scratch: Path) -> Path:
     return scratch
 
 
-def wait_until(
+def wait_until(  # noqa: PLR0913  (the clock and sleep are for tests, keyword-only)
     ready: Callable[[], bool],
     what: str,
     timeout: float,

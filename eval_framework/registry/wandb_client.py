@@ -126,12 +126,12 @@ class WandbRegistry:
         only on this error path)."""
         try:
             latest = self.api.artifact(replace(ref, alias="latest").path)
-        except Exception:
+        except Exception:  # a hint for a message already failing  # noqa: BLE001
             return f"no collection {ref.name!r} in {ref.project}"
         text = f"{ref.name} has versions v0..{latest.version} (latest {latest.version})"
         try:
             aliases = sorted(latest.collection.aliases)
-        except Exception:
+        except Exception:  # older SDK objects lack it  # noqa: BLE001
             aliases = sorted(latest.aliases)
         return f"{text}, aliases: {', '.join(aliases)}"
 
@@ -229,7 +229,7 @@ def _producing_run(artifact: Any) -> str | None:
         creator = result.artifact.created_by if result.artifact else None
         if isinstance(creator, RunInfoFragment) and creator.project is not None:
             return f"{creator.project.entity.name}/{creator.project.name}/{creator.name}"
-    except Exception:
+    except Exception:  # lineage detail: never worth a failure  # noqa: BLE001
         return None
     return None
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from eval_framework.errors import ConfigError, HfUploadError, brief, missing_extra
 from eval_framework.net import Kind, advice, classify
@@ -48,7 +48,7 @@ def within(seconds: float, fn: Callable[[], T]) -> T:
     def call() -> None:
         try:
             outcome.append((True, fn()))
-        except BaseException as exc:  # handed to the caller
+        except BaseException as exc:  # handed to the caller  # noqa: BLE001
             outcome.append((False, exc))
 
     worker = threading.Thread(target=call, daemon=True, name="hf-hub-call")
@@ -59,7 +59,7 @@ def within(seconds: float, fn: Callable[[], T]) -> T:
     ok, value = outcome[0]
     if not ok:
         raise value
-    return value
+    return cast(T, value)
 
 
 def hf_token() -> str:

@@ -48,7 +48,7 @@ def read(bundle_dir: Path) -> list[dict[str, Any]]:
 def last(bundle_dir: Path, destination: str, **match: Any) -> dict[str, Any] | None:
     for entry in reversed(read(bundle_dir)):
         if entry.get("destination") == destination and all(entry.get(k) == v for k, v in match.items()):
-            return entry
+            return dict(entry)
     return None
 
 

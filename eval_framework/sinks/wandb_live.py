@@ -50,7 +50,7 @@ class LiveRun:
         try:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 self.run.mark_preempting()
-        except Exception as error:
+        except Exception as error:  # the stop is the news, not this  # noqa: BLE001
             log.warning("could not mark the W&B run as preempted: %s", scrub(str(error)))
         finish(self.run, exit_code=1)
         self.run = None

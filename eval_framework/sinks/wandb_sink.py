@@ -111,7 +111,7 @@ def _call(what: str, fn: Callable[[], T], hint: str = "", attempts: int = ATTEMP
     """One W&B call with capped exponential backoff on transient failures; ``hint`` says what
     to check when it fails for good."""
     try:
-        return retry_policy.call(fn, transient=_transient, attempts=attempts, wait_max=RETRY_WAIT_MAX)
+        return retry_policy.call(fn, retry_policy.Policy(_transient, attempts, RETRY_WAIT_MAX))
     except Exception as exc:
         failure = classify(exc)
         if failure.kind in (Kind.OTHER, Kind.NOT_FOUND, Kind.CLIENT):
@@ -289,7 +289,7 @@ def registry_target(registry: str) -> str:
 def finish(run: Any, exit_code: int = 0) -> None:
     try:
         run.finish(exit_code=exit_code)
-    except Exception as exc:  # a failed flush must not hide the evaluation's own outcome
+    except Exception as exc:  # a failed flush must not hide the evaluation's own outcome  # noqa: BLE001
         # after a failure (exit code 1) that failure is the news; this one is its echo
         log.log(logging.WARNING if exit_code == 0 else logging.INFO, "W&B run.finish failed: %s",
                 brief(exc, with_type=True))  # fmt: skip
@@ -309,14 +309,9 @@ def log_bundle(
             say_once(note)
     spec = build_spec(bundle, options)
     report = LogReport(run_id=spec.run_id, mode=mode)
-    if mode == "disabled":
-        return report
     records = records_digest(spec, options)
-    if mode == "offline" and run is None:
-        waiting = _unsynced_offline_log(bundle, records)
-        if waiting is not None:  # a second offline copy would only be synced (and counted) twice
-            report.offline_dir, report.already_offline = waiting, True
-            return report
+    if mode == "disabled" or (run is None and _already_offline(bundle, report, records)):
+        return report
     own = run is None
     before = _offline_runs(bundle) if own else set()
     try:
@@ -338,20 +333,33 @@ def log_bundle(
                 shutil.rmtree(partial, ignore_errors=True)
         if not isinstance(exc, Exception):
             raise  # a stop (SIGTERM, Ctrl-C) stays a stop
-        logged = tuple(report.logged)
-        if isinstance(exc, ExportError) and not exc.failures:
-            raise WandbLogError(exc.why, sink="W&B", what=exc.what, hint=exc.hint, retried=exc.retried,
-                                logged=logged) from exc  # fmt: skip
-        if isinstance(exc, EvalFrameworkError):  # says what failed itself
-            raise WandbLogError(brief(exc, 600), sink="W&B", logged=logged) from exc
-        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        raise WandbLogError(brief(exc, with_type=True), sink="W&B", what="W&B logging",
-                            hint="free space first" if full else "", logged=logged) from exc  # fmt: skip
+        raise _log_failure(exc, tuple(report.logged)) from exc
     if own:
         finish(run)
     status = "logged" if mode == "online" else "offline"
     ledger.append(bundle.dir, ledger.wandb_entry(spec, mode, status, report, records=records))
     return report
+
+
+def _already_offline(bundle: Bundle, report: LogReport, records: str) -> bool:
+    """Offline, a log equal to one waiting for ``wandb sync`` adds nothing (a second offline copy
+    would only be synced, and counted, twice): the report points at it."""
+    waiting = _unsynced_offline_log(bundle, records) if report.mode == "offline" else None
+    if waiting is not None:
+        report.offline_dir, report.already_offline = waiting, True
+    return waiting is not None
+
+
+def _log_failure(exc: Exception, logged: tuple[str, ...]) -> WandbLogError:
+    """A failed log as one WandbLogError, saying what got through before it."""
+    if isinstance(exc, ExportError) and not exc.failures:
+        return WandbLogError(exc.why, sink="W&B", what=exc.what, hint=exc.hint, retried=exc.retried,
+                             logged=logged)  # fmt: skip
+    if isinstance(exc, EvalFrameworkError):  # says what failed itself
+        return WandbLogError(brief(exc, 600), sink="W&B", logged=logged)
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return WandbLogError(brief(exc, with_type=True), sink="W&B", what="W&B logging",
+                         hint="free space first" if full else "", logged=logged)  # fmt: skip
 
 
 def records_digest(spec: RunSpec, options: WandbOptions) -> str:

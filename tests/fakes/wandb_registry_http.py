@@ -155,7 +155,7 @@ def _handler(server: RegistryServer) -> type[BaseHTTPRequestHandler]:
                 fake.calls.append(name)
                 try:
                     data = op(variables)
-                except Exception as exc:  # the fake's way of failing like the server: "404 Not Found: ..."
+                except Exception as exc:  # the fake's way of failing like the server: "404 Not Found: ..."  # noqa: BLE001
                     text = str(exc)
                     status = int(text[:3]) if text[:3].isdigit() else 500
                     self._answer(status, {"errors": [{"message": text}]})

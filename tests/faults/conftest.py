@@ -134,7 +134,8 @@ class Workspace:
         """Byte-identical, and still recognised as finished: the rerun reuses it."""
         assert _snapshot(self.keeper) == self.snapshot, "the finished bundle was changed"
         again = self.run(*self.KEEPER_ARGS, "--output-dir", self.out)
-        assert again.code == 0 and "reusing" in again.err.lower(), again.err
+        assert again.code == 0, again.err
+        assert "reusing" in again.err.lower(), again.err
         assert _snapshot(self.keeper) == self.snapshot
 
 
@@ -146,7 +147,8 @@ def expect(result: Result, code: int, *says: str, lines: int = 1) -> str:
     """The documented exit code; exactly ``lines`` stderr lines, no traceback; each of ``says``;
     an error line that says what to do. Returns the last line."""
     assert result.code == code, f"exit {result.code}, expected {code}: {result.err}"
-    assert "Traceback" not in result.err and "Logging error" not in result.err, result.err
+    assert "Traceback" not in result.err, result.err
+    assert "Logging error" not in result.err, result.err
     assert len(result.lines) == lines, result.err
     last = result.lines[-1] if result.lines else ""
     for needle in says:
@@ -199,7 +201,7 @@ def ws(_template: Path, tmp_path: Path) -> Iterator[Workspace]:
     (keeper,) = [p for p in out.iterdir() if p.is_dir()]
     workspace = Workspace(root, out, keeper, _env(root))
     workspace.snapshot = _snapshot(keeper)
-    yield workspace
+    return workspace
 
 
 def signal_when(

@@ -23,14 +23,16 @@ SECRET = "sk-promise-0123456789abcdef"
 def test_no_error_message_shows_a_secret(ws, args, says):
     result = ws.evaluate(*args)
     expect(result, 2, says)
-    assert SECRET not in result.err + result.out and "[1, 2]" not in result.err
+    assert SECRET not in result.err + result.out
+    assert "[1, 2]" not in result.err
     ws.keeper_intact()
 
 
 def test_debug_set_in_dotenv_shows_the_traceback_then_the_line(ws):
     (ws.root / ".env").write_text(f"EVAL_FRAMEWORK_DEBUG=1\nOPENAI_API_KEY={SECRET}\n")
     result = ws.evaluate("--llm-args", "batch_size=abc")
-    assert result.code == 2 and "Traceback (most recent call last)" in result.err
+    assert result.code == 2
+    assert "Traceback (most recent call last)" in result.err
     assert result.lines[-1].startswith("error: invalid --llm-args batch_size='abc'")
     assert SECRET not in result.err
     ws.keeper_intact()

@@ -201,7 +201,8 @@ def test_something_in_the_way_of_the_bundle_layout_is_named(ws, what, says):
     if blocker.is_dir() and what != "lock is a directory":
         assert (blocker / "keep").read_text() == "a user's file\n"
     dry = ws.run("upload", ws.out, "--wandb-project", "evals", "--dry-run")
-    assert dry.code == 0 and "Traceback" not in dry.err, dry.err  # the other bundles are still listed
+    assert dry.code == 0, dry.err
+    assert "Traceback" not in dry.err, dry.err  # the other bundles are still listed
     assert f'"bundle": "{ws.keeper.resolve()}"' in dry.out, dry.out
     ws.keeper_intact()
 
@@ -225,7 +226,8 @@ def test_overwrite_of_a_symlinked_bundle_never_touches_the_link_target(ws):
     before = sorted(p.name for p in elsewhere.iterdir())
     expect(ws.evaluate("--num-samples", "10", "--overwrite"), 0, lines=0)
     expect(ws.evaluate("--num-samples", "10", "--overwrite"), 0, lines=0)  # a second time too
-    assert sorted(p.name for p in elsewhere.iterdir()) == before and bundle.is_dir()
+    assert sorted(p.name for p in elsewhere.iterdir()) == before
+    assert bundle.is_dir()
     assert not [p for p in ws.out.iterdir() if p.name.endswith((".old", ".overwrite"))]
     ws.keeper_intact()
 
@@ -337,7 +339,8 @@ def test_a_kill_during_the_checkpoint_download_leaves_no_partial_files(ws, s3, w
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     result = signal_when(proc, lambda: any(store.rglob(".*part-*")), signal.SIGTERM)
     expect(result, 143, "stopped by SIGTERM", "rerun the same command")
-    assert not list(store.rglob(".*part-*")) and made() == before
+    assert not list(store.rglob(".*part-*"))
+    assert made() == before
     done = subprocess.run(args, cwd=ws.root, env=env, capture_output=True, text=True, timeout=300)
     expect(Result(done.returncode, done.stdout, done.stderr, 0.0), 0, lines=0)
     assert any(p.name.startswith("tiny-prod__letters") for p in ws.out.iterdir())
@@ -360,11 +363,14 @@ def test_metadata_edited_after_the_evaluation_finished_is_not_trusted(ws):
 
     _edit_json(bundle / "metadata.json", forge)
     dry = ws.run("upload", bundle, "--wandb-project", "evals", "--dry-run")
-    assert dry.code == 0 and "changed after it finished" in dry.out and "Llama-70B" not in dry.out, dry.out
+    assert dry.code == 0, dry.out
+    assert "changed after it finished" in dry.out, dry.out
+    assert "Llama-70B" not in dry.out, dry.out
     rerun = ws.evaluate("--num-samples", "10")
     expect(rerun, 0, "changed after it finished", "completing it")
     repaired = json.loads((bundle / "metadata.json").read_text())
-    assert repaired["task"] == original["task"] and repaired["model"]["name"] == original["model"]["name"]
+    assert repaired["task"] == original["task"]
+    assert repaired["model"]["name"] == original["model"]["name"]
     expect(ws.evaluate("--num-samples", "10"), 0, "reusing")
     ws.keeper_intact()
 
@@ -390,7 +396,9 @@ def test_a_removed_seal_is_not_a_way_around_it(ws):
 
     _edit_json(bundle / "metadata.json", downgrade)
     dry = ws.run("upload", bundle, "--wandb-project", "evals", "--dry-run")
-    assert dry.code == 0 and "it has no seal" in dry.out and "GPT-9" not in dry.out, dry.out
+    assert dry.code == 0, dry.out
+    assert "it has no seal" in dry.out, dry.out
+    assert "GPT-9" not in dry.out, dry.out
     expect(ws.evaluate("--num-samples", "10"), 0, "it has no seal", "completing it")
     assert json.loads((bundle / "metadata.json").read_text())["model"]["name"] != "GPT-9"
     ws.keeper_intact()

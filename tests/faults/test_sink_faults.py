@@ -42,7 +42,8 @@ def test_a_missing_hf_token_is_refused_before_the_evaluation(ws):
     before = {p.name for p in ws.out.iterdir()}
     result = ws.evaluate("--num-samples", "5", *HF, *WANDB)
     expect(result, 2, "needs a Hugging Face token", "set HF_TOKEN")
-    assert {p.name for p in ws.out.iterdir()} == before and result.seconds < 10
+    assert {p.name for p in ws.out.iterdir()} == before
+    assert result.seconds < 10
     ws.keeper_intact()
 
 
@@ -56,7 +57,8 @@ def test_a_token_the_hub_rejects_is_refused_before_the_evaluation(ws):
             env={**ONLINE_HUB, "HF_TOKEN": "hf_" + "x" * 34, "HF_ENDPOINT": hub.url},
         )
     expect(result, 2, "rejected the token (HTTP 401)", "check HF_TOKEN")
-    assert {p.name for p in ws.out.iterdir()} == before and "x" * 34 not in result.err
+    assert {p.name for p in ws.out.iterdir()} == before
+    assert "x" * 34 not in result.err
     ws.keeper_intact()
 
 
@@ -66,7 +68,8 @@ def test_an_unreachable_hub_still_lets_wandb_log_and_names_the_command(ws):
     last = expect(result, 7, "cannot reach the Hugging Face Hub at", "connection refused", "HF_ENDPOINT")
     bundle = _only_new(ws, before)
     assert _offline_runs(bundle)  # W&B was logged (offline) although the Hub failed first
-    assert f"eval_framework upload {bundle}" in last and "--hf-upload-repo my-org/evals" in last
+    assert f"eval_framework upload {bundle}" in last
+    assert "--hf-upload-repo my-org/evals" in last
     ws.keeper_intact()
 
 
@@ -101,7 +104,8 @@ def test_wandb_refusing_connections_fails_in_seconds(ws):
     url = refused_url()
     result = ws.evaluate("--num-samples", "5", *WANDB, env={**ONLINE, "WANDB_BASE_URL": url})
     expect(result, 7, f"cannot reach the W&B server at {url} (connection refused)", "WANDB_BASE_URL")
-    assert result.seconds < 20 and "in use" not in result.err
+    assert result.seconds < 20
+    assert "in use" not in result.err
     ws.keeper_intact()
 
 
@@ -140,7 +144,8 @@ def test_a_rejected_or_malformed_key_logs_offline_and_says_so(ws, key, says):
         env = {**ONLINE, "WANDB_API_KEY": key, "WANDB_BASE_URL": server.url}
         result = ws.evaluate("--num-samples", "5", *WANDB, env=env)
     expect(result, 0, says, "wandb sync", lines=2)
-    assert _offline_runs(_only_new(ws, before)) and key not in result.err
+    assert _offline_runs(_only_new(ws, before))
+    assert key not in result.err
     assert len(server.requests) == (1 if key == KEY else 0)
     ws.keeper_intact()
 
@@ -184,7 +189,7 @@ def test_upload_of_only_unfinished_bundles(ws):
 
 
 @pytest.mark.parametrize(
-    "tamper, says",
+    ("tamper", "says"),
     [
         ("results", "results.json does not match its sample rows"),
         ("prediction", "its prediction is not what its log-likelihoods give"),
@@ -224,14 +229,18 @@ def test_upload_refuses_a_bundle_whose_scores_were_edited(ws, tamper, says):
             results["metrics"] = aggregate(rows, ["acc", "acc_norm"])
             (bundle / "results.json").write_text(json.dumps(results))
     dry = ws.run("upload", bundle, *WANDB, "--dry-run")
-    assert dry.code == 0 and says in dry.out and '"complete": false' in dry.out, dry.out
+    assert dry.code == 0, dry.out
+    assert says in dry.out, dry.out
+    assert '"complete": false' in dry.out, dry.out
     expect(ws.run("upload", bundle, *WANDB), 5, says, "1 of 1 bundle(s) skipped", lines=2)
     good = ws.bundle("--num-samples", "4")
     both = ws.run("upload", bundle, good, *WANDB, "--wandb-mode", "offline")
-    assert both.code == 5 and f"skipping {bundle}: not a finished evaluation (" in both.err, both.err
+    assert both.code == 5, both.err
+    assert f"skipping {bundle}: not a finished evaluation (" in both.err, both.err
     assert "1 of 2 bundle(s) skipped (see above), the others are exported" in both.lines[-1], both.err
     assert (good / "exports.jsonl").is_file()  # the finished one was logged all the same
-    assert says in both.lines[0] and "rerun the evaluation" in both.lines[0], both.err
+    assert says in both.lines[0], both.err
+    assert "rerun the evaluation" in both.lines[0], both.err
     ws.keeper_intact()
 
 
@@ -243,7 +252,8 @@ def test_reruns_offline_reuse_the_unsynced_offline_run_instead_of_piling_up_copi
     (run,) = _offline_runs(bundle)
     again = ws.evaluate("--num-samples", "5", *WANDB, "--wandb-mode", "offline")
     expect(again, 0, "reusing", "was already logged offline (not synced yet); sync it with", lines=2)
-    assert str(run.parent) in again.err and _offline_runs(bundle) == [run]
+    assert str(run.parent) in again.err
+    assert _offline_runs(bundle) == [run]
     upload = ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline")
     expect(upload, 0, "was already logged offline (not synced yet)")
     tagged = ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline", "--wandb-tags", "nightly")
@@ -302,7 +312,8 @@ def test_a_stop_during_an_offline_upload_leaves_no_half_run(ws, sig):
     if result.code == 0:  # the log finished before the stop could land: nothing half-done either
         pytest.skip("the upload finished first")
     expect(result, code, word)
-    assert _offline_runs(bundle) == [] and not list((bundle / "wandb").glob("offline-run-*")), result.err
+    assert _offline_runs(bundle) == [], result.err
+    assert not list((bundle / "wandb").glob("offline-run-*")), result.err
     expect(ws.run("upload", bundle, *WANDB, "--wandb-mode", "offline"), 0, "logged offline; sync it with")
     assert len(_offline_runs(bundle)) == 1
     ws.keeper_intact()

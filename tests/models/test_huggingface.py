@@ -67,7 +67,8 @@ def test_generation_is_greedy_and_stops(llm, tiny_model_dir):
     ids = torch.tensor([tok("copy: abcd ->", add_special_tokens=False)["input_ids"]])
     gen = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
     expected = tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True).split("\n")[0]
-    assert outs[0] == expected and "\n" not in outs[0]
+    assert outs[0] == expected
+    assert "\n" not in outs[0]
     assert len(tok(outs[1], add_special_tokens=False)["input_ids"]) <= 3
 
 
@@ -116,13 +117,12 @@ def test_bos_follows_the_tokenizer_default(bos_llama_dir):
         assert res.logprob == pytest.approx(expected, abs=1e-4)
     # BOS once, before the context; never between context and continuation
     ctx, cont = llm._encode_pair(BOS_REQUESTS[0].context, BOS_REQUESTS[0].continuation)
-    assert ctx[0] == llm.tokenizer.bos_token_id and llm.tokenizer.bos_token_id not in ctx[1:] + cont
+    assert ctx[0] == llm.tokenizer.bos_token_id
+    assert llm.tokenizer.bos_token_id not in ctx[1:] + cont
     # an empty context is BOS alone; a context already starting with the BOS text gets no second one
     ctx, cont = llm._encode_pair("", "Sarah")
-    assert (
-        ctx == [llm.tokenizer.bos_token_id]
-        and cont == llm.tokenizer("Sarah", add_special_tokens=False)["input_ids"]
-    )
+    assert ctx == [llm.tokenizer.bos_token_id]
+    assert cont == llm.tokenizer("Sarah", add_special_tokens=False)["input_ids"]
     ctx, _ = llm._encode_pair("<s>Question: x", " y")
     assert ctx.count(llm.tokenizer.bos_token_id) == 1
 

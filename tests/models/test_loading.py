@@ -76,7 +76,8 @@ def test_a_bad_argument_leaves_no_bundle_behind(cli, letters_task, tmp_path):
     for args in (["batch_size=abc"], ["version=v9"], ["dtype=float8"], ["nosuch=1"]):
         result = cli("--llm-name", "embedded", "--llm-args", *args, "--task-name", letters_task,
                      "--output-dir", out)  # fmt: skip
-        assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+        assert result.code == 2, result.err
+        assert len(result.err.strip().splitlines()) == 1, result.err
         assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
 
 

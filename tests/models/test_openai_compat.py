@@ -103,7 +103,8 @@ def test_loglikelihood_sums_continuation_tokens(server):
         ]
     )
     assert results[0].logprob == pytest.approx(_lp(" ") + _lp("a") + _lp("b"))
-    assert results[0].num_tokens == 3 and results[0].is_greedy is False  # 'b' is not the top token
+    assert results[0].num_tokens == 3
+    assert results[0].is_greedy is False
     assert results[1].is_greedy is True
     assert results[2].logprob == pytest.approx(2 * _lp("a"))
 

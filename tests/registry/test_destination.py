@@ -37,7 +37,8 @@ def test_persistent_store_from_env_is_reused(tmp_path, monkeypatch):
     with checkpoint_destination(V7) as first:
         (first / "config.json").write_text("{}")
     with checkpoint_destination(V7) as again:
-        assert again == first and (again / "config.json").exists()
+        assert again == first
+        assert (again / "config.json").exists()
     # keyed by what the server resolved: the org entity, the version and its digest
     assert (
         first

@@ -105,7 +105,8 @@ def test_changed_object_in_unversioned_bucket_is_a_digest_mismatch(s3, tmp_path)
     s3.put_object(Bucket=bucket, Key="w.bin", Body=b"changed  weights")  # same size
     with pytest.raises(DownloadError, match="digest mismatch"):
         download([entry], tmp_path / "d", {"s3": S3Source()})
-    assert not (tmp_path / "d" / "w.bin").exists() and _no_temp_files(tmp_path / "d")
+    assert not (tmp_path / "d" / "w.bin").exists()
+    assert _no_temp_files(tmp_path / "d")
 
 
 def test_missing_object_is_explained(s3, tmp_path):
@@ -122,7 +123,8 @@ def test_deleted_pinned_version_is_a_404_and_explained(s3, tmp_path):
     s3.delete_object(Bucket=bucket, Key="w.bin", VersionId=entry.version_id)
     with pytest.raises(DownloadError, match=rf"s3://{bucket}/w.bin version {entry.version_id} not found"):
         download([entry], tmp_path / "d", {"s3": S3Source()})
-    assert not (tmp_path / "d" / "w.bin").exists() and _no_temp_files(tmp_path / "d")
+    assert not (tmp_path / "d" / "w.bin").exists()
+    assert _no_temp_files(tmp_path / "d")
 
 
 @contextlib.contextmanager
@@ -159,7 +161,8 @@ def test_access_denied_is_a_403_that_names_the_credentials(s3, s3_server, tmp_pa
         ) as info:
             download([entries[denied]], tmp_path / "d", {"s3": S3Source()})
     assert (tmp_path / "d" / f"{allowed}.bin").read_bytes() == b"weights"  # earlier results kept
-    assert not (tmp_path / "d" / f"{denied}.bin").exists() and _no_temp_files(tmp_path / "d")
+    assert not (tmp_path / "d" / f"{denied}.bin").exists()
+    assert _no_temp_files(tmp_path / "d")
     assert key["SecretAccessKey"] not in str(info.value)
 
 
@@ -228,7 +231,8 @@ def test_transient_errors_are_retried(tmp_path, monkeypatch):
     monkeypatch.setattr(dl, "RETRY_WAIT_MAX", 0.0)
     flaky = _Flaky(2)
     download([_abcd()], tmp_path / "d", {"wandb": flaky}, attempts=3)
-    assert flaky.calls == 3 and (tmp_path / "d" / "f").read_bytes() == b"abcd"
+    assert flaky.calls == 3
+    assert (tmp_path / "d" / "f").read_bytes() == b"abcd"
     with pytest.raises(DownloadError, match="kept failing after 2 tries"):
         download([_abcd()], tmp_path / "e", {"wandb": _Flaky(5)}, attempts=2)
 
@@ -316,7 +320,8 @@ def test_sigterm_mid_download_leaves_no_partial_files(tmp_path):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err
     assert "finished" not in out
-    assert not (store / "model" / "w.bin").exists() and _no_temp_files(store)
+    assert not (store / "model" / "w.bin").exists()
+    assert _no_temp_files(store)
 
 
 def test_part_files_of_dead_processes_on_this_host_are_swept(tmp_path):
@@ -330,7 +335,9 @@ def test_part_files_of_dead_processes_on_this_host_are_swept(tmp_path):
     for path in (stale, mine, other_host):
         path.write_bytes(b"partial")
     download([_abcd()], dest, {"wandb": _Flaky(0)})
-    assert not stale.exists() and mine.exists() and other_host.exists()
+    assert not stale.exists()
+    assert mine.exists()
+    assert other_host.exists()
     assert (dest / "f").read_bytes() == b"abcd"
 
 

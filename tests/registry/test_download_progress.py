@@ -105,7 +105,8 @@ def test_a_retried_range_is_counted_once(checkpoint, tmp_path):
     source = _Memory(files, fail_once={(BIG, 3 * PART), ("model/tokenizer.json", 0)})
     recorder = _Recorder()
     plan = download(entries, tmp_path / "d", {"wandb": source}, progress=recorder)
-    assert source.reads.count((BIG, 3 * PART)) == 2 and source.reads.count(("model/tokenizer.json", 0)) == 2
+    assert source.reads.count((BIG, 3 * PART)) == 2
+    assert source.reads.count(("model/tokenizer.json", 0)) == 2
     assert sum(recorder.increments) == plan.bytes_needed == sum(len(d) for d in files.values())
     assert recorder.increments.count(PART) == 10
 
@@ -126,10 +127,13 @@ def test_files_already_present_are_not_reported(checkpoint, tmp_path):
     plan = download(
         entries, tmp_path / "d", {"wandb": _Memory(files)}, progress=recorder, on_total=totals.append
     )
-    assert plan.todo == [] and totals == [0] and recorder.increments == []
+    assert plan.todo == []
+    assert totals == [0]
+    assert recorder.increments == []
     (tmp_path / "d" / "model" / "tokenizer.json").unlink()
     plan = download(entries, tmp_path / "d", {"wandb": _Memory(files)}, progress=recorder)
-    assert [e.path for e in plan.todo] == ["model/tokenizer.json"] and recorder.increments == [3000]
+    assert [e.path for e in plan.todo] == ["model/tokenizer.json"]
+    assert recorder.increments == [3000]
 
 
 # ---- the rich bar -----------------------------------------------------------------------------
@@ -166,10 +170,12 @@ def test_bar_draws_description_bytes_rate_and_eta_on_a_terminal():
             bar.advance(2_000_000)
             time.sleep(0.02)
     out = _output(console)
-    assert "llama-sft:v7" in out and "6.0/10.0 MB" in out
+    assert "llama-sft:v7" in out
+    assert "6.0/10.0 MB" in out
     assert re.search(r"\d+(\.\d+)? [kMG]?B/s", out)  # transfer rate
     assert re.search(r"\d+:\d\d:\d\d", out)  # time remaining
-    assert _cursor_restored(out) and not isinstance(sys.stderr, FileProxy)
+    assert _cursor_restored(out)
+    assert not isinstance(sys.stderr, FileProxy)
 
 
 def test_bar_draws_nothing_when_nothing_is_fetched():
@@ -190,7 +196,9 @@ def test_bar_nests_under_the_evaluation_bar(monkeypatch):
             time.sleep(0.3)  # a nested bar is drawn by the outer one's refresh thread (10 per second)
         update(2, 10)
     out = _output(console)
-    assert "llama-sft:v7" in out and "hf · mmlu" in out and _cursor_restored(out)
+    assert "llama-sft:v7" in out
+    assert "hf · mmlu" in out
+    assert _cursor_restored(out)
     assert console._live_stack == []
 
 
@@ -231,9 +239,12 @@ def test_bar_is_closed_however_the_download_ends(checkpoint, tmp_path, how, rais
     if how == "sigterm":
         assert info.value.code == 143
     out = _output(console)
-    assert "llama-sft:v7" in out and _cursor_restored(out)
-    assert console._live_stack == [] and not isinstance(sys.stderr, FileProxy)
-    assert not (tmp_path / "d" / BIG).exists() and not list((tmp_path / "d").rglob(".*part-*"))
+    assert "llama-sft:v7" in out
+    assert _cursor_restored(out)
+    assert console._live_stack == []
+    assert not isinstance(sys.stderr, FileProxy)
+    assert not (tmp_path / "d" / BIG).exists()
+    assert not list((tmp_path / "d").rglob(".*part-*"))
 
 
 # ---- the resolver's route: the process-wide factory -------------------------------------------
@@ -290,12 +301,16 @@ def test_resolve_reports_to_the_installed_factory(fake_wandb, bars, tmp_path, mo
     with contextlib.ExitStack() as stack:
         resolved = Resolver().resolve("llama-sft:prod", stack)  # as the model backend calls it
     (bar,) = bars
-    assert bar.description == f"llama-sft:{resolved.identity.version}" and bar.closed
+    assert bar.description == f"llama-sft:{resolved.identity.version}"
+    assert bar.closed
     assert bar.totals == [resolved.downloaded_bytes] == [sum(len(d) for d in files.values())]
-    assert sum(bar.increments) == resolved.downloaded_bytes and len(bar.increments) > len(files)
+    assert sum(bar.increments) == resolved.downloaded_bytes
+    assert len(bar.increments) > len(files)
     with contextlib.ExitStack() as stack:
         Resolver().resolve("llama-sft:prod", stack)  # complete and verified: nothing transferred
-    assert bars[1].totals == [0] and bars[1].increments == [] and bars[1].closed
+    assert bars[1].totals == [0]
+    assert bars[1].increments == []
+    assert bars[1].closed
 
 
 def test_an_explicit_callback_bypasses_the_factory(fake_wandb, bars, tmp_path, monkeypatch):
@@ -304,7 +319,8 @@ def test_an_explicit_callback_bypasses_the_factory(fake_wandb, bars, tmp_path, m
     got: list[int] = []
     with contextlib.ExitStack() as stack:
         Resolver().resolve("llama-sft:prod", stack, progress=got.append)
-    assert bars == [] and sum(got) == sum(len(d) for d in files.values())
+    assert bars == []
+    assert sum(got) == sum(len(d) for d in files.values())
 
 
 def test_resolve_draws_the_rich_bar_when_the_cli_installs_it(fake_wandb, tmp_path, monkeypatch):
@@ -318,7 +334,9 @@ def test_resolve_draws_the_rich_bar_when_the_cli_installs_it(fake_wandb, tmp_pat
     finally:
         progress_mod.set_download_bar_factory(None)
     out = _output(console)
-    assert "llama-sft:v0" in out and "3.1/3.1 MB" in out and _cursor_restored(out)
+    assert "llama-sft:v0" in out
+    assert "3.1/3.1 MB" in out
+    assert _cursor_restored(out)
 
 
 def test_the_default_factory_is_silent(capsys):

@@ -31,7 +31,8 @@ def test_complete_twin_is_used_in_place(tmp_path):
         _file_entry(shared, "model.safetensors", b"w" * 100),
     ]
     check = check_twin(entries)
-    assert check.usable and not check.problems
+    assert check.usable
+    assert not check.problems
     assert in_place_root(check, tmp_path / "scratch") == shared
     assert not (tmp_path / "scratch").exists()  # nothing copied or linked
 
@@ -56,8 +57,10 @@ def test_incomplete_twin_lists_what_is_wrong(tmp_path):
     check = check_twin([good, short, changed, gone, s3])
     assert not check.usable
     text = "\n".join(check.problems)
-    assert "has 10 bytes, expected 20" in text and "does not match its recorded digest" in text
-    assert "gone.bin is missing" in text and "not a file:// reference" in text
+    assert "has 10 bytes, expected 20" in text
+    assert "does not match its recorded digest" in text
+    assert "gone.bin is missing" in text
+    assert "not a file:// reference" in text
     assert check_twin([]).usable is False
 
 
@@ -88,7 +91,8 @@ def test_wait_times_out_naming_the_variable():
 
     with pytest.raises(ArtifactWaitTimeout, match="WANDB_ARTIFACT_WAIT_TIMEOUT_SEC") as info:
         wait_until(lambda: False, "acme/wandb-registry-model/llama:v3", 12, sleep=sleep, clock=lambda: now[0])
-    assert "within 12 s" in str(info.value) and now[0] == 12
+    assert "within 12 s" in str(info.value)
+    assert now[0] == 12
 
 
 def test_wait_timeout_from_env(monkeypatch):
@@ -117,9 +121,12 @@ def test_twins_recorded_by_the_sdk_with_or_without_checksums(tmp_path):
     (shared / "config.json").write_bytes(b'{"model_type": "gpt2"}')
     (shared / "model.safetensors").write_bytes(b"w" * 4096)
     with_md5, uri_only = _sdk_entries(shared, checksum=True), _sdk_entries(shared, checksum=False)
-    assert check_twin(with_md5).usable and check_twin(uri_only).usable
-    assert not any(digest_is_of_uri(e) for e in with_md5) and all(digest_is_of_uri(e) for e in uri_only)
-    assert same_contents(with_md5, with_md5) and not same_contents(uri_only, uri_only)  # content unknown
+    assert check_twin(with_md5).usable
+    assert check_twin(uri_only).usable
+    assert not any(digest_is_of_uri(e) for e in with_md5)
+    assert all(digest_is_of_uri(e) for e in uri_only)
+    assert same_contents(with_md5, with_md5)
+    assert not same_contents(uri_only, uri_only)
     (shared / "model.safetensors").write_bytes(b"x" * 4096)  # same size, other content
     assert not check_twin(with_md5).usable  # the content digest catches it
     assert check_twin(uri_only).usable  # only the size can be checked

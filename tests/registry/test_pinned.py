@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from eval_framework.config import EvalConfig
+from eval_framework.eval_plan import make_plan
 from eval_framework.model_plan import build_model
-from eval_framework.runner import make_plan
 from tests.registry.test_resolver import _register_shipped
 
 USER_MODELS = Path(__file__).parents[1] / "fixtures" / "user_models.py"
@@ -32,7 +32,8 @@ def test_an_alias_that_moves_after_planning_does_not_change_the_weights(fake_wan
     _register_shipped(fake_wandb, version="v1")  # 'prod' now points at another checkpoint
     with contextlib.ExitStack() as stack:
         model, details = build_model(plan.model, 8, stack)
-        assert details is not None and details["qualified_name"] == "acme-org/wandb-registry-model/tiny:v0"
+        assert details is not None
+        assert details["qualified_name"] == "acme-org/wandb-registry-model/tiny:v0"
         assert plan.identity["model"]["artifact"]["qualified_name"] == details["qualified_name"]
         loaded = Path(model.checkpoint)
         assert (loaded / "model.safetensors").read_bytes() == shipped["hf/model.safetensors"]

@@ -26,11 +26,15 @@ def test_accepted_forms(ref, expected):
 
 def test_properties_and_twin():
     ref = parse_reference("acme/wandb-registry-model/llama-sft:v7")
-    assert ref.is_registry and ref.registry == "model" and ref.alias == "v7"
+    assert ref.is_registry
+    assert ref.registry == "model"
+    assert ref.alias == "v7"
     assert ref.path == "acme/wandb-registry-model/llama-sft:v7"
     assert ref.local_twin().path == "acme/wandb-registry-model/llama-sft-local:v7"
     plain = parse_reference("team/proj/name")
-    assert not plain.is_registry and plain.registry is None and plain.path == "team/proj/name:latest"
+    assert not plain.is_registry
+    assert plain.registry is None
+    assert plain.path == "team/proj/name:latest"
     assert parse_reference("x", default_registry="wandb-registry-ckpts").project == "wandb-registry-ckpts"
 
 

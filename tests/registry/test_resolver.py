@@ -44,12 +44,14 @@ def test_resolve_into_persistent_store_then_reuse(fake_wandb, tmp_path, monkeypa
     monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
     with contextlib.ExitStack() as stack:
         first = Resolver().resolve("tiny:prod", stack)
-    assert first.path == first.destination / "hf" and not first.in_place
+    assert first.path == first.destination / "hf"
+    assert not first.in_place
     assert first.downloaded_bytes == sum(len(d) for d in files.values())
     assert first.identity.qualified_name == "acme-org/wandb-registry-model/tiny:v0"
     with contextlib.ExitStack() as stack:
         again = Resolver().resolve("wandb-registry-model/tiny:v0", stack)
-    assert again.path == first.path and again.downloaded_bytes == 0  # verified, not transferred
+    assert again.path == first.path
+    assert again.downloaded_bytes == 0
     assert (first.path / "model.safetensors").read_bytes() == files["hf/model.safetensors"]
 
 
@@ -66,7 +68,9 @@ def test_local_twin_used_in_place(fake_wandb, tmp_path):
     shared = _local_twin(fake_wandb, tmp_path)
     with contextlib.ExitStack() as stack:
         resolved = Resolver().resolve("tiny:prod", stack)
-    assert resolved.in_place and resolved.path == shared and resolved.reference.endswith("tiny-local:prod")
+    assert resolved.in_place
+    assert resolved.path == shared
+    assert resolved.reference.endswith("tiny-local:prod")
     assert "GetArtifactMembershipFileUrls" not in fake_wandb.calls  # nothing was downloaded
 
 
@@ -75,7 +79,9 @@ def test_a_twin_holding_the_uploaded_files_belongs_to_the_uploaded_version(fake_
     shared = _local_twin(fake_wandb, tmp_path)
     with contextlib.ExitStack() as stack:
         resolved = Resolver().resolve("tiny:prod", stack)
-    assert resolved.in_place and resolved.path == shared and resolved.downloaded_bytes == 0
+    assert resolved.in_place
+    assert resolved.path == shared
+    assert resolved.downloaded_bytes == 0
     assert resolved.identity.qualified_name == "acme-org/wandb-registry-model/tiny:v0"
     assert "GetArtifactMembershipFileUrls" not in fake_wandb.calls  # compared, not downloaded
     # The result's identity (computed before loading) names the same version.
@@ -87,7 +93,8 @@ def test_a_twin_holding_other_files_keeps_its_own_identity(fake_wandb, tmp_path)
     shared = _local_twin(fake_wandb, tmp_path)
     with contextlib.ExitStack() as stack:
         resolved = Resolver().resolve("tiny:prod", stack)
-    assert resolved.in_place and resolved.path == shared
+    assert resolved.in_place
+    assert resolved.path == shared
     assert resolved.identity.qualified_name == "acme-org/wandb-registry-model/tiny-local:v0"
     assert Resolver().choose(Resolver().parse("tiny:prod")).identity == resolved.identity
 
@@ -108,7 +115,8 @@ def test_incomplete_twin_falls_back_to_the_uploaded_version(fake_wandb, tmp_path
     monkeypatch.setenv("WANDB_ARTIFACT_DIR", str(tmp_path / "store"))
     with contextlib.ExitStack() as stack:
         resolved = Resolver().resolve("tiny:prod", stack)
-    assert not resolved.in_place and (resolved.path / "model.safetensors").is_file()
+    assert not resolved.in_place
+    assert (resolved.path / "model.safetensors").is_file()
 
 
 def test_several_checkpoints_need_a_subdir(fake_wandb, tmp_path, monkeypatch):
@@ -132,13 +140,16 @@ def test_cli_resolve_prints_path_json_and_dry_run(cli, fake_wandb, tmp_path):
     dry = cli("resolve", "tiny:prod", "--artifact-dir", store, "--dry-run", "--json")
     assert dry.code == 0, dry.err
     plan = json.loads(dry.out)
-    assert plan["bytes_to_fetch"] == plan["bytes"] > 0 and not (store / "acme-org").exists()
+    assert plan["bytes_to_fetch"] == plan["bytes"] > 0
+    assert not (store / "acme-org").exists()
     result = cli("resolve", "tiny:prod", "--artifact-dir", store)
     assert result.code == 0, result.err
     path = Path(result.out.strip())
     assert (path / "config.json").is_file()
     again = json.loads(cli("resolve", "tiny:prod", "--artifact-dir", store, "--json").out)
-    assert again["downloaded_bytes"] == 0 and again["version"] == "v0" and "prod" in again["aliases"]
+    assert again["downloaded_bytes"] == 0
+    assert again["version"] == "v0"
+    assert "prod" in again["aliases"]
     assert json.loads(cli("resolve", "tiny:prod", "--artifact-dir", store, "--dry-run", "--json").out)[
         "bytes_to_fetch"] == 0  # fmt: skip
 
@@ -146,12 +157,16 @@ def test_cli_resolve_prints_path_json_and_dry_run(cli, fake_wandb, tmp_path):
 def test_cli_resolve_errors(cli, fake_wandb, monkeypatch):
     monkeypatch.delenv("WANDB_ARTIFACT_DIR", raising=False)
     bad = cli("resolve", "a/b/c/d")
-    assert bad.code == 2 and "accepted forms" in bad.err and fake_wandb.calls == []
+    assert bad.code == 2
+    assert "accepted forms" in bad.err
+    assert fake_wandb.calls == []
     _register_shipped(fake_wandb)
     nodir = cli("resolve", "tiny")
-    assert nodir.code == 2 and "WANDB_ARTIFACT_DIR" in nodir.err
+    assert nodir.code == 2
+    assert "WANDB_ARTIFACT_DIR" in nodir.err
     missing = cli("resolve", "tiny:v7", "--dry-run")
-    assert missing.code == 6 and "not found" in missing.err
+    assert missing.code == 6
+    assert "not found" in missing.err
 
 
 def test_evaluate_a_registry_checkpoint(cli, fake_wandb, tmp_path):
@@ -163,7 +178,8 @@ def test_evaluate_a_registry_checkpoint(cli, fake_wandb, tmp_path):
     assert bundle.name.startswith("tiny-prod__tiny-letters__3shot__40__")
     meta = json.loads((bundle / "metadata.json").read_text())
     reg = meta["model"]["details"]["registry_checkpoint"]
-    assert reg["qualified_name"] == "acme-org/wandb-registry-model/tiny:v0" and reg["produced_by"]
+    assert reg["qualified_name"] == "acme-org/wandb-registry-model/tiny:v0"
+    assert reg["produced_by"]
     assert meta["model"]["identity"]["artifact"]["qualified_name"] == reg["qualified_name"]
     assert json.loads((bundle / "results.json").read_text())["metrics"]["overall"]["acc"]["value"] > 0.8
 
@@ -225,7 +241,8 @@ def test_one_version_is_one_folder_however_it_is_spelled(fake_wandb, tmp_path, m
     assert {r.destination for r in resolved} == {resolved[0].destination}
     assert [r.downloaded_bytes > 0 for r in resolved] == [True, False, False]  # fetched once
     folders = [p for p in (tmp_path / "store").rglob("*") if p.is_dir() and p.name.startswith("v0-")]
-    assert len(folders) == 1 and folders[0].parent.parts[-3:] == ("acme-org", "wandb-registry-model", "tiny")
+    assert len(folders) == 1
+    assert folders[0].parent.parts[-3:] == ("acme-org", "wandb-registry-model", "tiny")
 
 
 def test_the_version_folder_holds_exactly_the_manifests_files(fake_wandb, tmp_path, monkeypatch):
@@ -242,7 +259,8 @@ def test_the_version_folder_holds_exactly_the_manifests_files(fake_wandb, tmp_pa
     held = sorted(
         p.relative_to(again.destination).as_posix() for p in again.destination.rglob("*") if p.is_file()
     )
-    assert held == sorted(files) and again.path == first.path
+    assert held == sorted(files)
+    assert again.path == first.path
 
 
 def test_the_same_name_from_another_registry_never_mixes_files(s3, tmp_path, monkeypatch):
@@ -300,7 +318,8 @@ def test_cache_skip_false_never_keeps_corrupt_bytes(fake_wandb, tmp_path, monkey
         contextlib.ExitStack() as stack,
     ):
         Resolver().resolve("tiny:prod", stack)
-    assert not cached.exists() and not (first.path / "model.safetensors").exists()
+    assert not cached.exists()
+    assert not (first.path / "model.safetensors").exists()
     with contextlib.ExitStack() as stack:  # the next run fetches them anew
         again = Resolver().resolve("tiny:prod", stack)
     assert (again.path / "model.safetensors").read_bytes() == weights

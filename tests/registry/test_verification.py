@@ -95,10 +95,12 @@ def test_multipart_objects_with_any_part_size_verify(s3, tmp_path):
     entry = _multipart(s3, "parts", "model.safetensors", data, 12 * MiB)
     assert entry.digest.endswith("-3")
     plan = download([entry], tmp_path / "d", {"s3": S3Source()})
-    assert (tmp_path / "d" / "model.safetensors").read_bytes() == data and plan.todo
+    assert (tmp_path / "d" / "model.safetensors").read_bytes() == data
+    assert plan.todo
     # present and intact: verified with the store's part size, not fetched again
     again = download([entry], tmp_path / "d", {"s3": S3Source()})
-    assert again.todo == [] and again.done == [entry]
+    assert again.todo == []
+    assert again.done == [entry]
 
 
 def test_a_truncated_object_says_so(s3, tmp_path):
@@ -113,7 +115,8 @@ def test_a_truncated_object_says_so(s3, tmp_path):
         url = storage.put("w.bin", b"abc")
         with pytest.raises(DownloadError, match="truncated: it ends after 3 of the 10 bytes"):
             download([ManifestEntry("w.bin", 10, "x", url=url)], tmp_path / "e", {"wandb": HttpSource()})
-    assert not list((tmp_path / "d").rglob("*bin*")) and not list((tmp_path / "e").rglob("*bin*"))
+    assert not list((tmp_path / "d").rglob("*bin*"))
+    assert not list((tmp_path / "e").rglob("*bin*"))
 
 
 def test_a_server_that_ignores_range_costs_one_transfer(tmp_path, monkeypatch):
@@ -125,7 +128,8 @@ def test_a_server_that_ignores_range_costs_one_transfer(tmp_path, monkeypatch):
         storage.ignore_range = True
         plan = download(_served(entries, storage, files), tmp_path / "d", {"wandb": HttpSource()})
         assert (tmp_path / "d" / "model.safetensors").read_bytes() == files["model.safetensors"]
-        assert storage.sent == 6 * MiB and storage.requests == 1  # not 12 ranges x 6 MiB
+        assert storage.sent == 6 * MiB
+        assert storage.requests == 1
     assert plan.bytes_needed == 6 * MiB
 
 
@@ -147,7 +151,8 @@ def test_a_stalled_store_is_tried_on_a_fresh_connection_once_then_named(tmp_path
             download(_served(entries, storage, files), tmp_path / "e", {"wandb": HttpSource()})
         assert storage.requests == dl.STALL_TRIES  # not the five tries a 5xx gets
     message = str(info.value)
-    assert "stalled" in message and "no data for 0.5 s" in message, message
+    assert "stalled" in message, message
+    assert "no data for 0.5 s" in message, message
     assert "EVAL_FRAMEWORK_DOWNLOAD_STALL_SEC" in message, message
     assert not list((tmp_path / "e").rglob("*safetensors*"))
 

@@ -45,10 +45,13 @@ def test_lookup_by_every_reference_form(fake_wandb, s3, text):
     artifact = client.artifact(parse_reference(text))
     ident = client.identity(artifact)
     assert ident.qualified_name == "acme-org/wandb-registry-model/llama-sft:v1"
-    assert ident.collection == "llama-sft" and ident.version == "v1" and ident.source_version == "v4"
+    assert ident.collection == "llama-sft"
+    assert ident.version == "v1"
+    assert ident.source_version == "v4"
     assert set(ident.aliases) == {"latest", "prod"}
     assert ident.produced_by == "alice/train/run-abc"
-    assert ident.digest == artifact.digest and ident.source_name == "llama-sft-source:v4"
+    assert ident.digest == artifact.digest
+    assert ident.source_name == "llama-sft-source:v4"
 
 
 def test_entries_then_verified_download(fake_wandb, s3, tmp_path):
@@ -58,7 +61,8 @@ def test_entries_then_verified_download(fake_wandb, s3, tmp_path):
     entries = client.entries(client.artifact(ref), ref)
     by_path = {e.path: e for e in entries}
     assert by_path["model.safetensors"].ref == "s3://ref-weights/run7/model.safetensors"
-    assert by_path["config.json"].url and by_path["config.json"].ref is None
+    assert by_path["config.json"].url
+    assert by_path["config.json"].ref is None
     download(entries, tmp_path / "d", {"wandb": HttpSource(), "s3": S3Source()})
     for name, data in expected.items():
         assert hashlib.sha256((tmp_path / "d" / name).read_bytes()).digest() == hashlib.sha256(data).digest()
@@ -130,7 +134,8 @@ def test_an_unusable_server_is_named_before_the_sdk_is_asked(fake_wandb, monkeyp
         started = time.monotonic()
         with pytest.raises(RegistryError, match=rf"cannot look up registry checkpoints: .*{says}") as info:
             WandbRegistry()
-    assert time.monotonic() - started < 10 and url in str(info.value)
+    assert time.monotonic() - started < 10
+    assert url in str(info.value)
     assert fake_wandb.calls == []  # the SDK was never asked
 
 

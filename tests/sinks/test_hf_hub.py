@@ -32,10 +32,12 @@ def test_the_wandb_run_links_to_the_upload(cli, hub, tmp_path):
     assert result.code == 0, result.err
     (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     url = json.loads((bundle / "metadata.json").read_text())["links"]["hf_upload_url"]
-    assert url.startswith("https://huggingface.co/datasets/my-org/evals/tree/") and url in result.out
+    assert url.startswith("https://huggingface.co/datasets/my-org/evals/tree/")
+    assert url in result.out
     (path,) = run_files(bundle / "wandb")
     log = read_run(path)
-    assert log.config["hf_upload_url"] == url and log.run.notes == f"Full results: {url}"
+    assert log.config["hf_upload_url"] == url
+    assert log.run.notes == f"Full results: {url}"
 
 
 def test_bad_token_and_forbidden_namespace_are_explained(hub, bundle, monkeypatch, cli):
@@ -51,8 +53,10 @@ def test_bad_token_and_forbidden_namespace_are_explained(hub, bundle, monkeypatc
         upload_bundle(bundle, HfUploadOptions("my-org/evals"))
     assert not hub.repos.get("my-org/evals")
     result = cli("upload", bundle, "--hf-upload-repo", "someone-else/evals")
-    assert result.code == 2 and "HF_TOKEN" in result.err
+    assert result.code == 2
+    assert "HF_TOKEN" in result.err
     monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
     result = cli("upload", bundle, "--hf-upload-repo", "someone-else/evals")
-    assert result.code == 7 and "HTTP 403" in result.err
+    assert result.code == 7
+    assert "HTTP 403" in result.err
     assert f"eval_framework upload {bundle} --hf-upload-repo someone-else/evals" in result.err

@@ -16,7 +16,9 @@ WANDB_OFFLINE = ("--wandb-project", "evals", "--wandb-mode", "offline")
 
 def _one_line(result) -> str:
     lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.err, result.err
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("error: "), result.err
+    assert "Traceback" not in result.err, result.err
     return lines[0]
 
 
@@ -25,7 +27,8 @@ def test_a_missing_token_costs_seconds_not_an_evaluation(cli, tmp_path, monkeypa
     started = time.monotonic()
     result = cli(*EVAL, "--output-dir", tmp_path / "out", *HF, *WANDB_OFFLINE)
     line = _one_line(result)
-    assert result.code == 2 and "set HF_TOKEN" in line
+    assert result.code == 2
+    assert "set HF_TOKEN" in line
     assert not (tmp_path / "out").exists()  # refused before anything was created or loaded
     assert time.monotonic() - started < 5
 
@@ -34,7 +37,9 @@ def test_a_token_the_hub_rejects_is_refused_before_the_evaluation(cli, tmp_path,
     monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
     result = cli(*EVAL, "--output-dir", tmp_path / "out", *HF)
     line = _one_line(result)
-    assert result.code == 2 and "rejected the token (HTTP 401)" in line and "check HF_TOKEN" in line
+    assert result.code == 2
+    assert "rejected the token (HTTP 401)" in line
+    assert "check HF_TOKEN" in line
     assert not (tmp_path / "out").exists()
     assert "x" * 34 not in result.err
 
@@ -44,12 +49,14 @@ def test_an_unreachable_hub_does_not_stop_wandb_and_names_the_command(cli, tmp_p
     result = cli(*EVAL, "--output-dir", tmp_path / "out", *HF, *WANDB_OFFLINE)
     line = _one_line(result)
     assert result.code == 7
-    assert "cannot reach the Hugging Face Hub at" in line and "connection refused" in line
+    assert "cannot reach the Hugging Face Hub at" in line
+    assert "connection refused" in line
     (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     assert Bundle(bundle).is_complete()
     (run,) = [read_run(p) for p in run_files(bundle / "wandb")]
     assert run.summary["tiny-letters/acc/n"] == 24  # W&B was logged regardless
-    assert f"eval_framework upload {bundle}" in line and "--hf-upload-repo my-org/evals" in line
+    assert f"eval_framework upload {bundle}" in line
+    assert "--hf-upload-repo my-org/evals" in line
     hub.down = False
     command = line.split("finish the export with: ")[1].split()
     again = cli(*command[1:], "--wandb-mode", "offline")
@@ -65,7 +72,8 @@ def test_a_sink_failing_with_a_bug_does_not_stop_the_others(cli, tmp_path, hub, 
     monkeypatch.setattr("eval_framework.sinks.publish.upload_bundle", broken)
     result = cli(*EVAL, "--output-dir", tmp_path / "out", *HF, *WANDB_OFFLINE)
     line = _one_line(result)
-    assert result.code == 7 and "Hugging Face upload failed: KeyError" in line
+    assert result.code == 7
+    assert "Hugging Face upload failed: KeyError" in line
     (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     assert [read_run(p) for p in run_files(bundle / "wandb")]  # W&B still logged
 
@@ -74,7 +82,8 @@ def test_a_missing_wandb_extra_is_named_before_anything_starts(cli, tmp_path, mo
     monkeypatch.setitem(sys.modules, "wandb", None)  # what Python does for a module that is not installed
     result = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals")
     line = _one_line(result)
-    assert result.code == 2 and "pip install 'eval_framework[wandb]'" in line
+    assert result.code == 2
+    assert "pip install 'eval_framework[wandb]'" in line
     assert not (tmp_path / "out").exists()
 
 
@@ -106,10 +115,13 @@ def test_a_hub_that_never_answers_costs_seconds_not_the_evaluation(cli, tmp_path
     result = cli(*EVAL, "--output-dir", tmp_path / "out", *HF, *WANDB_OFFLINE)
     hub.stall.set()
     line = _one_line(result)
-    assert result.code == 7 and "did not answer in time" in line and "finish the export with" in line
+    assert result.code == 7
+    assert "did not answer in time" in line
+    assert "finish the export with" in line
     assert time.monotonic() - started < 20
     (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
-    assert Bundle(bundle).is_complete() and list((bundle / "wandb").glob("offline-run-*"))
+    assert Bundle(bundle).is_complete()
+    assert list((bundle / "wandb").glob("offline-run-*"))
 
 
 def test_each_sinks_failure_reaches_the_command_line_from_its_fields(cli, tmp_path, hub):
@@ -129,7 +141,8 @@ def test_each_sinks_failure_reaches_the_command_line_from_its_fields(cli, tmp_pa
     (failure,) = info.value.failures
     assert (failure.sink, failure.what) == ("Hugging Face", f"uploading {first.name} to my-org/evals")
     assert "cannot reach the Hugging Face Hub" in failure.why
-    assert info.value.bundle == first and info.value.command.startswith(f"eval_framework upload {first} ")
+    assert info.value.bundle == first
+    assert info.value.command.startswith(f"eval_framework upload {first} ")
 
     line = _one_line(cli("upload", out, *HF))
     problems = [f"uploading {b.name} to my-org/evals failed: {failure.why}" for b in (first, second)]

@@ -51,16 +51,22 @@ def test_live_logging_without_a_key_goes_offline_and_says_how_to_sync(cli, tmp_p
         *EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals", "--wandb-tags", "a", "b"
     )
     assert result.code == 0, result.err
-    assert "no W&B API key found" in result.err and "logging offline" in result.err
+    assert "no W&B API key found" in result.err
+    assert "logging offline" in result.err
     bundle = _only_bundle(tmp_path / "out")
     (log,) = _runs(bundle)
     assert f"wandb sync {log_dir(bundle)}" in " ".join(result.err.split())
-    assert log.run.run_group == "tiny-letters-v0" and log.run.job_type == "tiny-letters"
+    assert log.run.run_group == "tiny-letters-v0"
+    assert log.run.job_type == "tiny-letters"
     assert log.run.display_name == "tiny-letters-v0 tiny-letters 2-shot n=24"
-    assert list(log.run.tags) == ["a", "b", "tiny-letters", "2-shot"] and log.run.project == "evals"
-    assert log.config["task_name"] == "tiny-letters" and log.config["num_fewshot"] == 2
-    assert log.config["num_samples"] == 24 and log.config["language"] == "en"
-    assert log.config["eval_framework_version"] and log.config["checkpoint_name"] == "tiny-letters-v0"
+    assert list(log.run.tags) == ["a", "b", "tiny-letters", "2-shot"]
+    assert log.run.project == "evals"
+    assert log.config["task_name"] == "tiny-letters"
+    assert log.config["num_fewshot"] == 2
+    assert log.config["num_samples"] == 24
+    assert log.config["language"] == "en"
+    assert log.config["eval_framework_version"]
+    assert log.config["checkpoint_name"] == "tiny-letters-v0"
     results = json.loads((bundle / "results.json").read_text())["metrics"]
     assert log.summary["tiny-letters/acc"] == results["overall"]["acc"]["value"]
     assert log.summary["tiny-letters/acc/stderr"] == results["overall"]["acc"]["stderr"]
@@ -69,15 +75,20 @@ def test_live_logging_without_a_key_goes_offline_and_says_how_to_sync(cli, tmp_p
     assert log.summary["tiny-letters/samples/nrows"] == 24
     artifact = _our_artifact(log)
     spec = build_spec(Bundle(bundle), WandbOptions(project="evals"))
-    assert artifact.name == spec.artifact_name and spec.artifact_alias in artifact.aliases
+    assert artifact.name == spec.artifact_name
+    assert spec.artifact_alias in artifact.aliases
     assert sorted(e.path for e in artifact.manifest.contents) == [
         "eval.log", "metadata.json", "results.json", "samples.jsonl", "samples_table.table.json"]  # fmt: skip
-    assert log.exit_code == 0 and log.preempting == 0
+    assert log.exit_code == 0
+    assert log.preempting == 0
     # Everything a later `wandb sync` uploads (our files and the SDK's table files) is in the bundle.
     staged = [Path(e.local_path) for a in log.artifacts for e in a.manifest.contents]
-    assert len(staged) == 6 and all(p.is_relative_to(bundle) and p.is_file() for p in staged), staged
+    assert len(staged) == 6, staged
+    assert all(p.is_relative_to(bundle) and p.is_file() for p in staged), staged
     entry = ledger.last(bundle, "wandb")
-    assert entry is not None and entry["status"] == "offline" and entry["run_id"] == log.run.run_id
+    assert entry is not None
+    assert entry["status"] == "offline"
+    assert entry["run_id"] == log.run.run_id
 
 
 def log_dir(bundle: Path) -> Path:
@@ -130,7 +141,9 @@ def test_run_id_group_results_and_table_flags(cli, bundle, tmp_path):
                  "--wandb-table-rows", "5", "--wandb-entity", "acme")  # fmt: skip
     assert result.code == 0, result.err
     (log,) = _runs(bundle)
-    assert log.run.run_id == "train-run-7" and log.run.run_group == "sweep-3" and log.run.entity == "acme"
+    assert log.run.run_id == "train-run-7"
+    assert log.run.run_group == "sweep-3"
+    assert log.run.entity == "acme"
     assert log.summary["tiny-letters/samples/nrows"] == 5
     assert not [a for a in log.artifacts if a.type == "eval-results"]  # results not uploaded
     config = tmp_path / "sinks.yaml"
@@ -147,15 +160,18 @@ def test_run_id_group_results_and_table_flags(cli, bundle, tmp_path):
 
 def test_bad_wandb_flags_are_refused_before_anything_runs(cli, bundle):
     result = cli("upload", bundle, "--wandb-project", "evals", "--wandb-run-id", "no/slashes")
-    assert result.code == 2 and "wandb_run_id" in result.err.replace("-", "_")
+    assert result.code == 2
+    assert "wandb_run_id" in result.err.replace("-", "_")
     result = cli("upload", bundle, "--wandb-project", "evals", "--wandb-mode", "sometimes")
-    assert result.code == 2 and "online" in result.err
+    assert result.code == 2
+    assert "online" in result.err
     assert not run_files(bundle / "wandb")
 
 
 def test_dry_run_says_create_then_update(cli, bundle):
     plan = json.loads(cli("upload", bundle.parent, "--wandb-project", "evals", "--dry-run").out)
-    assert plan[0]["wandb"]["action"] == "create" and plan[0]["wandb"]["group"] == "tiny-letters-v0"
+    assert plan[0]["wandb"]["action"] == "create"
+    assert plan[0]["wandb"]["group"] == "tiny-letters-v0"
     assert not run_files(bundle / "wandb")  # nothing was created
     spec = build_spec(Bundle(bundle), WandbOptions(project="evals"))
     ledger.append(bundle, ledger.wandb_entry(spec, "online", "logged", LogReport(spec.run_id, "online")))
@@ -173,12 +189,15 @@ def test_wandb_failure_keeps_the_bundle_and_prints_the_upload_command(cli, tmp_p
     assert result.code == 7
     bundle = _only_bundle(tmp_path / "out")
     assert Bundle(bundle).is_complete()  # the evaluation finished regardless
-    assert "W&B run start failed" in result.err and "did not answer in time" in result.err
+    assert "W&B run start failed" in result.err
+    assert "did not answer in time" in result.err
     # Probed and started once at the start (not holding up the evaluation), once more at the end.
     assert sum("Viewer" in q and "viewer { id }" in q for q in server.requests) == 2
-    assert len(result.err.strip().splitlines()) == 1 and SECRET_KEY not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert SECRET_KEY not in result.err
     command = result.err.split("finish the export with: ")[1].split()
-    assert command[:3] == ["eval_framework", "upload", str(bundle)] and "--wandb-project" in command
+    assert command[:3] == ["eval_framework", "upload", str(bundle)]
+    assert "--wandb-project" in command
     assert ledger.last(bundle, "wandb")["status"] == "failed"
     again = cli(*command[1:], "--wandb-mode", "offline")
     assert again.code == 0, again.err
@@ -205,8 +224,10 @@ def test_an_unusable_server_is_told_apart_fast(cli, tmp_path, monkeypatch, behav
         started = time.monotonic()
         result = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals")
         took = time.monotonic() - started
-    assert result.code == 7 and says in result.err
-    assert "in use" not in result.err and len(result.err.strip().splitlines()) == 1
+    assert result.code == 7
+    assert says in result.err
+    assert "in use" not in result.err
+    assert len(result.err.strip().splitlines()) == 1
     assert took < 30  # the SDK's own init timeout (90 s) is never waited out
     if behaviour == "refused":
         assert "cannot reach the W&B server at " + url in result.err
@@ -245,12 +266,14 @@ def test_sigterm_mid_evaluation_records_preemption_and_the_rerun_resumes_the_run
     bundle = _only_bundle(tmp_path / "out")
     assert not Bundle(bundle).is_complete()
     (interrupted,) = _runs(bundle)
-    assert interrupted.preempting == 1 and interrupted.exit_code != 0
+    assert interrupted.preempting == 1
+    assert interrupted.exit_code != 0
     env["EF_TEST_SLEEP"] = "0"
     done = subprocess.run([sys.executable, "-c", SLOW_EVAL, *args], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     first, resumed = _runs(bundle)
-    assert resumed.run.run_id == first.run.run_id and resumed.exit_code == 0
+    assert resumed.run.run_id == first.run.run_id
+    assert resumed.exit_code == 0
     assert resumed.summary["letters/acc/n"] == 6
 
 
@@ -271,7 +294,8 @@ def test_no_secret_reaches_anything_logged(cli, tmp_path, monkeypatch):
             scanned += 1
             for secret in secrets:
                 assert secret.encode() not in data, f"{secret[:6]}... found in {path}"
-    assert scanned > 10 and run_files(_only_bundle(tmp_path / "out") / "wandb")
+    assert scanned > 10
+    assert run_files(_only_bundle(tmp_path / "out") / "wandb")
     for secret in secrets:
         assert secret not in result.out + result.err
 
@@ -286,7 +310,8 @@ def test_training_loop_scores_keyed_to_a_step_metric(bundle, tmp_path):
     (path,) = run_files(tmp_path / "wandb")
     log = read_run(path)
     history = [h for h in log.history if "trainer/global_step" in h]
-    assert history and history[-1]["trainer/global_step"] == 100
+    assert history
+    assert history[-1]["trainer/global_step"] == 100
     assert history[-1]["eval/tiny-letters/acc"] == logged["eval/tiny-letters/acc"]
     assert "metric" in log.kinds  # define_metric recorded, so W&B plots against the step metric
 
@@ -315,8 +340,10 @@ def test_online_run_records_config_results_lineage_and_registry_link(cli, fake_w
     bundle = _only_bundle(tmp_path / "out")
     spec = build_spec(Bundle(bundle), WandbOptions(project="evals"))
     run = fake_wandb.run("evals", spec.run_id)
-    assert run.group == "tiny:v0" and run.exit_code == 0  # grouped by checkpoint name and version
-    assert run.config["checkpoint_version"] == "v0" and "prod" in run.config["checkpoint_aliases"]
+    assert run.group == "tiny:v0"
+    assert run.exit_code == 0
+    assert run.config["checkpoint_version"] == "v0"
+    assert "prod" in run.config["checkpoint_aliases"]
     assert run.config["checkpoint_qualified_name"] == "acme-org/wandb-registry-model/tiny:v0"
     results = json.loads((bundle / "results.json").read_text())["metrics"]
     assert run.summary["tiny-letters/acc"] == results["overall"]["acc"]["value"]
@@ -330,14 +357,17 @@ def test_online_run_records_config_results_lineage_and_registry_link(cli, fake_w
     assert fake_wandb.uses == [("alice", "evals", spec.run_id, a.id) for a in (checkpoint, tokenizer)]
     logged = api.artifact(f"alice/evals/{spec.artifact_name}:{spec.artifact_alias}")  # content-hash alias
     version = fake_wandb._version(logged.id)
-    assert version.run == ("alice", "evals", spec.run_id) and logged.type == "eval-results"
+    assert version.run == ("alice", "evals", spec.run_id)
+    assert logged.type == "eval-results"
     assert sorted(f.path for f in version.files) == [
         "eval.log", "metadata.json", "results.json", "samples.jsonl", "samples_table.table.json"]  # fmt: skip
     assert _stored(fake_wandb, version, "results.json") == (bundle / "results.json").read_bytes()
     linked = api.artifact("wandb-registry-evals/eval-results:latest")
     assert linked.id == logged.id
     entry = ledger.last(bundle, "wandb")
-    assert entry is not None and entry["status"] == "logged" and entry["pending"] == []
+    assert entry is not None
+    assert entry["status"] == "logged"
+    assert entry["pending"] == []
 
     # The same bundle uploaded again: the server deduplicates, no second version or link.
     again = cli("upload", *online, bundle)
@@ -350,11 +380,13 @@ def test_linking_into_a_registry_that_does_not_exist_names_it(cli, bundle, fake_
     result = cli("upload", "--wandb-project", "evals", "--wandb-mode", "online", "--wandb-registry", "nope",
                  bundle)  # fmt: skip
     assert result.code == 7, result.err
-    assert "registry link" in result.err and "wandb-registry-nope" in result.err, result.err
+    assert "registry link" in result.err, result.err
+    assert "wandb-registry-nope" in result.err, result.err
     assert "check that --wandb-registry names a registry" in result.err
     assert "results artifact" in result.err  # what went through before the failure
     assert fake_wandb.calls.count("LinkArtifact") == 1  # a 404 is not retried
-    assert VALID_KEY not in result.err and Bundle(bundle).is_complete()
+    assert VALID_KEY not in result.err
+    assert Bundle(bundle).is_complete()
 
 
 def test_failure_mid_run_names_what_was_logged_and_what_was_not(cli, tmp_path, monkeypatch):
@@ -368,11 +400,14 @@ def test_failure_mid_run_names_what_was_logged_and_what_was_not(cli, tmp_path, m
     assert result.code == 7
     bundle = _only_bundle(tmp_path / "out")
     assert Bundle(bundle).is_complete()
-    assert "W&B samples table failed" in result.err and "logged before that: config, summary)" in result.err
+    assert "W&B samples table failed" in result.err
+    assert "logged before that: config, summary)" in result.err
     # offline, half a log is removed (a sync would send it); the ledger says what got through
-    assert _runs(bundle) == [] and not list((bundle / "wandb").glob("offline-run-*"))
+    assert _runs(bundle) == []
+    assert not list((bundle / "wandb").glob("offline-run-*"))
     (entry,) = [e for e in ledger.read(bundle) if e["destination"] == "wandb"]
-    assert entry["status"] == "failed" and entry["logged"] == ["config", "summary"]
+    assert entry["status"] == "failed"
+    assert entry["logged"] == ["config", "summary"]
     assert f"eval_framework upload {bundle} --wandb-project evals" in result.err
 
 
@@ -384,8 +419,10 @@ def test_a_rejected_key_logs_offline_instead_of_losing_the_run(cli, tmp_path, mo
     assert len(server.requests) == 1  # asked once, not retried
     bundle = _only_bundle(tmp_path / "out")
     (log,) = _runs(bundle)
-    assert log.summary["tiny-letters/acc/n"] == 24 and "wandb sync" in result.err
-    assert "rejected the API key" in result.err and SECRET_KEY not in result.err
+    assert log.summary["tiny-letters/acc/n"] == 24
+    assert "wandb sync" in result.err
+    assert "rejected the API key" in result.err
+    assert SECRET_KEY not in result.err
     assert ledger.last(bundle, "wandb")["mode"] == "offline"
 
 
@@ -396,7 +433,8 @@ def test_a_malformed_key_is_said_to_be_malformed_without_asking(cli, tmp_path, m
         result = cli(*EVAL, "--output-dir", tmp_path / "out", "--wandb-project", "evals")
     assert result.code == 0, result.err
     assert server.requests == []  # no server was contacted
-    assert "WANDB_API_KEY is malformed" in result.err and "rejected" not in result.err
+    assert "WANDB_API_KEY is malformed" in result.err
+    assert "rejected" not in result.err
     assert "short-key" not in result.err
 
 
@@ -408,11 +446,13 @@ def test_uploading_many_bundles_says_it_once(cli, tmp_path, monkeypatch):
         result = cli("upload", tmp_path / "out", "--wandb-project", "evals")
     assert result.code == 0, result.err
     assert len(server.requests) == 1  # the server is asked once
-    assert result.err.count("rejected the API key") == 1 and result.err.count("wandb sync") == 2
+    assert result.err.count("rejected the API key") == 1
+    assert result.err.count("wandb sync") == 2
     monkeypatch.delenv("WANDB_API_KEY")
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     result = cli("upload", tmp_path / "out", "--wandb-project", "evals")
-    assert result.code == 0 and result.err.count("no W&B API key found") == 1
+    assert result.code == 0
+    assert result.err.count("no W&B API key found") == 1
 
 
 def test_a_bad_wandb_mode_names_where_it_came_from(monkeypatch):
@@ -437,7 +477,8 @@ def test_a_server_failing_mid_run_online_keeps_the_bundle_and_says_what_got_thro
     before = {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
     result = cli("upload", "--wandb-project", "evals", "--wandb-mode", "online", bundle)
     assert result.code == 7, result.err
-    assert "results artifact" in result.err and "config, summary" in result.err, result.err
+    assert "results artifact" in result.err, result.err
+    assert "config, summary" in result.err, result.err
     assert f"eval_framework upload {bundle}" in " ".join(result.err.split()), result.err
     assert VALID_KEY not in result.err
     spec = build_spec(Bundle(bundle), WandbOptions(project="evals"))
@@ -445,7 +486,8 @@ def test_a_server_failing_mid_run_online_keeps_the_bundle_and_says_what_got_thro
     assert ("alice", "evals", spec.artifact_name) not in fake_wandb.collections
     assert {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file() and p.name in before} == before
     entry = ledger.last(bundle, "wandb")
-    assert entry is not None and entry["status"] == "failed"
+    assert entry is not None
+    assert entry["status"] == "failed"
 
 
 def test_the_python_api_leaves_the_environment_alone_and_command_mode_stages_in_the_bundle(

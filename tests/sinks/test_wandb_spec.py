@@ -20,17 +20,15 @@ from eval_framework.sinks.wandb_spec import (
 
 def test_shortening_is_deterministic_and_keeps_names_apart():
     a, b = "x" * 200 + "-alpha", "x" * 200 + "-beta"
-    assert shorten(a, 128) == shorten(a, 128) and len(shorten(a, 128)) == 128
+    assert shorten(a, 128) == shorten(a, 128)
+    assert len(shorten(a, 128)) == 128
     assert shorten(a, 128) != shorten(b, 128)
     assert shorten("short", 128) == "short"
     name = artifact_name("eval-" + "ü/" * 100)
-    assert len(name) <= 128 and set(name) <= set(
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
-    )
-    assert (
-        metric_key("acc,none") == "acc"
-        and metric_key("exact_match,strict match") == "exact_match_strict_match"
-    )
+    assert len(name) <= 128
+    assert set(name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+    assert metric_key("acc,none") == "acc"
+    assert metric_key("exact_match,strict match") == "exact_match_strict_match"
 
 
 def test_spec_of_a_bundle(bundle):
@@ -41,7 +39,8 @@ def test_spec_of_a_bundle(bundle):
     assert spec.summary["tiny-letters/acc/stderr"] == overall["stderr"]
     assert spec.summary["tiny-letters/acc/n"] == 24
     assert spec.summary["tiny-letters/copy/acc/n"] + spec.summary["tiny-letters/reverse/acc/n"] == 24
-    assert spec.group == "tiny-letters-v0" and spec.job_type == "tiny-letters"
+    assert spec.group == "tiny-letters-v0"
+    assert spec.job_type == "tiny-letters"
     assert spec.name == "tiny-letters-v0 tiny-letters 2-shot n=24"
     assert spec.tags == ("nightly", "tiny-letters", "2-shot")
     assert spec.run_id == build_spec(Bundle(bundle), WandbOptions(project="other")).run_id  # identity only
@@ -58,15 +57,18 @@ def test_spec_of_a_bundle(bundle):
     data = json.loads((bundle / "metadata.json").read_text())["task"]["identity"]["data_sha256"]
     assert set(data) == {"eval", "fewshot"}  # a file task: its revision is the digest of its data
     revision = spec.config["dataset_revision"]
-    assert revision.startswith("sha256:") and len(revision) == 19
+    assert revision.startswith("sha256:")
+    assert len(revision) == 19
     assert dataset_revision(TaskIdentity(data_sha256={**data, "eval": "0" * 64})) != revision
     assert dataset_revision(TaskIdentity(revision="abc123", data_sha256=data)) == "abc123"
-    assert spec.artifact_alias.startswith("content-") and len(spec.content_hash) == 64
+    assert spec.artifact_alias.startswith("content-")
+    assert len(spec.content_hash) == 64
 
 
 def test_long_names_are_shortened_before_any_call(bundle):
     spec = build_spec(Bundle(bundle), WandbOptions(project="p", group="g" * 300, tags=("t" * 80,)))
-    assert len(spec.group) == 128 and spec.group.startswith("g" * 100)
+    assert len(spec.group) == 128
+    assert spec.group.startswith("g" * 100)
     assert all(len(t) <= 64 for t in spec.tags)
 
 
@@ -75,7 +77,8 @@ def test_table_keeps_wrong_answers_first_and_numbers_numeric(bundle):
     correct = [r[columns.index("correct")] for r in rows]
     samples = Bundle(bundle).stored_rows()
     wrong = sum(1 for s in samples if s["scores"]["acc"] < 1)
-    assert len(rows) == 10 and 0 < wrong < 24
+    assert len(rows) == 10
+    assert 0 < wrong < 24
     assert correct == sorted(correct)  # False (wrong) before True
     assert correct.count(False) == min(wrong, 10)
     for name in ("acc", "logprob_target", "logprob_prediction"):

@@ -35,7 +35,8 @@ def test_arc_both_sets_as_subjects(tmp_path):
     samples = task.eval_samples()
     assert [s.subject for s in samples] == ["ARC-Easy", "ARC-Easy", "ARC-Challenge", "ARC-Challenge"]
     assert samples[0].prompt == "Question: Which is a planet 1?\nAnswer:"
-    assert samples[0].choices == ("Moon", "Mars", "Sun", "Comet") and samples[0].target == 1
+    assert samples[0].choices == ("Moon", "Mars", "Sun", "Comet")
+    assert samples[0].target == 1
     assert samples[1].target == 3
     easy_only = get_task("ARC", subjects=("ARC-Easy",), data_dir=tmp_path)
     assert {s.subject for s in easy_only.eval_samples()} == {"ARC-Easy"}
@@ -70,7 +71,8 @@ def test_hellaswag(tmp_path):
     _write(tmp_path / "validation.jsonl", [row])
     sample = get_task("HellaSwag", data_dir=tmp_path).eval_samples()[0]
     assert sample.prompt == "Roof shingle removal: A man is sitting on a roof. He"
-    assert sample.target == 3 and sample.choices[3] == "starts pulling up roofing on a roof. Done."
+    assert sample.target == 3
+    assert sample.choices[3] == "starts pulling up roofing on a roof. Done."
 
 
 def test_mmlu_subjects_header_and_pool(tmp_path):
@@ -87,7 +89,8 @@ def test_mmlu_subjects_header_and_pool(tmp_path):
     task = get_task("MMLU", subjects=("abstract_algebra",), data_dir=tmp_path)
     sample = task.eval_samples()[0]
     assert sample.prompt == "What is 1+1?\nA. 1\nB. 2\nC. 0\nD. 1\nAnswer:"
-    assert sample.choices == ("A", "B", "C", "D") and sample.target == 1
+    assert sample.choices == ("A", "B", "C", "D")
+    assert sample.target == 1
     prepared = prepare(task, sample, 2, seed=0)
     assert prepared.prefix.startswith(
         "The following are multiple choice questions (with answers) about abstract algebra.\n\n"
@@ -122,7 +125,8 @@ def test_piqa(tmp_path):
         [{"goal": "Dry a phone", "sol1": "Use rice.", "sol2": "Use water.", "label": 0}],
     )
     sample = get_task("PIQA", data_dir=tmp_path).eval_samples()[0]
-    assert sample.prompt == "Question: Dry a phone\nAnswer:" and sample.choices == ("Use rice.", "Use water.")
+    assert sample.prompt == "Question: Dry a phone\nAnswer:"
+    assert sample.choices == ("Use rice.", "Use water.")
 
 
 def test_gsm8k_targets_and_extraction(tmp_path):

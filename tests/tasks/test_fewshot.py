@@ -12,7 +12,8 @@ def test_subset_is_seeded_and_in_dataset_order():
     assert a == select_samples(samples, 20, seed=7)
     assert a != select_samples(samples, 20, seed=8)
     positions = [samples.index(s) for s in a]
-    assert positions == sorted(positions) and len(set(positions)) == 20
+    assert positions == sorted(positions)
+    assert len(set(positions)) == 20
     assert select_samples(samples, None, 7) == samples == select_samples(samples, 10_000, 7)
 
 
@@ -26,7 +27,8 @@ def test_fewshot_is_per_sample_and_excludes_the_sample():
         assert first[sid] == again[sid]
     assert any(prepare(task, s, 3, seed=2).fewshot_ids != first[s.id].fewshot_ids for s in samples[:10])
     for p in first.values():
-        assert f"fewshot:{p.sample.id}" not in p.fewshot_ids and len(set(p.fewshot_ids)) == 3
+        assert f"fewshot:{p.sample.id}" not in p.fewshot_ids
+        assert len(set(p.fewshot_ids)) == 3
 
 
 def test_fewshot_from_the_same_subject():
@@ -41,5 +43,7 @@ def test_prompt_format_of_the_embedded_task():
     s = task.eval_samples()[0]
     p = prepare(task, s, 1, seed=0)
     (ctx, *_), conts = p.contexts(task), p.continuations(task)
-    assert ctx.endswith(f"{s.subject}: ") is False and ctx.endswith("->")
-    assert p.prefix.count("\n") == 1 and all(c.startswith(" ") for c in conts)
+    assert ctx.endswith(f"{s.subject}: ") is False
+    assert ctx.endswith("->")
+    assert p.prefix.count("\n") == 1
+    assert all(c.startswith(" ") for c in conts)

@@ -191,7 +191,8 @@ def test_gsm8k_text_as_given_full_answers_as_examples_and_reference_stops(tmp_pa
     )
     _write(tmp_path / "train.jsonl", train)
     task = get_task("GSM8K", data_dir=tmp_path)
-    assert task.stop == ("Question:", "</s>", "<|im_end|>") and "\n\n" not in task.stop
+    assert task.stop == ("Question:", "</s>", "<|im_end|>")
+    assert "\n\n" not in task.stop
     assert task.default_fewshot == 5
     (_,), (p,) = _contexts(task, 5)
     picked = random.Random(1234).sample(range(8), 5)
@@ -211,7 +212,8 @@ def test_every_builtin_task_has_its_standard_shot_count():
         0,
     )
     rules = {info.name: info.fewshot_rule for info in list_tasks()}
-    assert rules["MMLU"] == "first k, in order" and rules["ARC"] == "seeded draw"
+    assert rules["MMLU"] == "first k, in order"
+    assert rules["ARC"] == "seeded draw"
     assert rules["HellaSwag"] == rules["Winogrande"] == rules["PIQA"] == "seeded draw, one extra"
 
 

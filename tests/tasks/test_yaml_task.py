@@ -26,10 +26,13 @@ def test_csv_generation_task_with_regex(tmp_path):
         {"d.csv": "land,stadt\nFrankreich,Paris\nItalien,Rom\n"},
     )
     task = get_task(str(path))
-    assert task.language == "de" and task.metrics == ("exact_match",)
+    assert task.language == "de"
+    assert task.metrics == ("exact_match",)
     s = task.eval_samples()[1]
-    assert s.prompt == "Hauptstadt von Italien?" and s.target == "Rom"
-    assert task.extract_answer("Antwort: Rom.") == "Rom" and task.extract_answer("keine") == ""
+    assert s.prompt == "Hauptstadt von Italien?"
+    assert s.target == "Rom"
+    assert task.extract_answer("Antwort: Rom.") == "Rom"
+    assert task.extract_answer("keine") == ""
 
 
 def test_parquet_data(tmp_path):
@@ -41,7 +44,8 @@ def test_parquet_data(tmp_path):
     )
     path = _task(tmp_path, "name: p\ndata: {eval: d.parquet}\nprompt: '{q}'\nchoices: opts\ntarget: t\n", {})
     samples = get_task(str(path)).eval_samples()
-    assert [s.target for s in samples] == [1, 0] and samples[0].choices == ("x", "y")
+    assert [s.target for s in samples] == [1, 0]
+    assert samples[0].choices == ("x", "y")
 
 
 def test_choices_as_templates(tmp_path):
@@ -51,7 +55,8 @@ def test_choices_as_templates(tmp_path):
         {"d.jsonl": '{"q": "?", "a": "yes", "b": "no", "t": "no"}\n'},
     )
     s = get_task(str(path)).eval_samples()[0]
-    assert s.choices == ("yes", "no") and s.target == 1
+    assert s.choices == ("yes", "no")
+    assert s.target == 1
 
 
 @pytest.mark.parametrize(
@@ -221,4 +226,5 @@ def test_decimal_numbers_reach_prompts_and_answers_as_the_data_wrote_them(tmp_pa
     body = "name: g\nkind: generation\ndata: {eval: d.jsonl}\nprompt: 'Q: {q} costs {p}'\ntarget: a\n"
     path = _task(tmp_path, body, {"d.jsonl": '{"q": "tea", "p": 1e3, "a": 7.50}\n'})
     sample = get_task(str(path)).eval_samples()[0]
-    assert sample.prompt == "Q: tea costs 1e3" and sample.target == "7.50"
+    assert sample.prompt == "Q: tea costs 1e3"
+    assert sample.target == "7.50"
