@@ -363,9 +363,9 @@ class Comparison:
 
 
 def compare(
-    task: str, k: int, ours: Ours, theirs_units: list[list[dict[str, Any]]], units: list[Unit]
+    task: str, k: int, evaluated: Ours, theirs_units: list[list[dict[str, Any]]], units: list[Unit]
 ) -> Comparison:
-    plan, rows = ours.plan, ours.rows
+    plan, rows = evaluated.plan, evaluated.rows
     cmp = Comparison(task, k)
     by_subject: dict[str | None, list[tuple[Any, dict[str, Any]]]] = {}
     for prepared, row in zip(plan.prepared, rows, strict=True):
@@ -393,7 +393,7 @@ def compare(
             for metric in sums:
                 sums[metric] += float(their[metric])
     cmp.theirs = {m: v / cmp.docs for m, v in sums.items()}
-    cmp.ours = {m: ours.overall[m] for m in plan.task.metrics}
+    cmp.ours = {m: evaluated.overall[m] for m in plan.task.metrics}
     return cmp
 
 
