@@ -28,12 +28,14 @@ _EXPORTS = {
     "log_to_training_run": "eval_framework.sinks.wandb_live",
     "WandbOptions": "eval_framework.sinks.wandb_spec",
     "command_mode": "eval_framework.cleanup",
+    "export_results": "eval_framework.exporting",
 }
 
 if TYPE_CHECKING:
     from eval_framework.cleanup import command_mode
     from eval_framework.config import EvalConfig
     from eval_framework.errors import EvalFrameworkError
+    from eval_framework.exporting import export_results
     from eval_framework.models.base import (
         BaseLLM,
         GenerationRequest,
@@ -72,6 +74,7 @@ __all__ = [
     "__version__",
     "command_mode",
     "evaluate",
+    "export_results",
     "log_bundle",
     "log_to_training_run",
     "publish",

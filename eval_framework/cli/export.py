@@ -1,0 +1,77 @@
+"""``export``: send finished bundles to destinations by name (``local``, and plugins)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from eval_framework.cli.common import app, parse_path, say_on_interrupt
+from eval_framework.config import read_yaml_mapping
+from eval_framework.errors import ConfigError
+
+
+def _config_value(value: str | None) -> dict[str, Any]:
+    """--config: inline JSON (``'{"format": "csv"}'``) or a YAML/JSON file."""
+    if not value:
+        return {}
+    if value.lstrip().startswith("{"):
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"--config is not valid JSON ({exc.msg} at column {exc.colno}); fix it"
+            ) from exc
+        if not isinstance(data, dict):
+            raise ConfigError("--config must be a JSON object of config keys")
+        return data
+    return read_yaml_mapping(Path(value), f"--config {value}", ConfigError, "config keys to values")
+
+
+@app.command("export")
+def export_command_cli(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(parser=parse_path, help="Bundle directories, or directories holding bundles."),
+    ],
+    dest: Annotated[
+        list[str], typer.Option("--dest", help="Destination (repeatable): local, or an installed plugin.")
+    ],
+    config: Annotated[
+        str | None,
+        typer.Option(
+            help="The destination's keys, as inline JSON or a YAML file; with several --dest, one "
+            "mapping per destination name."
+        ),
+    ] = None,
+    format: Annotated[str | None, typer.Option("--format", help="json or csv (local).")] = None,
+    log_metrics: Annotated[
+        list[str] | None,
+        typer.Option(help="Export only metrics whose names contain one of these (stderr and n follow)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Export even what a destination already holds.")] = False,
+) -> None:
+    """Export finished bundles: created, updated or unchanged per destination; a destination that
+    fails exits 7 with the command that retries just it."""
+    from eval_framework.exporting import configs_by_destination, export_results
+    from eval_framework.sinks.registry import sink_class
+
+    configs = configs_by_destination(dest, _config_value(config))
+    for name in dest:  # flags win over the config's keys, for the destinations that take them
+        keys = sink_class(name).Config.model_fields
+        if format is not None and "format" in keys:
+            configs[name]["format"] = format
+        if log_metrics and "log_metrics" in keys:
+            configs[name]["log_metrics"] = list(log_metrics)
+    if format is not None and not any("format" in sink_class(n).Config.model_fields for n in dest):
+        raise ConfigError(f"--format applies to the local destination, not to {', '.join(dest)}")
+    say_on_interrupt("each bundle's export is whole or not made; rerun the same command to finish")
+    summary = export_results(paths, dest, configs if len(dest) > 1 else configs[dest[0]], force=force)
+    for name in dest:
+        where = {e.location for e in summary.exported if e.destination == name}
+        counts = ", ".join(
+            f"{summary.count(name, status)} {status}" for status in ("created", "updated", "unchanged")
+        )
+        print(f"{name}: {counts}" + (f" ({', '.join(sorted(where))})" if where else ""))

@@ -1,0 +1,231 @@
+"""The local destination and the export command: summaries read back from the files written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from eval_framework import export_results
+from eval_framework.errors import ConfigError, ExportError, OutputError
+from eval_framework.sinks import registry
+from tests.conftest import USER_MODELS
+
+EVAL = ("--models", USER_MODELS, "--llm-name", "HashLLM", "--task-name", "tiny-letters")
+
+
+@pytest.fixture
+def bundles(cli, tmp_path) -> list[Path]:
+    """Two finished evaluations of one model: 6 and 9 samples."""
+    out = tmp_path / "out"
+    for n in ("6", "9"):
+        assert cli(*EVAL, "--num-samples", n, "--output-dir", out).code == 0
+    return sorted(p for p in out.iterdir() if p.is_dir())
+
+
+def _table(path: Path) -> list[dict]:
+    if path.suffix == ".csv":
+        return list(csv.DictReader(path.open(encoding="utf-8")))
+    return json.loads(path.read_text(encoding="utf-8"))["rows"]
+
+
+def test_export_writes_a_row_per_evaluation_and_a_summary_per_bundle(bundles, tmp_path):
+    out = tmp_path / "exports"
+    summary = export_results(bundles, dest="local", config={"output_dir": str(out)})
+    assert summary.count("local", "created") == 2
+    rows = _table(out / "summary.json")
+    assert sorted(r["num_samples"] for r in rows) == [6, 9]
+    for row, bundle in zip(sorted(rows, key=lambda r: r["num_samples"]), bundles, strict=True):
+        results = json.loads((bundle / "results.json").read_text())["metrics"]["overall"]
+        assert row["acc"] == results["acc"]["value"]
+        assert row["acc_stderr"] == results["acc"]["stderr"]
+        assert row["acc_n"] == results["acc"]["n"]
+        assert row["evaluation_hash"] == json.loads((bundle / "metadata.json").read_text())["natural_key"]
+        own = json.loads((out / "bundles" / f"{bundle.name}.json").read_text())
+        assert own["acc_norm"] == results["acc_norm"]["value"]
+        assert set(own["subjects"]) == {"copy", "reverse"}
+    ledger = [json.loads(line) for line in (bundles[0] / "exports.jsonl").read_text().splitlines()]
+    assert ledger[-1]["destination"] == "local"
+    assert ledger[-1]["status"] == "created"
+
+
+def test_exporting_again_changes_nothing_and_force_rewrites(bundles, tmp_path):
+    config = {"output_dir": str(tmp_path / "exports"), "format": "csv"}
+    export_results(bundles, dest="local", config=config)
+    table = tmp_path / "exports" / "summary.csv"
+    first = table.read_bytes()
+    again = export_results(bundles, dest="local", config=config)
+    assert again.count("local", "unchanged") == 2
+    assert table.read_bytes() == first
+    forced = export_results(bundles[:1], dest="local", config=config, force=True)
+    assert forced.count("local", "updated") == 1
+    rows = _table(table)
+    assert len(rows) == 2  # upserted by the evaluation hash, never duplicated
+    assert table.read_bytes() == first
+
+
+def test_a_filtered_export_then_a_full_one_appends_the_new_metric_columns(bundles, tmp_path):
+    config = {"output_dir": str(tmp_path / "e"), "format": "csv", "log_metrics": ["acc_norm"]}
+    export_results(bundles[:1], dest="local", config=config)
+    table = tmp_path / "e" / "summary.csv"
+    header = table.read_text().splitlines()[0].split(",")
+    assert "acc_norm" in header
+    assert "acc" not in header  # substring match: acc_norm's stderr and n follow it, acc does not
+    assert "acc_norm_stderr" in header
+    export_results(bundles[1:], dest="local", config={**config, "log_metrics": []})
+    new_header = table.read_text().splitlines()[0].split(",")
+    assert new_header[: len(header)] == header  # existing columns stay where they were
+    assert {"acc", "acc_stderr", "acc_n"} <= set(new_header[len(header) :])
+    rows = _table(table)
+    assert rows[0]["acc"] == ""  # the first export did not carry it
+    assert rows[1]["acc"] != ""
+
+
+def test_concurrent_exports_to_one_table_lose_no_row(cli, tmp_path):
+    out = tmp_path / "out"
+    for n in range(3, 9):
+        assert cli(*EVAL, "--num-samples", str(n), "--output-dir", out).code == 0
+    found = sorted(p for p in out.iterdir() if p.is_dir())
+    script = textwrap.dedent(
+        """
+        import sys
+        from eval_framework import export_results
+        export_results([sys.argv[1]], dest="local", config={"output_dir": sys.argv[2]})
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(b), str(tmp_path / "shared")]) for b in found
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0] * len(found)
+    rows = _table(tmp_path / "shared" / "summary.json")
+    assert sorted(r["num_samples"] for r in rows) == list(range(3, 9))
+
+
+def test_a_file_that_is_not_our_table_is_refused_and_left_as_it_is(bundles, tmp_path):
+    out = tmp_path / "exports"
+    out.mkdir()
+    (out / "summary.json").write_text('{"my": "notes"}')
+    with pytest.raises(ExportError) as info:
+        export_results(bundles, dest="local", config={"output_dir": str(out)})
+    assert "not a summary table written by eval_framework" in str(info.value)
+    assert "eval_framework export" in info.value.command
+    assert (out / "summary.json").read_text() == '{"my": "notes"}'
+
+
+@pytest.mark.parametrize(
+    ("dest", "config", "says"),
+    [
+        ("locl", {}, "unknown export destination 'locl' (did you mean local?); use one of: local"),
+        ("local", {"fromat": "csv"}, "unknown config key 'fromat' (did you mean format?)"),
+        ("local", {"format": "xlsx"}, "local export: invalid config"),
+    ],
+)
+def test_a_wrong_destination_or_key_is_refused_before_anything_is_written(
+    bundles, tmp_path, dest, config, says
+):
+    with pytest.raises(ConfigError) as info:
+        export_results(bundles, dest=dest, config={"output_dir": str(tmp_path / "e"), **config})
+    assert says in str(info.value)
+    assert not (tmp_path / "e").exists()
+    assert not (bundles[0] / "exports.jsonl").exists()
+
+
+def test_an_unfinished_bundle_is_reported_and_the_others_exported(bundles, tmp_path):
+    (bundles[0] / "results.json").unlink()
+    with pytest.raises(OutputError, match="1 of 2 bundle"):
+        export_results(bundles, dest="local", config={"output_dir": str(tmp_path / "e")})
+    rows = _table(tmp_path / "e" / "summary.json")
+    assert [r["bundle"] for r in rows] == [str(bundles[1].resolve())]
+
+
+PLUGIN = """
+from typing import ClassVar
+from pydantic import BaseModel, ConfigDict
+from eval_framework.sinks.base import Exported
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fail: bool = False
+
+
+class Dashboard:
+    name: ClassVar[str] = "dashboard"
+    Config: ClassVar[type[BaseModel]] = Config
+    seen: ClassVar[list] = []
+
+    def __init__(self, config):
+        self.config = config
+
+    def preflight(self):
+        pass
+
+    def publish(self, bundle, force=False):
+        if self.config.fail:
+            raise RuntimeError("dashboard is down")
+        Dashboard.seen.append(bundle.metadata().natural_key)
+        return Exported("dashboard", bundle.dir, "created", "dash://" + bundle.dir.name)
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """A tiny installed plugin: a module and its distribution's entry point, on sys.path."""
+    site = tmp_path / "site"
+    (site / "dash_sink.py").parent.mkdir()
+    (site / "dash_sink.py").write_text(PLUGIN)
+    info = site / "dash_sink-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: dash-sink\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        f"[{registry.ENTRY_POINT_GROUP}]\ndashboard = dash_sink:Dashboard\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    yield
+    sys.modules.pop("dash_sink", None)
+
+
+def test_a_plugin_registered_by_entry_point_is_a_destination(plugin, bundles, tmp_path):
+    assert registry.available() == ["local", "dashboard"]
+    summary = export_results(
+        bundles, dest=["local", "dashboard"], config={"local": {"output_dir": str(tmp_path / "e")}}
+    )
+    assert summary.count("dashboard", "created") == 2
+    assert summary.count("local", "created") == 2
+    import dash_sink
+
+    assert len(dash_sink.Dashboard.seen) == 2
+
+
+def test_a_failing_destination_stops_no_other_and_names_the_retry(plugin, bundles, tmp_path, cli):
+    config = {"local": {"output_dir": str(tmp_path / "e")}, "dashboard": {"fail": True}}
+    result = cli("export", *bundles, "--dest", "local", "--dest", "dashboard", "--config", json.dumps(config))
+    assert result.code == 7, result.err
+    assert "dashboard export of" in result.err
+    assert "dashboard is down" in result.err
+    assert "--dest dashboard" in result.err
+    assert "--dest local" not in result.err  # the retry is for the failed destination only
+    assert len(_table(tmp_path / "e" / "summary.json")) == 2
+    ledger = [json.loads(line) for line in (bundles[0] / "exports.jsonl").read_text().splitlines()]
+    assert {(e["destination"], e["status"]) for e in ledger} == {
+        ("local", "created"),
+        ("dashboard", "failed"),
+    }
+
+
+def test_the_command_prints_what_it_did_per_destination(bundles, tmp_path, cli):
+    args = ("export", *bundles, "--dest", "local", "--format", "csv",
+            "--config", json.dumps({"output_dir": str(tmp_path / "e")}))  # fmt: skip
+    first = cli(*args)
+    assert first.code == 0, first.err
+    assert "local: 2 created, 0 updated, 0 unchanged" in first.out
+    again = cli(*args)
+    assert "local: 0 created, 0 updated, 2 unchanged" in again.out
+    wrong = cli("export", *bundles, "--dest", "local", "--config", "{not json")
+    assert wrong.code == 2
+    assert "--config is not valid JSON" in wrong.err
