@@ -114,6 +114,10 @@ def read_json_file(path: Path, model: type[M], kind: FileKind) -> tuple[dict[str
         data = json.loads(path.read_bytes().decode("utf-8"))
     except IsADirectoryError as exc:
         raise in_the_way(path, exc) from exc
+    except FileNotFoundError as exc:
+        raise OutputError(
+            f"{path} does not exist; pass an evaluation's bundle directory (one holding metadata.json)"
+        ) from exc
     except OSError as exc:
         raise OutputError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:

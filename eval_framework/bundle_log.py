@@ -35,19 +35,21 @@ def bundle_log(path: Path) -> Iterator[None]:
     handler = _BundleLogHandler(path, encoding="utf-8", delay=True)
     handler.setFormatter(_ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(ScrubFilter())
-    root = logging.getLogger("eval_framework")
+    # On the root logger: a model's own warnings (user code, transformers) are the run's log too,
+    # scrubbed like ours; eval_framework's own records from INFO up.
+    ours, root = logging.getLogger("eval_framework"), logging.getLogger()
     root.addHandler(handler)
-    previous = root.level
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
+    previous = ours.level
+    if ours.level == logging.NOTSET or ours.level > logging.INFO:
+        ours.setLevel(logging.INFO)
     try:
         yield
     except Exception as exc:
         # The whole failure, traceback and cause included, in the run's own log only: the console
         # gets the one line (the traceback with -v).
         why = (brief(exc, with_type=True),)
-        record = root.makeRecord(
-            root.name,
+        record = ours.makeRecord(
+            ours.name,
             logging.ERROR,
             __file__,
             0,
@@ -59,5 +61,5 @@ def bundle_log(path: Path) -> Iterator[None]:
         raise
     finally:
         root.removeHandler(handler)
-        root.setLevel(previous)
+        ours.setLevel(previous)
         handler.close()

@@ -14,6 +14,7 @@ import io
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -106,7 +107,7 @@ def _set_unset(path: Path) -> None:
         if binding.error:  # python-dotenv would skip the line with a warning of its own
             raise ConfigError(
                 f"env file {path}:{binding.original.line} cannot be read as NAME=value "
-                "(an unclosed quote?); fix the line"
+                "(a line without '=', or an unclosed quote); fix the line"
             )
     for name, value in dotenv_values(stream=io.StringIO(text)).items():
         if value and name not in os.environ:
@@ -160,9 +161,25 @@ def merge_layers(*layers: dict[str, Any], lists: Iterable[str] = ()) -> dict[str
 M = TypeVar("M", bound=BaseModel)
 
 
-def validated(model: type[M], values: dict[str, Any], also_known: Iterable[str] = ()) -> M:
-    """``model(**values)``; a failure is a ConfigError naming the flag (or the unknown config-file
-    key, with the options it may have meant among the model's fields and ``also_known``)."""
+@dataclass(frozen=True)
+class Source:
+    """Where option values came from, for messages: the command (whose --help lists them) and the
+    keys that only the --config file gave."""
+
+    command: str = "eval_framework"
+    from_file: frozenset[str] = frozenset()
+
+
+def sources(file_values: dict[str, Any], flag_values: dict[str, Any], command: str) -> Source:
+    return Source(command, frozenset(k for k in file_values if flag_values.get(k) is None))
+
+
+def validated(
+    model: type[M], values: dict[str, Any], also_known: Iterable[str] = (), source: Source = Source()
+) -> M:
+    """``model(**values)``; a failure is a ConfigError naming the flag or the config-file key (or
+    the unknown config-file key, with the options it may have meant among the model's fields and
+    ``also_known``)."""
     try:
         return model(**values)
     except ValidationError as exc:
@@ -173,12 +190,14 @@ def validated(model: type[M], values: dict[str, Any], also_known: Iterable[str] 
             close = difflib.get_close_matches(loc[0], known, n=2)
             hint = f" (did you mean {' or '.join(close)}?)" if close else ""
             raise ConfigError(
-                f"unknown option {loc[0]!r} in the --config file{hint}; see eval_framework --help "
+                f"unknown option {loc[0]!r} in the --config file{hint}; see {source.command} --help "
                 "for the options (write them with underscores or dashes)"
             ) from exc
         where = "--" + loc[0].replace("_", "-") + "".join(f".{p}" for p in loc[1:])
+        if loc[0] in source.from_file:
+            where = f"{loc[0]!r} in the --config file ({where})"
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"invalid {where}: {message}; see eval_framework --help") from exc
+        raise ConfigError(f"invalid {where}: {message}; see {source.command} --help") from exc
 
 
 def build_config(
@@ -189,4 +208,4 @@ def build_config(
     merged = merge_layers(file_values, flag_values, lists=("subjects",))
     if isinstance(merged.get("llm_args"), dict):
         register_secrets_in(merged["llm_args"])
-    return validated(EvalConfig, merged, also_known)
+    return validated(EvalConfig, merged, also_known, sources(file_values, flag_values, "eval_framework"))

@@ -169,8 +169,16 @@ class Bundle:
         return [line.row for line in self.scan_samples().rows]
 
     def samples(self) -> list[SampleRow]:
-        """The valid sample rows in the current schema, in file order."""
-        return [SampleRow.model_validate(upgraded(row, "row")) for row in self.stored_rows()]
+        """The sample rows in the current schema, in file order; BundleDamaged naming the first
+        line that is not a valid row (a finished bundle has none)."""
+        scan = self.scan_samples()
+        if scan.bad:
+            first = scan.bad[0]
+            raise BundleDamaged(
+                f"{self.samples_path}:{first.number} is not a valid sample row ({first.reason}); rerun the "
+                "evaluation: it sets such rows aside and recomputes them"
+            )
+        return [SampleRow.model_validate(upgraded(line.row, "row")) for line in scan.rows]
 
     def problems(self, scan: SampleScan | None = None) -> str | None:
         """Why this bundle is not a complete, consistent evaluation, or None when it is one
@@ -202,7 +210,7 @@ class Bundle:
     def _content_problems(self, scan: SampleScan | None) -> str | None:
         metadata = self.stored_metadata()  # as written: its version says how rows were scored
         if metadata["status"] != "complete":
-            return "not finished"
+            return "its evaluation has not finished (status running)"
         if not self.results_path.is_file():
             return "results.json is missing"
         try:

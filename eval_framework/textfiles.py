@@ -30,7 +30,7 @@ def decode_text(data: bytes, what: str, error: type[EvalFrameworkError]) -> str:
     """Decode ``data`` by its byte-order mark, else as strict UTF-8; ``error`` names ``what``."""
     encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
     try:
-        return data.decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
@@ -39,6 +39,15 @@ def decode_text(data: bytes, what: str, error: type[EvalFrameworkError]) -> str:
             f"{what} is not {encoding.upper().replace('-SIG', '')} text (byte 0x{bad} at line {line}, "
             f"column {column}); save it as UTF-8 and retry"
         ) from exc
+    nul = data.find(b"\0") if encoding == "utf-8" else -1
+    if nul >= 0:  # valid UTF-8 bytes, but no text holds NUL: UTF-16 without its byte-order mark
+        line = data.count(b"\n", 0, nul) + 1
+        column = nul - (data.rfind(b"\n", 0, nul) + 1) + 1
+        raise error(
+            f"{what} is not UTF-8 text (a NUL byte at line {line}, column {column}: UTF-16 without a "
+            "byte-order mark?); save it as UTF-8 and retry"
+        )
+    return text
 
 
 def read_text(path: Path, what: str, error: type[EvalFrameworkError]) -> str:

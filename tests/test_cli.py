@@ -108,11 +108,12 @@ def test_settings_that_change_results_change_the_bundle(cli, letters_task, tmp_p
     assert len([p for p in (tmp_path / "out").iterdir() if p.is_dir()]) == 3
 
 
-def test_shipped_checkpoints_differ_clearly(cli, tmp_path):
-    result = cli("demo", "--output-dir", tmp_path / "demo")
+def test_shipped_checkpoints_differ_clearly(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("demo")  # as the README's quick start runs it: every default
     assert result.code == 0, result.err
     accs = {}
-    for bundle in [p for p in (tmp_path / "demo").iterdir() if p.is_dir()]:
+    for bundle in [p for p in (tmp_path / "outputs" / "demo").iterdir() if p.is_dir()]:
         meta = json.loads((bundle / "metadata.json").read_text())
         accs[meta["model"]["name"]] = json.loads((bundle / "results.json").read_text())["metrics"]["overall"][
             "acc"
@@ -251,7 +252,8 @@ def test_an_empty_path_is_refused_not_read_as_the_current_directory(cli, args, s
 def test_an_empty_path_in_a_config_file_is_refused(cli, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("llm_name: embedded\ntask_name: tiny-letters\noutput_dir: ''\n")
-    _one_line_error(cli("--config", config), "invalid --output-dir: is empty; pass a path")
+    says = "invalid 'output_dir' in the --config file (--output-dir): is empty"
+    _one_line_error(cli("--config", config), says)
 
 
 def test_unreadable_models_file(cli, letters_task, tmp_path):
@@ -505,3 +507,50 @@ def test_the_root_command_and_upload_take_one_definition_of_the_sink_options():
     upload = root.commands["upload"]
     assert sink_params(root) == sink_params(upload)
     assert [name for name, *_ in sink_params(root)] == list(SINK_OPTIONS)
+
+
+CHATTY = """
+import logging
+
+from eval_framework import BaseLLM, LoglikelihoodResult
+
+log = logging.getLogger("chatty")
+
+
+class Chatty(BaseLLM):
+    def __init__(self, api_key: str = "", batch_size: int = 8) -> None:
+        log.warning("connecting with api_key=%s", api_key)
+        self.api_key = api_key
+
+    def loglikelihood(self, requests):
+        log.warning("scoring %d requests with key %s", len(requests), self.api_key)
+        return [LoglikelihoodResult(-float(len(r.continuation)), False) for r in requests]
+"""
+
+
+def test_a_models_own_log_lines_are_scrubbed_and_kept_in_the_runs_log(cli, tmp_path):
+    models = tmp_path / "chatty.py"
+    models.write_text(CHATTY)
+    secret = "sk-" + "S3cret" * 4
+    args = ("--llm-name", "Chatty", "--llm-args", f"api_key={secret}", "--task-name", "tiny-letters")
+    result = cli("--models", models, *args, "--num-samples", "2", "--output-dir", tmp_path / "o")
+    assert result.code == 0, result.err
+    assert secret not in result.err + result.out
+    assert "connecting with api_key=***" in result.err
+    (log_file,) = (tmp_path / "o").glob("*/eval.log")
+    text = log_file.read_text()
+    assert "requests with key ***" in text
+    assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("upload", "out", "-v"), "put it before the subcommand (eval_framework -v upload ...)"),
+        (("export", "out", "--env-file", "x"), "(eval_framework --env-file FILE export ...)"),
+    ],
+)
+def test_a_root_option_after_a_subcommand_says_where_it_goes(cli, args, says):
+    result = cli(*args)
+    assert result.code == 2
+    assert says in result.err

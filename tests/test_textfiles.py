@@ -36,6 +36,15 @@ def test_other_encodings_are_refused_with_line_and_column(tmp_path):
         read_text(path, "f", ConfigError)
 
 
+def test_utf16_without_its_byte_order_mark_is_refused_as_not_utf8(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes("llm_name: hf\n".encode("utf-16-le"))
+    with pytest.raises(ConfigError, match=r"c is not UTF-8 text \(a NUL byte at line 1, column 2: UTF-16"):
+        read_text(path, "c", ConfigError)
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        read_config_file(path)
+
+
 def test_config_env_and_data_files_in_latin1_are_refused_clearly(tmp_path, monkeypatch):
     latin = b"x: caf" + "é".encode("latin-1") + b"\n"
     (tmp_path / "run.yaml").write_bytes(latin)

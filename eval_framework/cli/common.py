@@ -36,7 +36,10 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
 
 
 def setup_logging(verbose: bool) -> None:
-    root = logging.getLogger("eval_framework")
+    """The command's console log, on the root logger: warnings from a model's own code and the
+    libraries it uses are printed scrubbed of secrets like ours (Python's fallback would print
+    them as they are)."""
+    root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
     if handler is None:
         handler = _StderrHandler()
@@ -61,6 +64,8 @@ def on_interrupt() -> str:
 def parse_path(value: str) -> Path:
     """A path option's value; an empty one (an unset variable in a script) is not the current
     directory."""
+    if isinstance(value, Path):  # a default, not something typed
+        return value
     if not value.strip():
         raise typer.BadParameter("is empty; pass a path")
     return Path(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -199,8 +200,9 @@ def publish_and_report(bundles: list[Path], sinks: PublishOptions, live: Any = N
                 )
                 stderr.print(f"W&B run {report.wandb.run_id} {how}; sync it with: "
                              f"{report.wandb.sync_command}")  # fmt: skip
-            if report.wandb.pending:
+            if report.wandb.pending and sinks.wandb is not None:
+                online = dataclasses.replace(sinks, wandb=dataclasses.replace(sinks.wandb, mode="online"))
                 stderr.print(f"Still to do online ({', '.join(report.wandb.pending)}): "
-                             f"{upload_command([bundle_dir], sinks)} --wandb-mode online")  # fmt: skip
+                             f"{upload_command([bundle_dir], online)}")  # fmt: skip
     if failed:
         raise ExportError.gathered(failures, upload_command(failed, sinks))

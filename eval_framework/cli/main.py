@@ -18,13 +18,13 @@ import typer
 
 # Importing them registers the commands, in the order --help lists them.
 # isort: off
-from eval_framework.cli import evaluate, upload, commands  # noqa: F401
+from eval_framework.cli import evaluate, upload, export, commands  # noqa: F401
 
 # isort: on
 from eval_framework.bundle_io import IN_THE_WAY, in_the_way
 from eval_framework.cli.common import app, on_interrupt
 from eval_framework.errors import EvalFrameworkError, brief
-from eval_framework.llm_args import expand_multi_value_options
+from eval_framework.llm_args import MULTI_VALUE_OPTIONS, expand_multi_value_options
 from eval_framework.redact import scrub
 from eval_framework.results import forget_cached
 
@@ -54,7 +54,16 @@ def _usage_message(exc: Any) -> str:
     ctx = getattr(exc, "ctx", None)
     command = ctx.command_path if ctx is not None else "eval_framework"
     message = exc.format_message().strip().rstrip(".")
+    option = getattr(exc, "option_name", None)
+    if command != "eval_framework" and option in _ROOT_ONLY:
+        given = f"{option} FILE" if option == "--env-file" else option
+        first = f"eval_framework {given} {command.split()[-1]} ..."
+        return f"{option} is an option of eval_framework itself: put it before the subcommand ({first})"
     return f"{message[:1].lower()}{message[1:]}; see '{command} --help'"
+
+
+#: Options of the command itself, which apply to every subcommand when given before it.
+_ROOT_ONLY = ("-v", "--verbose", "--env-file")
 
 
 def _stopped(args: list[str], exc: BaseException | None = None) -> int | None:
@@ -95,7 +104,7 @@ def _run_command(args: list[str]) -> int:
         *_click_errors("ClickException"),
     )
     try:  # from here on, a stop is said in one line whatever it cuts short
-        args = expand_multi_value_options(args) if not _names_subcommand(args) else args
+        args = expand_multi_value_options(args, _MULTI_VALUE.get(_subcommand(args), MULTI_VALUE_OPTIONS))
         command = typer.main.get_command(app)
         result = command.main(args=args, prog_name="eval_framework", standalone_mode=False)
     except EvalFrameworkError as exc:
@@ -168,7 +177,18 @@ def _os_error(args: list[str], exc: OSError) -> int:
     return 1
 
 
-def _names_subcommand(args: list[str]) -> bool:
+#: A subcommand's options that take several values after one flag (its positional arguments go
+#: before them): ``export out/ --log-metrics acc f1``.
+_MULTI_VALUE: dict[str | None, frozenset[str]] = {
+    "export": frozenset({"--log-metrics"}),
+    "upload": frozenset(),
+    "tasks": frozenset(),
+    "resolve": frozenset(),
+    "demo": frozenset(),
+}
+
+
+def _subcommand(args: list[str]) -> str | None:
     """Whether the command line runs a subcommand. Only the root command takes several values after
     one flag (``--llm-args a=1 b=2``): a subcommand has positional arguments that must stay theirs
     (``upload --wandb-tags nightly out/``)."""
@@ -186,8 +206,8 @@ def _names_subcommand(args: list[str]) -> bool:
             if token in takes_value:
                 next(tokens, None)
             continue
-        return token in subcommands
-    return False
+        return token if token in subcommands else None
+    return None
 
 
 def run() -> None:

@@ -42,7 +42,7 @@ def upload_command_cli(
     from eval_framework.sinks.publish import find_bundles, plan
 
     file_values = read_config_file(config) if config else {}  # the evaluation's keys are ignored
-    sinks = build_sink_settings(file_values, sink_flags).publish_options()
+    sinks = build_sink_settings(file_values, sink_flags, "eval_framework upload").publish_options()
     if not sinks.any:
         raise ConfigError("nothing to upload to: pass --wandb-project and/or --hf-upload-repo")
     say_on_interrupt("what was already logged is kept and recorded; rerun the same command to finish")

@@ -109,7 +109,7 @@ class OpenAICompatibleLLM(BaseLLM):
             if not _is_transient(exc):
                 raise ModelError(
                     f"cannot reach the server at {self.base_url} ({classify(exc).reason}): check that it is "
-                    "running and the --llm-args base_url="
+                    "running and that --llm-args base_url=... names it"
                 ) from exc
             raise ModelError(
                 f"the server at {self.base_url} did not answer after {self.max_retries} tries "

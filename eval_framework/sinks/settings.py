@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from eval_framework.config import merge_layers, validated
+from eval_framework.config import merge_layers, sources, validated
 
 if TYPE_CHECKING:
     from eval_framework.sinks.publish import PublishOptions
@@ -91,8 +91,12 @@ def sink_keys(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if is_sink_key(k)}
 
 
-def build_sink_settings(file_values: dict[str, Any], flag_values: dict[str, Any]) -> SinkSettings:
+def build_sink_settings(
+    file_values: dict[str, Any], flag_values: dict[str, Any], command: str = "eval_framework"
+) -> SinkSettings:
     """Merge layers (flags win over the file; None means 'not given') and validate; a bad value is a
-    ConfigError naming its flag, as for the evaluation's options."""
-    merged = merge_layers(sink_keys(file_values), flag_values, lists=("wandb_tags",))
-    return validated(SinkSettings, merged)
+    ConfigError naming its flag (or config-file key) and ``command``'s help, as for the evaluation's
+    options."""
+    given = sink_keys(file_values)
+    merged = merge_layers(given, flag_values, lists=("wandb_tags",))
+    return validated(SinkSettings, merged, source=sources(given, flag_values, command))

@@ -529,3 +529,12 @@ def test_the_python_api_leaves_the_environment_alone_and_command_mode_stages_in_
         before.get("WANDB_DATA_DIR"),
         before.get("WANDB_MODE"),
     ]
+
+
+def test_an_offline_upload_prints_the_online_command_for_what_it_could_not_do(cli, bundle):
+    result = cli("upload", bundle, *OFFLINE, "--wandb-registry", "reg/coll")
+    assert result.code == 0, result.err
+    (line,) = [x for x in result.err.splitlines() if x.startswith("Still to do online (registry link)")]
+    assert line.count("--wandb-mode") == 1  # one mode, the one that can do it
+    assert line.endswith("--wandb-mode online")
+    assert "--wandb-registry reg/coll" in line
