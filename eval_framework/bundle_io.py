@@ -101,6 +101,11 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def _damaged(path: Path, why: str) -> BundleDamaged:
+    if path.name == "results.json":  # made from the rows: a plain rerun makes it again
+        return BundleDamaged(
+            f"{path} is damaged ({why}); rerun the evaluation: it recomputes results.json from the "
+            "sample rows, loading no model"
+        )
     return BundleDamaged(
         f"{path} is damaged ({why}); rerun the evaluation with --overwrite to recompute it (the damaged "
         "bundle is replaced only once the new one is complete)"

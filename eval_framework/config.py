@@ -197,6 +197,9 @@ def validated(
         if loc[0] in source.from_file:
             where = f"{loc[0]!r} in the --config file ({where})"
         message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "missing":
+            also = " (or --checkpoint, for a registry checkpoint)" if loc[0] == "llm_name" else ""
+            raise ConfigError(f"{where} is missing: pass it{also}; see {source.command} --help") from exc
         raise ConfigError(f"invalid {where}: {message}; see {source.command} --help") from exc
 
 

@@ -208,5 +208,5 @@ def row_problem(
         expected = generation_row(task, index, sample, row["generation"])
     for name, value in expected.items():
         if name != "schema_version" and row.get(name) != value:  # an older row is as good
-            return f"its {name} is not what sample {index} gives"
+            return f"its {name} is not what sample {index} and the row's own model outputs give"
     return None

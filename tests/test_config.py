@@ -180,3 +180,9 @@ def test_a_bad_value_names_the_config_file_key_and_the_commands_help(cli, tmp_pa
     assert upload.code == 2
     assert "invalid --wandb-project" in upload.err
     assert "see eval_framework upload --help" in upload.err
+
+
+def test_a_missing_model_says_how_to_name_one(cli):
+    result = cli("--task-name", "tiny-letters")
+    assert result.code == 2
+    assert "--llm-name is missing: pass it (or --checkpoint, for a registry checkpoint)" in result.err

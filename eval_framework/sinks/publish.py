@@ -16,7 +16,8 @@ from eval_framework.results import METADATA, Bundle, is_bundle_dir_name
 from eval_framework.sinks import ledger
 from eval_framework.sinks.hf_hub import HfUploadOptions, describe_failure, upload_bundle
 from eval_framework.sinks.wandb_live import LiveRun
-from eval_framework.sinks.wandb_sink import LogReport, log_bundle
+from eval_framework.sinks.wandb_mode import choose_mode
+from eval_framework.sinks.wandb_sink import LogReport, log_bundle, records_digest, unsynced_offline_log
 from eval_framework.sinks.wandb_spec import WandbOptions, build_spec
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,33 @@ def find_bundles(paths: list[Path]) -> list[Path]:
     return unique
 
 
+def _wandb_plan(bundle: Bundle, options: WandbOptions) -> dict[str, Any]:
+    """What a W&B log of ``bundle`` would do, in the mode it would run in (no server is asked)."""
+    mode, note = choose_mode(options)
+    spec = build_spec(bundle, options)
+    online = mode == "online"
+    if mode == "disabled":
+        action = "nothing (W&B disabled)"
+    elif not online and unsynced_offline_log(bundle, records_digest(spec, options)) is not None:
+        action = "nothing new (already logged offline, not synced yet)"
+    elif not online:
+        action = "log offline"
+    else:
+        before = ledger.last(bundle.dir, "wandb", project=spec.project, run_id=spec.run_id, status="logged")
+        action = "update" if before else "create"
+    artifact = f"{spec.artifact_name}:{spec.artifact_alias}"
+    later = "" if online else " (online only: pending until an online upload)"
+    return {
+        "mode": mode, "action": action, **({"note": note} if note else {}),
+        "run": "/".join(p for p in (spec.entity or "<default entity>", spec.project, spec.run_id)),
+        "group": spec.group, "job_type": spec.job_type, "name": spec.name, "tags": list(spec.tags),
+        "summary_keys": len(spec.summary),
+        "artifact": artifact if options.upload_results else None,
+        "lineage": f"{spec.checkpoint.qualified_name}{later}" if spec.checkpoint.qualified_name else None,
+        "registry_link": f"{options.registry}{later}" if options.registry else None,
+    }  # fmt: skip
+
+
 def plan(bundle_dir: Path, options: PublishOptions) -> dict[str, Any]:
     """What ``upload --dry-run`` prints for one bundle: nothing is sent."""
     bundle = Bundle(bundle_dir)
@@ -152,18 +180,7 @@ def plan(bundle_dir: Path, options: PublishOptions) -> dict[str, Any]:
         out["skip"] = bundle.skip_reason()
         return out
     if options.wandb is not None:
-        spec = build_spec(bundle, options.wandb)
-        before = ledger.last(bundle_dir, "wandb", project=spec.project, run_id=spec.run_id, status="logged")
-        artifact = f"{spec.artifact_name}:{spec.artifact_alias}"
-        out["wandb"] = {
-            "action": "update" if before else "create",
-            "run": "/".join(p for p in (spec.entity or "<default entity>", spec.project, spec.run_id)),
-            "group": spec.group, "job_type": spec.job_type, "name": spec.name, "tags": list(spec.tags),
-            "summary_keys": len(spec.summary),
-            "artifact": artifact if options.wandb.upload_results else None,
-            "lineage": spec.checkpoint.qualified_name,
-            "registry_link": options.wandb.registry,
-        }  # fmt: skip
+        out["wandb"] = _wandb_plan(bundle, options.wandb)
     if options.hf is not None:
         path = "/".join(p for p in (options.hf.directory.strip("/"), bundle_dir.name) if p)
         done = ledger.last(bundle_dir, "hf", repo=options.hf.repo, path=path, status="uploaded")

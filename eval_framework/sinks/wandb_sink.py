@@ -343,10 +343,13 @@ def log_bundle(
 
 def _already_offline(bundle: Bundle, report: LogReport, records: str) -> bool:
     """Offline, a log equal to one waiting for ``wandb sync`` adds nothing (a second offline copy
-    would only be synced, and counted, twice): the report points at it."""
-    waiting = _unsynced_offline_log(bundle, records) if report.mode == "offline" else None
+    would only be synced, and counted, twice): the report points at it, and at what that log left
+    for an online upload."""
+    waiting = unsynced_offline_log(bundle, records) if report.mode == "offline" else None
     if waiting is not None:
         report.offline_dir, report.already_offline = waiting, True
+        entry = ledger.last(bundle.dir, "wandb", status="offline", records=records) or {}
+        report.pending = [str(p) for p in entry.get("pending") or []]
     return waiting is not None
 
 
@@ -373,7 +376,7 @@ def _offline_runs(bundle: Bundle) -> set[Path]:
     return set((bundle.dir / "wandb").glob("offline-run-*"))
 
 
-def _unsynced_offline_log(bundle: Bundle, records: str) -> Path | None:
+def unsynced_offline_log(bundle: Bundle, records: str) -> Path | None:
     """The offline run that already holds exactly this log (same run, records, tags, artifact
     choices) while ``wandb sync`` has not sent it; None when there is none (or it was synced,
     moved or deleted)."""

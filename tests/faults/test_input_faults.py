@@ -351,9 +351,18 @@ def test_a_model_that_misbehaves_is_a_model_error(ws, file, name, says):
 @pytest.mark.parametrize(
     ("config", "says"),
     [
-        ("llm_args: 'bias=1'\n", "'llm_args' in the --config file (--llm-args): Input should be a valid dict"),
-        ("llm_args: [bias=1]\n", "'llm_args' in the --config file (--llm-args): Input should be a valid dict"),
-        ("num_fewshot: true\n", "'num_fewshot' in the --config file (--num-fewshot): Input should be a valid int"),
+        (
+            "llm_args: 'bias=1'\n",
+            "'llm_args' in the --config file (--llm-args): Input should be a valid dict",
+        ),
+        (
+            "llm_args: [bias=1]\n",
+            "'llm_args' in the --config file (--llm-args): Input should be a valid dict",
+        ),
+        (
+            "num_fewshot: true\n",
+            "'num_fewshot' in the --config file (--num-fewshot): Input should be a valid int",
+        ),
         ("wandb_tags: 5\n", "invalid --wandb-tags: expected names, as a list or one comma-separated string"),
         ("wandb_tags: [a, [b]]\n", "invalid --wandb-tags: expected names"),
         ("wandb_project: a/b\n", "'a/b' is not a W&B project name"),

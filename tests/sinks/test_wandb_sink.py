@@ -168,7 +168,8 @@ def test_bad_wandb_flags_are_refused_before_anything_runs(cli, bundle):
     assert not run_files(bundle / "wandb")
 
 
-def test_dry_run_says_create_then_update(cli, bundle):
+def test_dry_run_says_create_then_update(cli, bundle, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", SECRET_KEY)  # online: nothing is asked of a server in a dry run
     plan = json.loads(cli("upload", bundle.parent, "--wandb-project", "evals", "--dry-run").out)
     assert plan[0]["wandb"]["action"] == "create"
     assert plan[0]["wandb"]["group"] == "tiny-letters-v0"
@@ -177,6 +178,17 @@ def test_dry_run_says_create_then_update(cli, bundle):
     ledger.append(bundle, ledger.wandb_entry(spec, "online", "logged", LogReport(spec.run_id, "online")))
     plan = json.loads(cli("upload", bundle, "--wandb-project", "evals", "--dry-run").out)
     assert plan[0]["wandb"]["action"] == "update"
+
+
+def test_dry_run_says_what_an_offline_upload_would_do(cli, bundle):
+    args = ("upload", bundle, *OFFLINE, "--wandb-registry", "reg/coll")
+    (first,) = json.loads(cli(*args, "--dry-run").out)
+    assert first["wandb"]["mode"] == "offline"
+    assert first["wandb"]["action"] == "log offline"
+    assert first["wandb"]["registry_link"] == "reg/coll (online only: pending until an online upload)"
+    assert cli(*args).code == 0
+    (again,) = json.loads(cli(*args, "--dry-run").out)
+    assert again["wandb"]["action"] == "nothing new (already logged offline, not synced yet)"
 
 
 def test_wandb_failure_keeps_the_bundle_and_prints_the_upload_command(cli, tmp_path, monkeypatch):
@@ -538,3 +550,6 @@ def test_an_offline_upload_prints_the_online_command_for_what_it_could_not_do(cl
     assert line.count("--wandb-mode") == 1  # one mode, the one that can do it
     assert line.endswith("--wandb-mode online")
     assert "--wandb-registry reg/coll" in line
+    again = cli("upload", bundle, *OFFLINE, "--wandb-registry", "reg/coll")
+    assert "already logged offline" in again.err
+    assert line in again.err.splitlines()  # still said: nothing online has happened yet
