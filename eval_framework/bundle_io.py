@@ -139,9 +139,14 @@ def read_json_file(path: Path, model: type[M], kind: FileKind) -> tuple[dict[str
         raise _damaged(path, problem(exc)) from exc
 
 
+def file_in_the_way(directory: Path) -> Path | None:
+    """The file standing where ``directory`` or one of its parents must be a directory, if any."""
+    return next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
+
+
 def ensure_writable(directory: Path) -> None:
     """Fail before any work if results cannot be written under ``directory``."""
-    taken = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
+    taken = file_in_the_way(directory)
     if taken is not None:
         raise OutputError(
             f"cannot write to output directory {directory}: {taken} is a file, not a directory; "

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 
-from eval_framework.bundle_io import atomic_write_text, write_failure
+from eval_framework.bundle_io import atomic_write_text, file_in_the_way, write_failure
 from eval_framework.errors import ConfigError, OutputError
 from eval_framework.results import Bundle
 from eval_framework.sinks.base import Exported, Status, metric_columns, wanted
@@ -92,7 +92,7 @@ class LocalSink:
 
     def preflight(self) -> None:
         out = self.config.output_dir
-        taken = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        taken = file_in_the_way(out)
         if taken is not None:
             raise ConfigError(
                 f"local export: {taken} is a file where the output_dir {out} must be a directory; "
