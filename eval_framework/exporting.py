@@ -32,6 +32,8 @@ class ExportSummary:
 
     exported: list[Exported] = field(default_factory=list)
     skipped: dict[Path, str] = field(default_factory=dict)
+    #: a dry run's answer: (destination, bundle, what an export would do)
+    planned: list[tuple[str, Path, str]] = field(default_factory=list)
 
     def count(self, destination: str, status: str) -> int:
         return sum(1 for e in self.exported if e.destination == destination and e.status == status)
@@ -62,11 +64,13 @@ def export_results(
     dest: str | Sequence[str],
     config: Mapping[str, Any] | None = None,
     force: bool = False,
+    dry_run: bool = False,
 ) -> ExportSummary:
     """Export the finished bundles at ``paths`` (bundle directories or directories holding them) to
     ``dest``. Raises ConfigError before anything is sent when a destination or key is unknown or a
     destination cannot work; ExportError (after trying everything) when an export failed;
-    OutputError when a bundle was left out because it is not finished."""
+    OutputError when a bundle was left out because it is not finished. ``dry_run``: send and write
+    nothing; ``planned`` says what each destination would do (created, updated, unchanged)."""
     destinations = [dest] if isinstance(dest, str) else list(dict.fromkeys(dest))
     if not destinations:
         raise ConfigError("no export destination given; pass one, e.g. dest='local'")
@@ -84,6 +88,15 @@ def export_results(
         else:
             summary.skipped[path] = bundle.skip_reason()
             log.warning("skipping %s: %s", path, summary.skipped[path])
+    if dry_run:
+        for sink in sinks:
+            preview = getattr(sink, "preview", None)
+            for bundle in finished:
+                status = preview(bundle) if callable(preview) else "export (this destination cannot preview)"
+                if force and status == "unchanged":
+                    status = "updated"
+                summary.planned.append((sink.name, bundle.dir, status))
+        return summary
     failures = [f for sink in sinks for f in _export_to(sink, finished, force, summary)]
     if failures:
         command = export_command([b.dir for b in finished], [f.sink for f in failures], configs)

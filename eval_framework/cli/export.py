@@ -52,6 +52,7 @@ def export_command_cli(
         typer.Option(help="Export only metrics whose names contain one of these (stderr and n follow)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Export even what a destination already holds.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Say what each destination would do; write nothing.")] = False,
 ) -> None:
     """Export finished bundles: created, updated or unchanged per destination; a destination that
     fails exits 7 with the command that retries just it."""
@@ -68,7 +69,13 @@ def export_command_cli(
     if format is not None and not any("format" in sink_class(n).Config.model_fields for n in dest):
         raise ConfigError(f"--format applies to the local destination, not to {', '.join(dest)}")
     say_on_interrupt("each bundle's export is whole or not made; rerun the same command to finish")
-    summary = export_results(paths, dest, configs if len(dest) > 1 else configs[dest[0]], force=force)
+    chosen = configs if len(dest) > 1 else configs[dest[0]]
+    summary = export_results(paths, dest, chosen, force=force, dry_run=dry_run)
+    if dry_run:
+        plan = [{"destination": d, "bundle": str(b), "would": w} for d, b, w in summary.planned]
+        plan += [{"bundle": str(b), "skip": why} for b, why in summary.skipped.items()]
+        print(json.dumps(plan, indent=2))
+        return
     for name in dest:
         where = {e.location for e in summary.exported if e.destination == name}
         counts = ", ".join(

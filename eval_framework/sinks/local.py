@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -91,6 +92,7 @@ class LocalSink:
         return self.config.output_dir / f"summary.{self.config.format}"
 
     def preflight(self) -> None:
+        """The output_dir can be made and written (nothing is created here)."""
         out = self.config.output_dir
         taken = file_in_the_way(out)
         if taken is not None:
@@ -98,14 +100,14 @@ class LocalSink:
                 f"local export: {taken} is a file where the output_dir {out} must be a directory; "
                 "choose another output_dir"
             )
-        try:
-            (out / "bundles").mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+        existing = next(p for p in (out, *out.parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
             raise ConfigError(
-                f"local export: cannot create {out}: {exc.strerror}; choose another output_dir"
-            ) from exc
+                f"local export: cannot write under {existing} (permission denied); choose another output_dir"
+            )
 
-    def publish(self, bundle: Bundle, force: bool = False) -> Exported:
+    def _records(self, bundle: Bundle) -> tuple[dict[str, Any], Path, str]:
+        """The bundle's row in the table, and its own summary file with that file's text."""
         patterns = self.config.log_metrics
         row = summary_row(bundle, patterns)
         own = self.config.output_dir / "bundles" / f"{bundle.dir.name}.{self.config.format}"
@@ -114,14 +116,35 @@ class LocalSink:
             if self.config.format == "json"
             else _csv_text(list(row), [row])
         )
+        return row, own, text
+
+    def publish(self, bundle: Bundle, force: bool = False) -> Exported:
+        row, own, text = self._records(bundle)
+        try:
+            own.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failure(own.parent, exc) from exc
         own_status = _write_if_changed(own, text, force)
         table_status = self._upsert(row, force)
-        status: Status = "unchanged"
-        if "created" in (own_status, table_status):
-            status = "created"
-        elif "updated" in (own_status, table_status):
-            status = "updated"
-        return Exported(self.name, bundle.dir, status, str(self.table_path.resolve()))
+        return Exported(
+            self.name, bundle.dir, _either(own_status, table_status), str(self.table_path.resolve())
+        )
+
+    def preview(self, bundle: Bundle) -> Status:
+        """What ``publish`` would do, writing nothing."""
+        row, own, text = self._records(bundle)
+        old = own.read_text(encoding="utf-8") if own.is_file() else None
+        own_status: Status = "created" if old is None else "unchanged" if old == text else "updated"
+        _, rows = _read_table(self.table_path, self.config.format)
+        before = next((r for r in rows if r.get(KEY) == row[KEY]), None)
+        table_status: Status = (
+            "created"
+            if before is None
+            else "unchanged"
+            if _same(before, row, self.config.format)
+            else "updated"
+        )
+        return _either(own_status, table_status)
 
     def _upsert(self, row: dict[str, Any], force: bool) -> Status:
         path = self.table_path
@@ -144,6 +167,14 @@ class LocalSink:
             return "created" if before is None else "updated"
         finally:
             lock.release()
+
+
+def _either(*statuses: Status) -> Status:
+    """One status for several records: created if any was, else updated if any was."""
+    for status in ("created", "updated"):
+        if status in statuses:
+            return status
+    return "unchanged"
 
 
 def _same(before: dict[str, Any], row: dict[str, Any], fmt: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -229,3 +230,37 @@ def test_the_command_prints_what_it_did_per_destination(bundles, tmp_path, cli):
     wrong = cli("export", *bundles, "--dest", "local", "--config", "{not json")
     assert wrong.code == 2
     assert "--config is not valid JSON" in wrong.err
+
+
+def test_a_dry_run_says_what_each_export_would_do_and_writes_nothing(bundles, tmp_path, cli):
+    out = tmp_path / "e"
+    args = ("export", *bundles, "--dest", "local", "--config", json.dumps({"output_dir": str(out)}))
+    first = json.loads(cli(*args, "--dry-run").out)
+    assert [p["would"] for p in first] == ["created", "created"]
+    assert not out.exists()
+    assert not (bundles[0] / "exports.jsonl").exists()
+    assert cli(*args).code == 0
+    again = json.loads(cli(*args, "--dry-run").out)
+    assert [p["would"] for p in again] == ["unchanged", "unchanged"]
+    forced = json.loads(cli(*args, "--dry-run", "--force").out)
+    assert [p["would"] for p in forced] == ["updated", "updated"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_a_folder_that_cannot_be_written_is_refused_before_anything_is_sent(bundles, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(ConfigError, match="cannot write under"):
+            export_results(bundles, dest="local", config={"output_dir": str(locked / "e")})
+    finally:
+        locked.chmod(0o755)
+    assert not (bundles[0] / "exports.jsonl").exists()
+
+
+def test_an_output_dir_under_a_file_is_refused_before_anything_is_sent(bundles, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file where the output_dir"):
+        export_results(bundles, dest="local", config={"output_dir": str(tmp_path / "file" / "e")})
+    assert not (bundles[0] / "exports.jsonl").exists()
