@@ -119,11 +119,27 @@ def publish(bundle_dir: Path, options: PublishOptions, live: LiveRun | None = No
     return report
 
 
+def _expanded(paths: list[Path]) -> list[Path]:
+    """A quoted glob (``'outputs/*ARC*'``, as the shell left it) stands for what it matches."""
+    out: list[Path] = []
+    for path in paths:
+        text = str(path)
+        if path.exists() or not any(c in text for c in "*?["):
+            out.append(path)
+            continue
+        anchor = Path(path.anchor) if path.is_absolute() else Path()
+        matches = sorted(anchor.glob(str(path.relative_to(anchor)) if path.is_absolute() else text))
+        if not matches:
+            raise ConfigError(f"{path} matches nothing; pass bundle directories or a directory holding them")
+        out += matches
+    return out
+
+
 def find_bundles(paths: list[Path]) -> list[Path]:
     """Bundles named directly, or found below the given directories. Hidden siblings (an unfinished
     --overwrite, a swap in progress) and W&B run directories are not bundles."""
     found: list[Path] = []
-    for path in paths:
+    for path in _expanded(paths):
         if not path.exists():
             raise ConfigError(f"{path} does not exist; pass bundle directories or a directory holding them")
         if (path / METADATA).exists():  # a directory in its place too: skipped later, saying why

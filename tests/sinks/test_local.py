@@ -264,3 +264,12 @@ def test_an_output_dir_under_a_file_is_refused_before_anything_is_sent(bundles, 
     with pytest.raises(ConfigError, match="is a file where the output_dir"):
         export_results(bundles, dest="local", config={"output_dir": str(tmp_path / "file" / "e")})
     assert not (bundles[0] / "exports.jsonl").exists()
+
+
+def test_a_quoted_glob_selects_the_bundles_it_matches(bundles, tmp_path, cli):
+    pattern = str(bundles[0].parent / "*__6__*")  # as a shell leaves it when quoted
+    plan = json.loads(cli("export", pattern, "--dest", "local", "--dry-run").out)
+    assert [p["bundle"] for p in plan] == [str(bundles[0].resolve())]
+    nothing = cli("export", str(bundles[0].parent / "*__99__*"), "--dest", "local")
+    assert nothing.code == 2
+    assert "matches nothing" in nothing.err
