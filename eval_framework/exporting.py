@@ -18,7 +18,7 @@ from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, 
 from eval_framework.redact import redact
 from eval_framework.results import Bundle
 from eval_framework.sinks import ledger
-from eval_framework.sinks.base import Exported, Sink
+from eval_framework.sinks.base import Exported, Sink, wanted
 from eval_framework.sinks.publish import find_bundles
 from eval_framework.sinks.registry import make_sink
 
@@ -49,9 +49,13 @@ def configs_by_destination(
         return {destinations[0]: given}
     extra = [k for k in given if k not in destinations]
     if extra:
+        how = (
+            "give each destination's keys under its name"
+            if len(destinations) > 1
+            else "give the keys themselves, or add that destination with --dest"
+        )
         raise ConfigError(
-            f"export config: {extra[0]!r} is not one of the destinations ({', '.join(destinations)}); "
-            "with several destinations, give each its keys under its name"
+            f"export config: {extra[0]!r} is not one of the destinations ({', '.join(destinations)}); {how}"
         )
     for name, keys in given.items():
         if not isinstance(keys, Mapping):
@@ -60,25 +64,41 @@ def configs_by_destination(
 
 
 def export_results(
-    paths: Sequence[str | Path],
+    paths: str | Path | Sequence[str | Path],
     dest: str | Sequence[str],
     config: Mapping[str, Any] | None = None,
     force: bool = False,
     dry_run: bool = False,
 ) -> ExportSummary:
-    """Export the finished bundles at ``paths`` (bundle directories or directories holding them) to
-    ``dest``. Raises ConfigError before anything is sent when a destination or key is unknown or a
-    destination cannot work; ExportError (after trying everything) when an export failed;
-    OutputError when a bundle was left out because it is not finished. ``dry_run``: send and write
-    nothing; ``planned`` says what each destination would do (created, updated, unchanged)."""
+    """Export the finished bundles at ``paths`` (bundle directories, directories holding them, or
+    quoted globs) to ``dest``. Raises ConfigError before anything is sent when a destination or key
+    is unknown or a destination cannot work; ExportError (after trying everything) when an export
+    failed; OutputError when a bundle was left out because it is not finished. Either error carries
+    the ``summary`` of what was done. ``dry_run``: send and write nothing; ``planned`` says what
+    each destination would do (created, updated, unchanged)."""
+    summary, error = run_export(paths, dest, config, force, dry_run)
+    if error is not None:
+        error.summary = summary  # type: ignore[attr-defined]  # what was done before the failure
+        raise error
+    return summary
+
+
+def run_export(
+    paths: str | Path | Sequence[str | Path],
+    dest: str | Sequence[str],
+    config: Mapping[str, Any] | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> tuple[ExportSummary, EvalFrameworkError | None]:
+    """``export_results``, returning the error instead of raising it (the command prints what was
+    done, then the error)."""
     destinations = [dest] if isinstance(dest, str) else list(dict.fromkeys(dest))
     if not destinations:
         raise ConfigError("no export destination given; pass one, e.g. dest='local'")
     configs = configs_by_destination(destinations, config)
-    sinks = [make_sink(name, configs[name]) for name in destinations]
-    for sink in sinks:
-        sink.preflight()
-    bundles = find_bundles([Path(p) for p in paths])
+    sinks = [_built(name, configs[name]) for name in destinations]
+    given = [paths] if isinstance(paths, str | Path) else list(paths)
+    bundles = find_bundles([Path(p) for p in given])
     summary = ExportSummary()
     finished = []
     for path in bundles:
@@ -88,40 +108,82 @@ def export_results(
         else:
             summary.skipped[path] = bundle.skip_reason()
             log.warning("skipping %s: %s", path, summary.skipped[path])
+    _check_metric_filters(configs, finished)
     if dry_run:
-        for sink in sinks:
-            preview = getattr(sink, "preview", None)
-            for bundle in finished:
-                status = preview(bundle) if callable(preview) else "export (this destination cannot preview)"
-                if force and status == "unchanged":
-                    status = "updated"
-                summary.planned.append((sink.name, bundle.dir, status))
-        return summary
+        _plan(sinks, finished, force, summary)
+        return summary, None
     failures = [f for sink in sinks for f in _export_to(sink, finished, force, summary)]
     if failures:
-        command = export_command([b.dir for b in finished], [f.sink for f in failures], configs)
-        raise ExportError.gathered(failures, command)
+        command = export_command([b.dir for b in finished], [f.sink for f in failures], configs, force)
+        return summary, ExportError.gathered(failures, command)
     if summary.skipped:
-        raise OutputError(
+        return summary, OutputError(
             f"{len(summary.skipped)} of {len(bundles)} bundle(s) are not finished evaluations and were "
-            "not exported (the log says why for each); rerun or finish them, then export again"
+            "not exported (each is named above, with why); rerun or finish them, then export again"
         )
-    return summary
+    return summary, None
+
+
+def _built(name: str, config: dict[str, Any]) -> Sink:
+    """A destination, made and checked; a plugin's own failure here is said as its own."""
+    sink = make_sink(name, config)
+    try:
+        sink.preflight()
+    except EvalFrameworkError:
+        raise
+    except Exception as exc:  # a plugin's bug or its service: named, not "a bug in eval_framework"
+        raise ConfigError(
+            f"export destination {name!r} failed its check before exporting: {brief(exc, with_type=True)}; "
+            "fix its config or setup (or ask its authors)"
+        ) from exc
+    return sink
+
+
+def _check_metric_filters(configs: Mapping[str, Mapping[str, Any]], bundles: list[Bundle]) -> None:
+    """A ``log_metrics`` pattern that no metric of these bundles contains is a typo, not a filter:
+    refused before anything is written."""
+    names = sorted({m for b in bundles for m in b.metadata().task.metrics})
+    for dest, keys in configs.items():
+        for pattern in keys.get("log_metrics") or ():
+            if names and not any(wanted(n, [str(pattern)]) for n in names):
+                raise ConfigError(
+                    f"{dest} export: log_metrics {pattern!r} matches no metric of these bundles "
+                    f"(they have {', '.join(names)}; matching is by substring, case-sensitive)"
+                )
+
+
+def _plan(sinks: list[Sink], bundles: list[Bundle], force: bool, summary: ExportSummary) -> None:
+    for sink in sinks:
+        preview = getattr(sink, "preview", None)
+        for bundle in bundles:
+            status = preview(bundle) if callable(preview) else "export (this destination cannot preview)"
+            if force and status == "unchanged":
+                status = "updated"
+            summary.planned.append((sink.name, bundle.dir, str(status)))
 
 
 def _export_to(sink: Sink, bundles: list[Bundle], force: bool, summary: ExportSummary) -> list[ExportError]:
-    failures = []
+    failures: dict[str, list[str]] = {}  # why -> bundles: one line per cause, not per bundle
     for bundle in bundles:
         try:
             done = sink.publish(bundle, force=force)
+            if not isinstance(done, Exported):
+                raise TypeError(f"{sink.name}.publish() returned {type(done).__name__}, not an Exported")
         except Exception as exc:  # one bundle or destination failing never stops the others  # noqa: BLE001
             why = str(exc) if isinstance(exc, EvalFrameworkError) else brief(exc, with_type=True)
-            failures.append(ExportError(why, sink=sink.name, what=f"{sink.name} export of {bundle.dir.name}"))
+            failures.setdefault(why, []).append(bundle.dir.name)
             _record(bundle, {"destination": sink.name, "status": "failed", "error": why})
             continue
         summary.exported.append(done)
         _record(bundle, {"destination": sink.name, "status": done.status, "location": done.location})
-    return failures
+    return [
+        ExportError(why, sink=sink.name, what=f"{sink.name} export of {_names(names)}")
+        for why, names in failures.items()
+    ]
+
+
+def _names(bundles: list[str]) -> str:
+    return bundles[0] if len(bundles) == 1 else f"{len(bundles)} bundles ({bundles[0]}, ...)"
 
 
 def _record(bundle: Bundle, entry: dict[str, Any]) -> None:
@@ -131,16 +193,30 @@ def _record(bundle: Bundle, entry: dict[str, Any]) -> None:
         log.warning("cannot record the export in %s: %s", bundle.dir, exc.strerror)
 
 
-def export_command(bundles: list[Path], destinations: list[str], configs: Mapping[str, Any]) -> str:
-    """The command that retries just the failed destinations (their config inline, as JSON)."""
+def export_command(
+    bundles: list[Path], destinations: list[str], configs: Mapping[str, Any], force: bool = False
+) -> str:
+    """The command that retries just the failed destinations, their config inline as JSON. Secret
+    values are never printed: they are left out, and the command says which to supply."""
     import json
 
     names = list(dict.fromkeys(destinations))
     parts = ["eval_framework", "export", *(str(b) for b in bundles)]
     for name in names:
         parts += ["--dest", name]
-    chosen = {n: configs.get(n) for n in names if configs.get(n)}
-    if chosen:
-        inline = chosen[names[0]] if len(names) == 1 else chosen
-        parts += ["--config", json.dumps(redact(inline), sort_keys=True, default=str)]
-    return shlex.join(parts)
+    if force:
+        parts.append("--force")
+    chosen = {n: dict(configs.get(n) or {}) for n in names if configs.get(n)}
+    held_back = []
+    for name, keys in chosen.items():
+        masked = redact(keys)
+        for key in [k for k in keys if masked.get(k) != keys[k]]:
+            held_back.append(f"{name}.{key}")
+            del keys[key]
+    inline = chosen.get(names[0], {}) if len(names) == 1 else {n: k for n, k in chosen.items() if k}
+    if inline:
+        parts += ["--config", json.dumps(inline, sort_keys=True, default=str)]
+    command = shlex.join(parts)
+    if held_back:
+        command += f" (with {', '.join(held_back)} added to --config: secrets are not printed)"
+    return command

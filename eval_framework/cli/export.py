@@ -17,7 +17,13 @@ def _config_value(value: str | None) -> dict[str, Any]:
     """--config: inline JSON (``'{"format": "csv"}'``) or a YAML/JSON file."""
     if not value:
         return {}
-    if value.lstrip().startswith("{"):
+    stripped = value.lstrip()
+    if stripped.startswith("[") or (not stripped.startswith("{") and not Path(value).exists()):
+        raise ConfigError(
+            f"--config {value!r} is neither a JSON object of config keys nor an existing file; pass "
+            """'{"key": value, ...}' or the path of a YAML/JSON file"""
+        )
+    if stripped.startswith("{"):
         try:
             data = json.loads(value)
         except json.JSONDecodeError as exc:
@@ -56,21 +62,23 @@ def export_command_cli(
 ) -> None:
     """Export finished bundles: created, updated or unchanged per destination; a destination that
     fails exits 7 with the command that retries just it."""
-    from eval_framework.exporting import configs_by_destination, export_results
+    from eval_framework.exporting import configs_by_destination, run_export
     from eval_framework.sinks.registry import sink_class
 
+    dest = list(dict.fromkeys(dest))
     configs = configs_by_destination(dest, _config_value(config))
-    for name in dest:  # flags win over the config's keys, for the destinations that take them
-        keys = sink_class(name).Config.model_fields
-        if format is not None and "format" in keys:
-            configs[name]["format"] = format
-        if log_metrics and "log_metrics" in keys:
-            configs[name]["log_metrics"] = list(log_metrics)
-    if format is not None and not any("format" in sink_class(n).Config.model_fields for n in dest):
-        raise ConfigError(f"--format applies to the local destination, not to {', '.join(dest)}")
+    for flag, key, value in (("--format", "format", format), ("--log-metrics", "log_metrics", log_metrics)):
+        if not value:
+            continue
+        takers = [n for n in dest if key in sink_class(n).Config.model_fields]
+        if len(takers) < len(dest):  # said, never silently ignored
+            others = ", ".join(n for n in dest if n not in takers)
+            raise ConfigError(f"{flag} does not apply to {others} (it takes no {key!r}); leave it out for it")
+        for name in takers:  # the flag wins over the config's key
+            configs[name][key] = list(value) if isinstance(value, list) else value
     say_on_interrupt("each bundle's export is whole or not made; rerun the same command to finish")
     chosen = configs if len(dest) > 1 else configs[dest[0]]
-    summary = export_results(paths, dest, chosen, force=force, dry_run=dry_run)
+    summary, error = run_export(paths, dest, chosen, force=force, dry_run=dry_run)
     if dry_run:
         plan = [{"destination": d, "bundle": str(b), "would": w} for d, b, w in summary.planned]
         plan += [{"bundle": str(b), "skip": why} for b, why in summary.skipped.items()]
@@ -82,3 +90,5 @@ def export_command_cli(
             f"{summary.count(name, status)} {status}" for status in ("created", "updated", "unchanged")
         )
         print(f"{name}: {counts}" + (f" ({', '.join(sorted(where))})" if where else ""))
+    if error is not None:  # after saying what was done
+        raise error

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eval_framework.bundle_io import atomic_write_text, file_in_the_way, write_failure
+from eval_framework.bundle_io import atomic_write_text, file_in_the_way
 from eval_framework.errors import ConfigError, OutputError
 from eval_framework.results import Bundle
 from eval_framework.sinks.base import Exported, Status, metric_columns, wanted
 from eval_framework.sinks.wandb_spec import checkpoint_info
+from eval_framework.textfiles import decode_text
 
 #: The combined table's key column; rows are upserted by it.
 KEY = "evaluation_hash"
@@ -39,6 +40,12 @@ class LocalConfig(BaseModel):
     output_dir: Path = Field(Path("exports"), description="where the summaries go")
     format: Literal["json", "csv"] = "json"
     log_metrics: tuple[str, ...] = Field((), description="export metrics whose names contain these")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Absolute: the retry command printed after a failure works from any directory."""
+        return value.expanduser().absolute()
 
 
 def summary_row(bundle: Bundle, patterns: tuple[str, ...]) -> dict[str, Any]:
@@ -100,11 +107,16 @@ class LocalSink:
                 f"local export: {taken} is a file where the output_dir {out} must be a directory; "
                 "choose another output_dir"
             )
-        existing = next(p for p in (out, *out.parents) if p.exists())
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(
-                f"local export: cannot write under {existing} (permission denied); choose another output_dir"
-            )
+        for folder in (out / "bundles", out, *out.parents):
+            if folder.exists():
+                if not os.access(folder, os.W_OK | os.X_OK):
+                    raise ConfigError(
+                        f"local export: cannot write in {folder} (permission denied); choose another "
+                        "output_dir or fix its permissions"
+                    )
+                if folder != out / "bundles":
+                    break
+        _read_table(self.table_path, self.config.format)  # someone else's file there: refused now
 
     def _records(self, bundle: Bundle) -> tuple[dict[str, Any], Path, str]:
         """The bundle's row in the table, and its own summary file with that file's text."""
@@ -123,7 +135,7 @@ class LocalSink:
         try:
             own.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise write_failure(own.parent, exc) from exc
+            raise _cannot_write(own.parent, exc) from exc
         own_status = _write_if_changed(own, text, force)
         table_status = self._upsert(row, force)
         return Exported(
@@ -141,13 +153,13 @@ class LocalSink:
             "created"
             if before is None
             else "unchanged"
-            if _same(before, row, self.config.format)
+            if _same(before, {**before, **row}, self.config.format)
             else "updated"
         )
         return _either(own_status, table_status)
 
     def _upsert(self, row: dict[str, Any], force: bool) -> Status:
-        path = self.table_path
+        path, fmt = self.table_path, self.config.format
         lock = FileLock(str(path.with_name(f".{path.name}.lock")))
         try:
             lock.acquire(timeout=LOCK_WAIT_S)
@@ -155,16 +167,23 @@ class LocalSink:
             raise OutputError(
                 f"local export: another export held {path} for {LOCK_WAIT_S:g} s; rerun when it is done"
             ) from exc
+        except OSError as exc:
+            raise _cannot_write(path.parent, exc) from exc
         try:
-            columns, rows = _read_table(path, self.config.format)
-            before = next((r for r in rows if r.get(KEY) == row[KEY]), None)
-            columns += [c for c in row if c not in columns]  # new metrics after the existing ones
-            # in its place when it is there (a re-export moves no row), else at the end
-            merged = [row if r.get(KEY) == row[KEY] else r for r in rows] + ([row] if before is None else [])
-            if before is not None and _same(before, row, self.config.format) and not force:
+            columns, rows = _read_table(path, fmt)
+            at = next((i for i, r in enumerate(rows) if r.get(KEY) == row[KEY]), None)
+            # A column this export does not write (a metric left out by log_metrics, a user's own
+            # notes) keeps its value; the row stays in its place.
+            merged = row if at is None else {**rows[at], **row}
+            if at is not None and _same(rows[at], merged, fmt) and not force:
                 return "unchanged"
-            atomic_write_text(path, _table_text(columns, merged, self.config.format))
-            return "created" if before is None else "updated"
+            if at is None:
+                rows.append(merged)
+            else:
+                rows[at] = merged
+            columns += [c for c in merged if c not in columns]  # new columns after the existing ones
+            _write(path, _table_text(columns, rows, fmt))
+            return "created" if at is None else "updated"
         finally:
             lock.release()
 
@@ -184,14 +203,29 @@ def _same(before: dict[str, Any], row: dict[str, Any], fmt: str) -> bool:
     return all(before.get(k, "") == _cell(v) for k, v in row.items())
 
 
+def _cannot_write(path: Path, exc: OSError) -> OutputError:
+    return OutputError(
+        f"local export: cannot write {path} ({exc.strerror or exc}); fix that folder or choose another "
+        "output_dir, then export again (the bundles are untouched)"
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        atomic_write_text(path, text)
+    except OutputError as exc:
+        cause = exc.__cause__
+        raise _cannot_write(path, cause if isinstance(cause, OSError) else OSError(str(exc))) from exc
+
+
 def _write_if_changed(path: Path, text: str, force: bool) -> Status:
     try:
         old = path.read_text(encoding="utf-8") if path.is_file() else None
-    except OSError as exc:
-        raise write_failure(path, exc) from exc
+    except (OSError, UnicodeDecodeError):
+        old = ""  # unreadable: written anew
     if old == text and not force:
         return "unchanged"
-    atomic_write_text(path, text)
+    _write(path, text)
     return "created" if old is None else "updated"
 
 
@@ -229,11 +263,14 @@ def _read_table(path: Path, fmt: str) -> tuple[list[str], list[dict[str, Any]]]:
     (it may be someone's own file)."""
     if not path.exists():
         return [], []
+    if not path.is_file():
+        raise _not_ours(path, "it is not a file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        # A byte-order mark (a spreadsheet's "CSV UTF-8") is read as such, never as a column name.
+        text = decode_text(path.read_bytes(), str(path), OutputError)
+    except OSError as exc:
         raise OutputError(
-            f"local export: cannot read {path} ({exc}); move it away (it is kept as it is) and rerun"
+            f"local export: cannot read {path} ({exc.strerror}); fix its permissions or move it away"
         ) from exc
     if fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
@@ -244,14 +281,17 @@ def _read_table(path: Path, fmt: str) -> tuple[list[str], list[dict[str, Any]]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _not_ours(path, "not valid JSON") from exc
-    if not isinstance(data, dict) or data.get("key") != KEY or not isinstance(data.get("rows"), list):
-        raise _not_ours(path, "not a summary table written by eval_framework")
-    columns = [str(c) for c in data.get("columns") or []]
-    return columns, [r for r in data["rows"] if isinstance(r, dict)]
+        raise _not_ours(path, "it is not valid JSON") from exc
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("key") != KEY or not isinstance(rows, list):
+        raise _not_ours(path, "it is not a summary table written by eval_framework")
+    if not all(isinstance(r, dict) for r in rows):
+        raise _not_ours(path, "some of its rows are not objects (edited by hand?)")
+    return [str(c) for c in data.get("columns") or []], rows
 
 
 def _not_ours(path: Path, why: str) -> OutputError:
     return OutputError(
-        f"local export: {path} is {why}; move it away (it is kept as it is) or choose another output_dir"
+        f"local export: cannot use {path} ({why}); move it away (it is kept as it is) or choose "
+        "another output_dir"
     )

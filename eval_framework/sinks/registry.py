@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any, cast
@@ -23,6 +24,8 @@ from eval_framework.bundle_schema import problem
 from eval_framework.errors import ConfigError, brief
 from eval_framework.sinks.base import Sink
 
+log = logging.getLogger(__name__)
+
 ENTRY_POINT_GROUP = "eval_framework.sinks"
 
 #: Built-in destinations, imported only when used.
@@ -30,7 +33,12 @@ BUILTIN = {"local": "eval_framework.sinks.local:LocalSink"}
 
 
 def _plugins() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    for name in set(found) & set(BUILTIN):
+        log.warning(
+            "the plugin destination %r (%s) is shadowed by the built-in one; rename it", name, found[name]
+        )
+    return found
 
 
 def available() -> list[str]:

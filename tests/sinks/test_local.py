@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eval_framework import export_results
-from eval_framework.errors import ConfigError, ExportError, OutputError
+from eval_framework.errors import ConfigError, OutputError
 from eval_framework.sinks import registry
 from tests.conftest import USER_MODELS
 
@@ -111,11 +111,10 @@ def test_a_file_that_is_not_our_table_is_refused_and_left_as_it_is(bundles, tmp_
     out = tmp_path / "exports"
     out.mkdir()
     (out / "summary.json").write_text('{"my": "notes"}')
-    with pytest.raises(ExportError) as info:
+    with pytest.raises(OutputError, match="it is not a summary table written by eval_framework"):
         export_results(bundles, dest="local", config={"output_dir": str(out)})
-    assert "not a summary table written by eval_framework" in str(info.value)
-    assert "eval_framework export" in info.value.command
     assert (out / "summary.json").read_text() == '{"my": "notes"}'
+    assert not (out / "bundles").exists()  # refused before anything was written
 
 
 @pytest.mark.parametrize(
@@ -153,6 +152,8 @@ from eval_framework.sinks.base import Exported
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fail: bool = False
+    broken: str = ""  # "preflight" or "publish": a plugin's own bug
+    api_key: str = ""
 
 
 class Dashboard:
@@ -164,11 +165,14 @@ class Dashboard:
         self.config = config
 
     def preflight(self):
-        pass
+        if self.config.broken == "preflight":
+            raise KeyError("endpoint")
 
     def publish(self, bundle, force=False):
         if self.config.fail:
             raise RuntimeError("dashboard is down")
+        if self.config.broken == "publish":
+            return None
         Dashboard.seen.append(bundle.metadata().natural_key)
         return Exported("dashboard", bundle.dir, "created", "dash://" + bundle.dir.name)
 """
@@ -273,3 +277,62 @@ def test_a_quoted_glob_selects_the_bundles_it_matches(bundles, tmp_path, cli):
     nothing = cli("export", str(bundles[0].parent / "*__99__*"), "--dest", "local")
     assert nothing.code == 2
     assert "matches nothing" in nothing.err
+
+
+def test_a_plugins_own_bugs_are_named_as_its_own_and_isolated(plugin, bundles, tmp_path, cli):
+    local = {"output_dir": str(tmp_path / "e")}
+    early = cli("export", *bundles, "--dest", "local", "--dest", "dashboard",
+                "--config", json.dumps({"local": local, "dashboard": {"broken": "preflight"}}))  # fmt: skip
+    assert early.code == 2
+    assert "export destination 'dashboard' failed its check before exporting: KeyError" in early.err
+    assert not (tmp_path / "e").exists()  # nothing was sent anywhere
+    late = cli("export", *bundles, "--dest", "local", "--dest", "dashboard",
+               "--config", json.dumps({"local": local, "dashboard": {"broken": "publish"}}))  # fmt: skip
+    assert late.code == 7
+    assert "local: 2 created" in late.out  # what was done is said before the error
+    assert "dashboard.publish() returned NoneType, not an Exported" in late.err
+    assert late.err.count("returned NoneType") == 1  # one line per cause, not one per bundle
+    assert "bug in eval_framework" not in late.err
+
+
+def test_the_retry_command_holds_no_secret_and_keeps_force(plugin, bundles, cli):
+    secret = "sk-" + "x" * 24
+    config = {"fail": True, "api_key": secret}
+    result = cli("export", *bundles, "--dest", "dashboard", "--force", "--config", json.dumps(config))
+    assert result.code == 7
+    assert secret not in result.err
+    assert "***" not in result.err
+    assert "--force" in result.err
+    assert "(with dashboard.api_key added to --config: secrets are not printed)" in result.err
+
+
+def test_a_spreadsheets_csv_keeps_its_own_columns_and_a_filtered_export_loses_no_metric(bundles, tmp_path):
+    out = tmp_path / "e"
+    export_results(bundles[0], dest="local", config={"output_dir": str(out), "format": "csv"})
+    table = out / "summary.csv"
+    rows = _table(table)
+    rows[0]["notes"] = "baseline"
+    text = ",".join([*rows[0]]) + "\r\n" + ",".join(rows[0].values()) + "\r\n"
+    table.write_bytes(b"\xef\xbb\xbf" + text.encode())  # saved as "CSV UTF-8" by a spreadsheet
+    for fmt in ("csv", "json"):
+        config = {"output_dir": str(out), "format": fmt}
+        export_results(bundles[0], dest="local", config=config)
+        export_results(bundles[0], dest="local", config={**config, "log_metrics": ["acc_norm"]}, force=True)
+    (row,) = _table(table)
+    assert row["notes"] == "baseline"
+    assert row["checkpoint"] == "HashLLM"
+    assert row["acc"] != ""  # a filtered export replaces what it writes, never what it leaves out
+    assert table.read_text().splitlines()[0].startswith("checkpoint,")
+    (json_row,) = _table(out / "summary.json")
+    assert json_row["acc"] == float(row["acc"])
+
+
+def test_a_metric_filter_that_matches_nothing_is_refused(bundles, tmp_path, plugin, cli):
+    with pytest.raises(ConfigError, match="log_metrics 'ACC' matches no metric of these bundles"):
+        export_results(
+            bundles, dest="local", config={"output_dir": str(tmp_path / "e"), "log_metrics": ["ACC"]}
+        )
+    assert not (tmp_path / "e").exists()
+    result = cli("export", *bundles, "--dest", "dashboard", "--log-metrics", "acc")
+    assert result.code == 2
+    assert "--log-metrics does not apply to dashboard" in result.err
