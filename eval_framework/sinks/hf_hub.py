@@ -13,12 +13,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from eval_framework.errors import ConfigError, HfUploadError, brief, missing_extra
 from eval_framework.net import Kind, advice, classify
 from eval_framework.results import LOG, METADATA, RESULTS, SAMPLES, Bundle
 from eval_framework.sinks import ledger
+from eval_framework.sinks.base import Exported, Status
 from eval_framework.sinks.wandb_spec import content_hash
 
 log = logging.getLogger(__name__)
@@ -135,15 +138,28 @@ def folder_url(endpoint: str, repo: str, revision: str, path: str) -> str:
     return f"{endpoint.rstrip('/')}/datasets/{repo}/tree/{revision}/{path}"
 
 
-def upload_bundle(bundle_dir: Path, options: HfUploadOptions) -> str:
-    """Commit the bundle's files under ``<directory>/<bundle name>/``; returns the folder URL."""
+def repo_path(bundle: Bundle, options: HfUploadOptions) -> str:
+    """The bundle's folder inside the repo."""
+    return "/".join(p for p in (options.directory.strip("/"), bundle.dir.name) if p)
+
+
+def uploaded_before(bundle: Bundle, options: HfUploadOptions, same_content: bool) -> dict[str, Any] | None:
+    """The ledger's record of an earlier upload of this bundle to this place (of these very
+    results, with ``same_content``)."""
+    match = {"content_hash": content_hash(bundle)} if same_content else {}
+    return ledger.last(bundle.dir, "hf", repo=options.repo, path=repo_path(bundle, options),
+                       status="uploaded", **match)  # fmt: skip
+
+
+def upload_bundle(bundle_dir: Path, options: HfUploadOptions, force: bool = False) -> str:
+    """Commit the bundle's files under ``<directory>/<bundle name>/``; returns the folder URL. The
+    same results uploaded before make no new commit, unless ``force``."""
     bundle = Bundle(bundle_dir)
     if not bundle.is_complete():
         raise ConfigError(f"{bundle_dir} is not a finished evaluation bundle; finish or rerun it first")
-    path_in_repo = "/".join(p for p in (options.directory.strip("/"), bundle.dir.name) if p)
+    path_in_repo = repo_path(bundle, options)
     chash = content_hash(bundle)
-    done = ledger.last(bundle.dir, "hf", repo=options.repo, path=path_in_repo, content_hash=chash,
-                       status="uploaded")  # fmt: skip
+    done = None if force else uploaded_before(bundle, options, same_content=True)
     if done:
         bundle.record_link("hf_upload_url", str(done["url"]))
         return str(done["url"])
@@ -193,3 +209,38 @@ def upload_bundle(bundle_dir: Path, options: HfUploadOptions) -> str:
                                "content_hash": chash})  # fmt: skip
     bundle.record_link("hf_upload_url", url)
     return url
+
+
+class HfConfig(BaseModel):
+    """The ``hf`` destination's keys (the --hf-upload-repo / --hf-upload-dir of ``upload``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$", description="dataset repo, owner/name")
+    directory: str = ""
+
+
+class HfSink:
+    """``--dest hf``: each bundle committed to a Hugging Face dataset repo (HF_TOKEN)."""
+
+    name: ClassVar[str] = "hf"
+    Config: ClassVar[type[BaseModel]] = HfConfig
+
+    def __init__(self, config: HfConfig) -> None:
+        self.options = HfUploadOptions(config.repo, config.directory)
+
+    def preflight(self) -> None:
+        preflight(self.options)
+
+    def _status(self, bundle: Bundle, force: bool) -> Status:
+        if uploaded_before(bundle, self.options, same_content=True) and not force:
+            return "unchanged"
+        return "updated" if uploaded_before(bundle, self.options, same_content=False) else "created"
+
+    def preview(self, bundle: Bundle) -> Status:
+        return self._status(bundle, force=False)
+
+    def publish(self, bundle: Bundle, force: bool = False) -> Exported:
+        status = self._status(bundle, force)
+        url = upload_bundle(bundle.dir, self.options, force=force)
+        return Exported(self.name, bundle.dir, status, url)

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "eval_framework.sinks"
 
 #: Built-in destinations, imported only when used.
-BUILTIN = {"local": "eval_framework.sinks.local:LocalSink"}
+BUILTIN = {"local": "eval_framework.sinks.local:LocalSink", "hf": "eval_framework.sinks.hf_hub:HfSink"}
 
 
 def _plugins() -> dict[str, str]:

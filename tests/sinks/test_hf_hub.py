@@ -60,3 +60,38 @@ def test_bad_token_and_forbidden_namespace_are_explained(hub, bundle, monkeypatc
     assert result.code == 7
     assert "HTTP 403" in result.err
     assert f"eval_framework upload {bundle} --hf-upload-repo someone-else/evals" in result.err
+
+
+def test_the_hf_destination_commits_once_and_says_so(hub, bundle, cli):
+    from eval_framework import export_results
+
+    config = {"repo": "my-org/evals", "directory": "nightly"}
+    summary = export_results(bundle, dest="hf", config=config)
+    (done,) = summary.exported
+    assert done.status == "created"
+    repo = hub.repos["my-org/evals"]
+    assert done.location.endswith(f"/tree/{repo.commits[0]}/nightly/{bundle.name}")
+    again = cli(
+        "export", bundle, "--dest", "hf", "--config", '{"repo": "my-org/evals", "directory": "nightly"}'
+    )
+    assert again.code == 0, again.err
+    assert "hf: 0 created, 0 updated, 1 unchanged" in again.out
+    assert len(repo.commits) == 1
+    forced = export_results(
+        bundle, dest="hf", config={"repo": "my-org/evals", "directory": "nightly"}, force=True
+    )
+    assert forced.exported[0].status == "updated"
+    assert len(repo.commits) == 2
+
+
+def test_the_hf_destination_is_checked_before_anything_is_sent(hub, bundle, tmp_path, monkeypatch):
+    from eval_framework import export_results
+
+    with pytest.raises(ConfigError, match="hf export: invalid config"):
+        export_results(bundle, dest="hf", config={"repo": "not a repo"})
+    monkeypatch.delenv("HF_TOKEN")
+    both = {"local": {"output_dir": str(tmp_path / "e")}, "hf": {"repo": "my-org/evals"}}
+    with pytest.raises(ConfigError, match="HF_TOKEN"):
+        export_results(bundle, dest=["local", "hf"], config=both)
+    assert not (tmp_path / "e").exists()
+    assert not hub.repos.get("my-org/evals")
