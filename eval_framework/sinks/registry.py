@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "eval_framework.sinks"
 
 #: Built-in destinations, imported only when used.
-BUILTIN = {"local": "eval_framework.sinks.local:LocalSink", "hf": "eval_framework.sinks.hf_hub:HfSink"}
+BUILTIN = {
+    "local": "eval_framework.sinks.local:LocalSink",
+    "hf": "eval_framework.sinks.hf_hub:HfSink",
+    "wandb": "eval_framework.sinks.wandb_export:WandbSink",
+}
 
 
 def _plugins() -> dict[str, str]:

@@ -53,6 +53,12 @@ class WandbOptions:
     table_rows: int = 1000
     #: more lineage inputs (WANDB_ADDITIONAL_ARTIFACT_REFERENCES when not given)
     additional_artifacts: tuple[str, ...] | None = None
+    # What ``export --dest wandb`` may set besides (None: the defaults derived from the bundle).
+    name: str | None = None  #: the run's display name
+    notes: str | None = None  #: the run's description
+    job_type: str | None = None
+    extra_config: dict[str, Any] = field(default_factory=dict)  #: added to the run config
+    log_metrics: tuple[str, ...] = ()  #: summary metrics to log (substring match); all when empty
 
     def extra_inputs(self) -> tuple[str, ...]:
         if self.additional_artifacts is not None:
@@ -128,12 +134,15 @@ def content_hash(bundle: Bundle) -> str:
     return digest.hexdigest()
 
 
-def summary_values(task: str, results: ResultsFile) -> dict[str, Any]:
-    """``<task>/<metric>`` with ``/stderr`` and ``/n`` siblings, then per subject."""
+def summary_values(task: str, results: ResultsFile, patterns: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``<task>/<metric>`` with ``/stderr`` and ``/n`` siblings, then per subject (``patterns``:
+    only the metrics whose names contain one, as ``log_metrics`` says)."""
     out: dict[str, Any] = {}
 
     def put(prefix: str, block: dict[str, MetricStats]) -> None:
         for metric, stats in sorted(block.items()):
+            if patterns and not any(p in metric for p in patterns):
+                continue
             key = f"{prefix}/{metric_key(metric)}"
             if isinstance(stats.value, str):  # non-numeric results never become plotted series
                 out[f"{key}/text"] = stats.value
@@ -197,17 +206,18 @@ def build_spec(bundle: Bundle, options: WandbOptions) -> RunSpec:
         "additional_artifacts": list(options.extra_inputs()),
     }
     complete = bundle.is_complete()
-    summary = summary_values(task, bundle.results()) if complete else {}
+    summary = summary_values(task, bundle.results(), options.log_metrics) if complete else {}
     chash = content_hash(bundle) if complete else ""
-    notes = f"Full results: {hf_url}" if hf_url else f"Results bundle: {bundle.dir.name}"
+    notes = options.notes or (f"Full results: {hf_url}" if hf_url else f"Results bundle: {bundle.dir.name}")
+    config = {**options.extra_config, **config}  # the evaluation's own keys win a clash
     tags = tuple(dict.fromkeys(tag(t) for t in (*options.tags, task, f"{k}-shot") if t.strip()))
     return RunSpec(
         project=options.project,
         entity=options.entity,
         run_id=options.run_id or derived_run_id(metadata.natural_key),
         group=shorten(options.group or label, GROUP_MAX),
-        job_type=shorten(task, JOB_TYPE_MAX),
-        name=shorten(f"{label} {task} {k}-shot n={n}", RUN_NAME_MAX),
+        job_type=shorten(options.job_type or task, JOB_TYPE_MAX),
+        name=shorten(options.name or f"{label} {task} {k}-shot n={n}", RUN_NAME_MAX),
         tags=tags,
         notes=notes,
         config=redact(config),

@@ -120,7 +120,7 @@ def test_a_file_that_is_not_our_table_is_refused_and_left_as_it_is(bundles, tmp_
 @pytest.mark.parametrize(
     ("dest", "config", "says"),
     [
-        ("locl", {}, "unknown export destination 'locl' (did you mean local?); use one of: local, hf"),
+        ("locl", {}, "unknown export destination 'locl' (did you mean local?); use one of: local, hf, wandb"),
         ("local", {"fromat": "csv"}, "unknown config key 'fromat' (did you mean format?)"),
         ("local", {"format": "xlsx"}, "local export: invalid config"),
     ],
@@ -196,7 +196,7 @@ def plugin(tmp_path, monkeypatch):
 
 
 def test_a_plugin_registered_by_entry_point_is_a_destination(plugin, bundles, tmp_path):
-    assert registry.available() == ["local", "hf", "dashboard"]
+    assert registry.available() == ["local", "hf", "wandb", "dashboard"]
     summary = export_results(
         bundles, dest=["local", "dashboard"], config={"local": {"output_dir": str(tmp_path / "e")}}
     )

@@ -1,0 +1,99 @@
+"""The ``wandb`` export destination: each bundle logged as its own run (``log_mode: per_task``),
+exactly as live logging and ``upload`` log it, with the keys of an exporter config on top."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from eval_framework.results import Bundle
+from eval_framework.sinks import ledger
+from eval_framework.sinks.base import Exported, Status
+from eval_framework.sinks.wandb_mode import choose_mode
+from eval_framework.sinks.wandb_sink import _wandb, log_bundle, records_digest, unsynced_offline_log
+from eval_framework.sinks.wandb_spec import Mode, WandbOptions, build_spec
+
+
+class WandbConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project: str = Field(pattern=r"^[^/\\#?%:]{1,128}$")
+    entity: str | None = Field(None, pattern=r"^[^/\\#?%:]{1,128}$")
+    name: str | None = None
+    group: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    job_type: str | None = None
+    log_mode: Literal["per_task", "multi_task"] = "per_task"
+    log_metrics: tuple[str, ...] = ()
+    log_artifacts: bool = True
+    extra_metadata: dict[str, Any] = Field(default_factory=dict)
+    mode: Mode | None = None  #: online when WANDB_API_KEY is set, else offline
+    registry: str | None = None
+
+    @field_validator("log_mode")
+    @classmethod
+    def _built(cls, value: str) -> str:
+        if value == "multi_task":
+            raise ValueError("multi_task (one run for several tasks) is not built yet; use per_task")
+        return value
+
+
+class WandbSink:
+    """``--dest wandb``: one run per evaluation, grouped by checkpoint version (see docs/logging.md)."""
+
+    name: ClassVar[str] = "wandb"
+    Config: ClassVar[type[BaseModel]] = WandbConfig
+
+    def __init__(self, config: WandbConfig) -> None:
+        self.options = WandbOptions(
+            project=config.project,
+            entity=config.entity,
+            group=config.group,
+            tags=config.tags,
+            mode=config.mode,
+            upload_results=config.log_artifacts,
+            registry=config.registry,
+            name=config.name,
+            notes=config.description,
+            job_type=config.job_type,
+            extra_config=dict(config.extra_metadata),
+            log_metrics=config.log_metrics,
+        )
+
+    def preflight(self) -> None:
+        mode, _ = choose_mode(self.options)  # a bad WANDB_MODE is refused here
+        if mode != "disabled":
+            _wandb()  # the extra is installed
+
+    def _status(self, bundle: Bundle, force: bool) -> Status:
+        """unchanged: this very log is in W&B (online) or waits for ``wandb sync`` (offline)."""
+        spec = build_spec(bundle, self.options)
+        records = records_digest(spec, self.options)
+        mode, _ = choose_mode(self.options)
+        if mode == "offline" and unsynced_offline_log(bundle, records) is not None:
+            return "unchanged"  # even with force: a second offline copy would only be synced twice
+        if (
+            not force
+            and mode == "online"
+            and ledger.last(bundle.dir, "wandb", status="logged", records=records)
+        ):
+            return "unchanged"
+        before = [
+            ledger.last(bundle.dir, "wandb", run_id=spec.run_id, project=spec.project, status=s)
+            for s in ("logged", "offline")
+        ]
+        return "updated" if any(before) else "created"
+
+    def preview(self, bundle: Bundle) -> Status:
+        return self._status(bundle, force=False)
+
+    def publish(self, bundle: Bundle, force: bool = False) -> Exported:
+        status = self._status(bundle, force)
+        if status == "unchanged":
+            spec = build_spec(bundle, self.options)
+            return Exported(self.name, bundle.dir, status, spec.run_id)
+        report = log_bundle(bundle.dir, self.options)
+        where = report.url or (str(report.offline_dir) if report.offline_dir else report.run_id)
+        return Exported(self.name, bundle.dir, status, where)

@@ -1,0 +1,59 @@
+"""The wandb export destination, through the real SDK (offline), read back from the run's log."""
+
+from __future__ import annotations
+
+import pytest
+
+from eval_framework import export_results
+from eval_framework.errors import ConfigError
+from tests.wandb_log_reader import read_run, run_files
+
+
+def test_an_exporter_config_shapes_the_run(bundle):
+    config = {
+        "project": "evals", "name": "baseline run", "description": "Baseline evaluation",
+        "tags": ["baseline"], "job_type": "evaluation", "log_metrics": ["acc_norm"],
+        "extra_metadata": {"hardware": "H100"}, "log_artifacts": False,
+    }  # fmt: skip
+    summary = export_results(bundle, dest="wandb", config=config)
+    (done,) = summary.exported
+    assert done.status == "created"
+    (path,) = run_files(bundle / "wandb")
+    log = read_run(path)
+    assert log.run.display_name == "baseline run"
+    assert log.run.notes == "Baseline evaluation"
+    assert log.run.job_type == "evaluation"
+    assert "baseline" in log.run.tags
+    assert log.config["hardware"] == "H100"
+    assert log.config["task_name"] == "tiny-letters"  # the evaluation's own keys are all there
+    assert "tiny-letters/acc_norm" in log.summary
+    assert "tiny-letters/acc_norm/stderr" in log.summary
+    assert "tiny-letters/acc" not in log.summary  # log_metrics: acc_norm only
+    assert not [a for a in log.artifacts if a.type == "eval-results"]  # log_artifacts: false
+
+
+def test_exporting_the_same_log_again_adds_no_second_run(bundle):
+    config = {"project": "evals"}
+    assert export_results(bundle, dest="wandb", config=config).exported[0].status == "created"
+    again = export_results(bundle, dest="wandb", config=config, force=True)
+    assert again.exported[0].status == "unchanged"  # offline and not synced yet: never a second copy
+    assert len(run_files(bundle / "wandb")) == 1
+    other = export_results(bundle, dest="wandb", config={"project": "evals", "tags": ["new"]})
+    assert other.exported[0].status == "updated"  # different records for the same run
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        (
+            {"project": "evals", "log_mode": "multi_task"},
+            "multi_task (one run for several tasks) is not built yet",
+        ),
+        ({"projekt": "evals"}, "unknown config key 'projekt' (did you mean project?)"),
+        ({"project": "a/b"}, "wandb export: invalid config"),
+    ],
+)
+def test_a_config_the_destination_cannot_honour_is_refused_first(bundle, config, says):
+    with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        export_results(bundle, dest="wandb", config=config)
+    assert not run_files(bundle / "wandb")
