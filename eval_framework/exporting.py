@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from eval_framework.bundle_schema import problem
+from eval_framework.config import read_yaml_mapping
 from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, OutputError, brief
 from eval_framework.redact import redact
 from eval_framework.results import Bundle
@@ -220,3 +224,54 @@ def export_command(
     if held_back:
         command += f" (with {', '.join(held_back)} added to --config: secrets are not printed)"
     return command
+
+
+class AutoExport(BaseModel):
+    """An ``auto_export`` block: destinations to export each finished evaluation to, and their
+    configs (``{destination: {key: value}}``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    destinations: list[str] = Field(min_length=1)
+    configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def check(self) -> None:
+        """Build and check every destination now, before any model loads."""
+        configs = configs_by_destination(self.destinations, self.configs)
+        for name in dict.fromkeys(self.destinations):
+            _built(name, configs[name])
+
+
+def auto_export_settings(block: Any, export_config: Path | None) -> AutoExport | None:
+    """The evaluation's automatic export: the ``auto_export`` block of its --config file, with
+    --export-config's (a file holding such a block, or its keys alone) winning: its destinations
+    replace the block's, its configs are merged over the block's per destination."""
+    layers = [_auto_block(block, "the auto_export block of --config")] if block is not None else []
+    if export_config is not None:
+        data = read_yaml_mapping(
+            export_config, f"--export-config {export_config}", ConfigError, "auto_export keys"
+        )
+        layers.append(_auto_block(data.get("auto_export", data), f"--export-config {export_config}"))
+    if not layers:
+        return None
+    destinations: list[str] = []
+    configs: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        destinations = list(layer.get("destinations") or destinations)
+        for name, keys in (layer.get("configs") or {}).items():
+            configs[name] = {**configs.get(name, {}), **(keys or {})}
+    try:
+        return AutoExport(destinations=destinations, configs=configs)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"auto_export: {problem(exc)}; give destinations: [local, ...] and configs"
+        ) from exc
+
+
+def _auto_block(block: Any, where: str) -> dict[str, Any]:
+    if not isinstance(block, dict):
+        raise ConfigError(f"{where} must be a mapping (destinations: [...], configs: {{...}})")
+    unknown = [k for k in block if k not in AutoExport.model_fields]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; it takes destinations and configs")
+    return block

@@ -11,10 +11,12 @@ import typer
 from eval_framework.cli.common import app, parse_path, say_on_interrupt, setup_logging
 from eval_framework.cli.options import sink_options
 from eval_framework.config import build_config, load_env, read_config_file, split_list
+from eval_framework.errors import ExportError
 from eval_framework.llm_args import parse_llm_args
 from eval_framework.sinks.settings import SinkSettings, build_sink_settings, is_sink_key
 
 if TYPE_CHECKING:
+    from eval_framework.exporting import AutoExport
     from eval_framework.sinks.publish import PublishOptions
 
 
@@ -101,6 +103,14 @@ def evaluate_command(
     env_file: Annotated[
         Path | None, typer.Option(parser=parse_path, help="Load this .env file instead of ./.env.")
     ] = None,
+    export_config: Annotated[
+        Path | None,
+        typer.Option(
+            parser=parse_path,
+            help="YAML file with an auto_export block (destinations, configs): export the finished "
+            "evaluation there (see 'eval_framework export').",
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log details and show tracebacks.")
     ] = False,
@@ -139,11 +149,16 @@ def evaluate_command(
         "overwrite": overwrite or None,
         "context": context,
     }
+    from eval_framework.exporting import auto_export_settings
+
     file_values = read_config_file(config) if config else {}
+    auto = auto_export_settings(file_values.pop("auto_export", None), export_config)
     evaluation_keys = {k: v for k, v in file_values.items() if not is_sink_key(k)}
-    cfg = build_config(evaluation_keys, flags, also_known=SinkSettings.model_fields)
+    cfg = build_config(evaluation_keys, flags, also_known=[*SinkSettings.model_fields, "auto_export"])
     sinks = build_sink_settings(file_values, sink_flags).publish_options()
     preflight(sinks)  # a missing extra or token costs seconds, not an evaluation
+    if auto is not None:
+        auto.check()
     say_on_interrupt(f"whatever finished is saved under {cfg.output_dir}; rerun the same command to resume")
     live = None
     if sinks.wandb is not None:
@@ -169,7 +184,31 @@ def evaluate_command(
             f"the evaluation is complete in {outcome.bundle_dir}; finish the export with: "
             f"{upload_command([outcome.bundle_dir], sinks)}"
         )
-        publish_and_report([outcome.bundle_dir], sinks, live)
+        try:
+            publish_and_report([outcome.bundle_dir], sinks, live)
+        except ExportError as exc:
+            if auto is None:
+                raise
+            stderr.print(f"error: {exc}")  # said now: the automatic export goes on, then this is the exit
+            _auto_export(outcome.bundle_dir, auto)
+            raise
+    if auto is not None:
+        _auto_export(outcome.bundle_dir, auto)
+
+
+def _auto_export(bundle_dir: Path, auto: AutoExport) -> None:
+    """The evaluation's auto_export: each destination told, its failure named with the command
+    that retries it (exit 7)."""
+    from eval_framework.cli.export import print_summary
+    from eval_framework.exporting import run_export
+
+    say_on_interrupt(f"the evaluation is complete in {bundle_dir}; export it with 'eval_framework export'")
+    destinations = list(dict.fromkeys(auto.destinations))
+    configs = auto.configs if len(destinations) > 1 else auto.configs.get(destinations[0], {})
+    summary, error = run_export([bundle_dir], destinations, configs)
+    print_summary(summary, destinations)
+    if error is not None:
+        raise error
 
 
 def publish_and_report(bundles: list[Path], sinks: PublishOptions, live: Any = None) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from eval_framework.cli.common import app, parse_path, say_on_interrupt
 from eval_framework.config import read_yaml_mapping
 from eval_framework.errors import ConfigError
+
+if TYPE_CHECKING:
+    from eval_framework.exporting import ExportSummary
 
 
 def _config_value(value: str | None) -> dict[str, Any]:
@@ -84,11 +87,16 @@ def export_command_cli(
         plan += [{"bundle": str(b), "skip": why} for b, why in summary.skipped.items()]
         print(json.dumps(plan, indent=2))
         return
-    for name in dest:
+    print_summary(summary, dest)
+    if error is not None:  # after saying what was done
+        raise error
+
+
+def print_summary(summary: ExportSummary, destinations: list[str]) -> None:
+    """One line per destination: how many bundles were created, updated, unchanged, and where."""
+    for name in destinations:
         where = {e.location for e in summary.exported if e.destination == name}
         counts = ", ".join(
             f"{summary.count(name, status)} {status}" for status in ("created", "updated", "unchanged")
         )
         print(f"{name}: {counts}" + (f" ({', '.join(sorted(where))})" if where else ""))
-    if error is not None:  # after saying what was done
-        raise error

@@ -336,3 +336,60 @@ def test_a_metric_filter_that_matches_nothing_is_refused(bundles, tmp_path, plug
     result = cli("export", *bundles, "--dest", "dashboard", "--log-metrics", "acc")
     assert result.code == 2
     assert "--log-metrics does not apply to dashboard" in result.err
+
+
+def _auto_config(tmp_path: Path, block: str) -> Path:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"models: {USER_MODELS}\nllm_name: HashLLM\ntask_name: tiny-letters\nnum_samples: 5\n"
+        f"output_dir: {tmp_path / 'out'}\n{block}"
+    )
+    return config
+
+
+def test_auto_export_sends_each_finished_evaluation(cli, tmp_path):
+    block = (
+        f"auto_export:\n  destinations: [local]\n  configs:\n    local: {{output_dir: {tmp_path / 'e'}}}\n"
+    )
+    result = cli("--config", _auto_config(tmp_path, block))
+    assert result.code == 0, result.err
+    assert "local: 1 created" in result.out
+    (row,) = _table(tmp_path / "e" / "summary.json")
+    assert row["num_samples"] == 5
+    override = tmp_path / "export.yaml"
+    override.write_text("configs:\n  local: {format: csv}\n")
+    again = cli("--config", _auto_config(tmp_path, block), "--export-config", override)
+    assert again.code == 0, again.err
+    assert (tmp_path / "e" / "summary.csv").is_file()  # format from --export-config, folder from --config
+
+
+@pytest.mark.parametrize(
+    ("block", "says"),
+    [
+        (
+            "auto_export:\n  destinations: [lokal]\n",
+            "unknown export destination 'lokal' (did you mean local?)",
+        ),
+        (
+            "auto_export:\n  destination: [local]\n",
+            "unknown key 'destination'; it takes destinations and configs",
+        ),
+        ("auto_export: local\n", "must be a mapping"),
+    ],
+)
+def test_a_wrong_auto_export_is_refused_before_the_model_loads(cli, tmp_path, block, says):
+    result = cli("--config", _auto_config(tmp_path, block))
+    assert result.code == 2
+    assert says in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_auto_export_keeps_the_evaluation_and_names_the_retry(plugin, cli, tmp_path):
+    block = "auto_export:\n  destinations: [dashboard]\n  configs:\n    dashboard: {fail: true}\n"
+    result = cli("--config", _auto_config(tmp_path, block))
+    assert result.code == 7
+    assert "dashboard is down" in result.err
+    assert "eval_framework export" in result.err
+    assert "--dest dashboard" in result.err
+    (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    assert json.loads((bundle / "metadata.json").read_text())["status"] == "complete"
