@@ -95,5 +95,6 @@ class WandbSink:
             spec = build_spec(bundle, self.options)
             return Exported(self.name, bundle.dir, status, spec.run_id)
         report = log_bundle(bundle.dir, self.options)
-        where = report.url or (str(report.offline_dir) if report.offline_dir else report.run_id)
+        # online: the run's page; offline: the command that sends it
+        where = report.url or report.sync_command or report.run_id
         return Exported(self.name, bundle.dir, status, where)

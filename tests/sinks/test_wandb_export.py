@@ -19,6 +19,7 @@ def test_an_exporter_config_shapes_the_run(bundle):
     (done,) = summary.exported
     assert done.status == "created"
     (path,) = run_files(bundle / "wandb")
+    assert done.location == f"wandb sync {path.parent}"  # offline: how to send it
     log = read_run(path)
     assert log.run.display_name == "baseline run"
     assert log.run.notes == "Baseline evaluation"
