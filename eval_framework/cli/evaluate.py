@@ -204,8 +204,7 @@ def _auto_export(bundle_dir: Path, auto: AutoExport) -> None:
 
     say_on_interrupt(f"the evaluation is complete in {bundle_dir}; export it with 'eval_framework export'")
     destinations = list(dict.fromkeys(auto.destinations))
-    configs = auto.configs if len(destinations) > 1 else auto.configs.get(destinations[0], {})
-    summary, error = run_export([bundle_dir], destinations, configs)
+    summary, error = run_export([bundle_dir], destinations, auto.configs)
     print_summary(summary, destinations)
     if error is not None:
         raise error

@@ -80,8 +80,7 @@ def export_command_cli(
         for name in takers:  # the flag wins over the config's key
             configs[name][key] = list(value) if isinstance(value, list) else value
     say_on_interrupt("each bundle's export is whole or not made; rerun the same command to finish")
-    chosen = configs if len(dest) > 1 else configs[dest[0]]
-    summary, error = run_export(paths, dest, chosen, force=force, dry_run=dry_run)
+    summary, error = run_export(paths, dest, configs, force=force, dry_run=dry_run)
     if dry_run:
         plan = [{"destination": d, "bundle": str(b), "would": w} for d, b, w in summary.planned]
         plan += [{"bundle": str(b), "skip": why} for b, why in summary.skipped.items()]

@@ -104,7 +104,10 @@ def _run_command(args: list[str]) -> int:
         *_click_errors("ClickException"),
     )
     try:  # from here on, a stop is said in one line whatever it cuts short
-        args = expand_multi_value_options(args, _MULTI_VALUE.get(_subcommand(args), MULTI_VALUE_OPTIONS))
+        sub = _subcommand(args)
+        args = expand_multi_value_options(
+            args, _MULTI_VALUE.get(sub, frozenset()) if sub else MULTI_VALUE_OPTIONS
+        )
         command = typer.main.get_command(app)
         result = command.main(args=args, prog_name="eval_framework", standalone_mode=False)
     except EvalFrameworkError as exc:
@@ -179,19 +182,13 @@ def _os_error(args: list[str], exc: OSError) -> int:
 
 #: A subcommand's options that take several values after one flag (its positional arguments go
 #: before them): ``export out/ --log-metrics acc f1``.
-_MULTI_VALUE: dict[str | None, frozenset[str]] = {
-    "export": frozenset({"--log-metrics"}),
-    "upload": frozenset(),
-    "tasks": frozenset(),
-    "resolve": frozenset(),
-    "demo": frozenset(),
-}
+_MULTI_VALUE: dict[str, frozenset[str]] = {"export": frozenset({"--log-metrics"})}
 
 
 def _subcommand(args: list[str]) -> str | None:
-    """Whether the command line runs a subcommand. Only the root command takes several values after
-    one flag (``--llm-args a=1 b=2``): a subcommand has positional arguments that must stay theirs
-    (``upload --wandb-tags nightly out/``)."""
+    """The subcommand the command line runs, if any. The root command takes several values after
+    its list flags (``--llm-args a=1 b=2``); a subcommand only after those in ``_MULTI_VALUE``, since
+    its positional arguments must stay its own (``upload --wandb-tags nightly out/``)."""
     root = typer.main.get_command(app)
     takes_value = {
         opt

@@ -37,12 +37,7 @@ BUILTIN = {
 
 
 def _plugins() -> dict[str, str]:
-    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    for name in set(found) & set(BUILTIN):
-        log.warning(
-            "the plugin destination %r (%s) is shadowed by the built-in one; rename it", name, found[name]
-        )
-    return found
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def available() -> list[str]:
@@ -52,7 +47,12 @@ def available() -> list[str]:
 
 def sink_class(name: str) -> type[Sink]:
     """The class behind a destination name; a ConfigError naming the valid ones otherwise."""
-    target = BUILTIN.get(name) or _plugins().get(name)
+    plugins = _plugins()
+    if name in BUILTIN and name in plugins:  # said once, where it matters: the name is used
+        log.warning(
+            "the plugin destination %r (%s) is shadowed by the built-in one; rename it", name, plugins[name]
+        )
+    target = BUILTIN.get(name) or plugins.get(name)
     if target is None:
         close = difflib.get_close_matches(name, available(), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""

@@ -19,6 +19,7 @@ from eval_framework.bundle_io import canonical_json
 from eval_framework.bundle_schema import MetadataFile, MetricStats, RegistryDetails, ResultsFile, TaskIdentity
 from eval_framework.redact import redact
 from eval_framework.results import Bundle
+from eval_framework.sinks.base import wanted
 from eval_framework.sinks.wandb_names import (
     GROUP_MAX,
     JOB_TYPE_MAX,
@@ -141,7 +142,7 @@ def summary_values(task: str, results: ResultsFile, patterns: tuple[str, ...] = 
 
     def put(prefix: str, block: dict[str, MetricStats]) -> None:
         for metric, stats in sorted(block.items()):
-            if patterns and not any(p in metric for p in patterns):
+            if not wanted(metric, patterns):
                 continue
             key = f"{prefix}/{metric_key(metric)}"
             if isinstance(stats.value, str):  # non-numeric results never become plotted series
