@@ -33,6 +33,8 @@ BUILTIN = {
     "local": "eval_framework.sinks.local:LocalSink",
     "hf": "eval_framework.sinks.hf_hub:HfSink",
     "wandb": "eval_framework.sinks.wandb_export:WandbSink",
+    "mlflow": "eval_framework.sinks.mlflow_export:MlflowSink",
+    "gsheets": "eval_framework.sinks.gsheets:SheetsSink",
 }
 
 
