@@ -7,6 +7,7 @@ identity for a bundle comes from the evaluation, so an export done twice updates
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel
 
+from eval_framework.bundle_io import canonical_json
 from eval_framework.bundle_schema import MetricStats, ResultsFile
 from eval_framework.results import Bundle
 
@@ -53,6 +55,15 @@ class Sink(Protocol):
     def publish(self, bundle: Bundle, force: bool = False) -> Exported:
         """Export one finished bundle; ``force``: send it even when the destination holds it."""
         ...
+
+
+def checkpoint_version_key(bundle: Bundle, group: str | None = None) -> str:
+    """``log_mode: multi_task``: what the one record per checkpoint version (and group) is keyed
+    by, 64 hex digits. Bundles of the same model (registry version and digest, or class and
+    arguments) in the same group share it, whatever their task and settings."""
+    identity = bundle.metadata().model.identity.model_dump(mode="json")
+    text = canonical_json({"model": identity, "group": group or ""})
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def wanted(name: str, patterns: Sequence[str]) -> bool:
