@@ -168,6 +168,8 @@ class Source:
 
     command: str = "eval_framework"
     from_file: frozenset[str] = frozenset()
+    #: how a file key is named in messages when it is not the top-level key (``tasks[1].num_fewshot``)
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 def sources(file_values: dict[str, Any], flag_values: dict[str, Any], command: str) -> Source:
@@ -195,7 +197,8 @@ def validated(
             ) from exc
         where = "--" + loc[0].replace("_", "-") + "".join(f".{p}" for p in loc[1:])
         if loc[0] in source.from_file:
-            where = f"{loc[0]!r} in the --config file ({where})"
+            label = dict(source.labels).get(loc[0], loc[0])
+            where = f"{label!r} in the --config file ({where})"
         message = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "missing":
             also = " (or --checkpoint, for a registry checkpoint)" if loc[0] == "llm_name" else ""

@@ -88,9 +88,10 @@ def _same_prompts(a: Sequence[PreparedSample], b: Sequence[PreparedSample]) -> b
     return seen(a) == seen(b)
 
 
-def make_plan(config: EvalConfig) -> EvalPlan:
+def make_plan(config: EvalConfig, model: ModelPlan | None = None) -> EvalPlan:
     """Everything decided before touching the model: task, prompts, arguments, identity, and the
-    registry checkpoint's exact version."""
+    registry checkpoint's exact version (``model``: a model plan already made for the same model
+    settings, reused so the checkpoint is not looked up again)."""
     register_secrets_in(config.llm_args)
     model_cls = find_model_class(config.llm_name, config.models)
     model_args = check_model_args(config, model_cls)
@@ -122,7 +123,8 @@ def make_plan(config: EvalConfig) -> EvalPlan:
         "prompts_sha256": prompts_digest(task, prepared),
     }
     task_ident = task.identity()
-    model = plan_model(model_cls, model_args)  # last: a registry checkpoint is looked up here
+    if model is None:
+        model = plan_model(model_cls, model_args)  # last: a registry checkpoint is looked up here
     return EvalPlan(
         config=config,
         task=task,

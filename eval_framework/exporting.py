@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from eval_framework.bundle_schema import problem
 from eval_framework.config import read_yaml_mapping
 from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, OutputError, brief
+from eval_framework.invocations import stored_export_configs
 from eval_framework.redact import redact
 from eval_framework.results import Bundle
 from eval_framework.sinks import ledger
@@ -74,12 +75,13 @@ def export_results(
     force: bool = False,
     dry_run: bool = False,
 ) -> ExportSummary:
-    """Export the finished bundles at ``paths`` (bundle directories, directories holding them, or
-    quoted globs) to ``dest``. Raises ConfigError before anything is sent when a destination or key
-    is unknown or a destination cannot work; ExportError (after trying everything) when an export
-    failed; OutputError when a bundle was left out because it is not finished. Either error carries
-    the ``summary`` of what was done. ``dry_run``: send and write nothing; ``planned`` says what
-    each destination would do (created, updated, unchanged)."""
+    """Export the finished bundles at ``paths`` (bundle directories, directories holding them,
+    quoted globs, or invocation ids) to ``dest``; a destination given no ``config`` takes the one
+    its invocation's auto_export block had. Raises ConfigError before anything is sent when a
+    destination or key is unknown or a destination cannot work; ExportError (after trying
+    everything) when an export failed; OutputError when a bundle was left out because it is not
+    finished. Either error carries the ``summary`` of what was done. ``dry_run``: send and write
+    nothing; ``planned`` says what each destination would do (created, updated, unchanged)."""
     summary, error = run_export(paths, dest, config, force, dry_run)
     if error is not None:
         error.summary = summary  # type: ignore[attr-defined]  # what was done before the failure
@@ -99,9 +101,12 @@ def run_export(
     destinations = [dest] if isinstance(dest, str) else list(dict.fromkeys(dest))
     if not destinations:
         raise ConfigError("no export destination given; pass one, e.g. dest='local'")
-    configs = configs_by_destination(destinations, config)
-    sinks = [_built(name, configs[name]) for name in destinations]
     given = [paths] if isinstance(paths, str | Path) else list(paths)
+    configs = configs_by_destination(destinations, config)
+    for name, keys in stored_export_configs(given).items():
+        if name in configs and not configs[name]:  # the invocation's auto_export config for it
+            configs[name] = keys
+    sinks = [_built(name, configs[name]) for name in destinations]
     bundles = find_bundles([Path(p) for p in given])
     summary = ExportSummary()
     finished = []

@@ -15,7 +15,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -43,7 +43,7 @@ from eval_framework.config import EvalConfig
 from eval_framework.errors import OutputError
 from eval_framework.eval_plan import EvalPlan, make_plan
 from eval_framework.metrics import aggregate
-from eval_framework.model_plan import build_model
+from eval_framework.model_plan import ModelPlan, build_model
 from eval_framework.models.base import BaseLLM
 from eval_framework.redact import redact
 from eval_framework.results import Bundle
@@ -73,6 +73,38 @@ class EvalOutcome:
     reused: bool  #: True when a finished bundle was found and nothing was recomputed
 
 
+class SharedModel:
+    """The model of one or more evaluations (an invocation's tasks), built at most once, when the
+    first of them has a sample to score; a registry checkpoint's files live until ``close``."""
+
+    def __init__(self, plan: ModelPlan, batch_size: int, given: BaseLLM | None = None) -> None:
+        self.plan = plan
+        self.batch_size = batch_size
+        self.model = given
+        self.registry_details: dict[str, Any] | None = None
+        self.load_s: float | None = None
+        self.loads = 0  #: how many times the model was built (0 or 1)
+        self._files = contextlib.ExitStack()
+
+    def get(self) -> BaseLLM:
+        if self.model is None:
+            cleanup.raise_if_stopped()
+            start = time.time()
+            self.model, self.registry_details = build_model(self.plan, self.batch_size, self._files)
+            self.load_s = round(time.time() - start, 3)
+            self.loads += 1
+        return self.model
+
+    def close(self) -> None:
+        self._files.close()
+
+    def __enter__(self) -> SharedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclass
 class _Job:
     """One evaluation being written into one bundle (the overwrite's staging bundle included)."""
@@ -80,6 +112,7 @@ class _Job:
     plan: EvalPlan
     bundle: Bundle
     done: dict[int, dict[str, Any]]  #: rows already in the bundle, by sample index
+    source: SharedModel
     progress: ProgressFn | None = None
     hooks: RunHooks | None = None
     started: float = field(default_factory=time.time)
@@ -112,6 +145,25 @@ def evaluate(
     """Run (or resume, or reuse) one evaluation and return its bundle (``model``: an instance to
     use instead of loading the configured one)."""
     plan = make_plan(config)
+    with SharedModel(plan.model, config.batch_size, model) as source:
+        return evaluate_plan(plan, source, progress, hooks)
+
+
+def plan_all(configs: Sequence[EvalConfig]) -> list[EvalPlan]:
+    """The plans of an invocation's evaluations, all made before any model loads. They share one
+    model (the configs differ only in their task settings): a registry checkpoint is looked up
+    once, so every task evaluates the same version even if an alias moves meanwhile."""
+    plans: list[EvalPlan] = []
+    for config in configs:
+        plans.append(make_plan(config, plans[0].model if plans else None))
+    return plans
+
+
+def evaluate_plan(
+    plan: EvalPlan, source: SharedModel, progress: ProgressFn | None = None, hooks: RunHooks | None = None
+) -> EvalOutcome:
+    """Run (or resume, or reuse) one planned evaluation with the model ``source`` gives."""
+    config = plan.config
     ensure_writable(config.output_dir)
     bundle = _bundle_for(plan)
     if bundle.dir.exists() and not bundle.dir.is_dir():
@@ -124,12 +176,12 @@ def evaluate(
     with bundle.lock():
         bundle.finish_interrupted_swap()
         if config.overwrite:
-            return _overwrite(plan, bundle, progress, model)
+            return _overwrite(plan, bundle, source, progress)
         done = _resume_point(plan, bundle)
         if done is None:
             log.info("reusing finished evaluation in %s (pass --overwrite to recompute)", bundle.dir)
             return EvalOutcome(bundle.dir, bundle.results(), bundle.metadata(), reused=True)
-        return _run(_Job(plan, bundle, done, progress, hooks), model)
+        return _load_and_run(_Job(plan, bundle, done, source, progress, hooks))
 
 
 def _bundle_for(plan: EvalPlan) -> Bundle:
@@ -153,7 +205,7 @@ def _bundle_for(plan: EvalPlan) -> Bundle:
 
 
 def _overwrite(
-    plan: EvalPlan, bundle: Bundle, progress: ProgressFn | None, model: BaseLLM | None
+    plan: EvalPlan, bundle: Bundle, source: SharedModel, progress: ProgressFn | None
 ) -> EvalOutcome:
     """Evaluate into a hidden sibling and swap it in only once complete: the old bundle stays
     authoritative until then, whatever stops the process; a rerun with --overwrite resumes it."""
@@ -180,7 +232,7 @@ def _overwrite(
     if done is None:  # finished before a kill stopped the swap
         results, metadata = staging.results(), staging.metadata()
     else:
-        outcome = _run(_Job(plan, staging, done, progress), model)
+        outcome = _load_and_run(_Job(plan, staging, done, source, progress))
         results, metadata = outcome.results, outcome.metadata
     bundle.promote(staging)
     return EvalOutcome(bundle.dir, results, metadata, reused=False)
@@ -279,23 +331,17 @@ def _write_metadata(job: _Job, metadata: MetadataFile) -> None:
     write_json(job.bundle.metadata_path, redact(stored(metadata)))
 
 
-def _run(job: _Job, model: BaseLLM | None) -> EvalOutcome:
-    # A registry checkpoint's temporary files live until the evaluation ends.
-    with contextlib.ExitStack() as checkpoint_files:
-        return _load_and_run(job, model, checkpoint_files)
-
-
-def _load_and_run(job: _Job, model: BaseLLM | None, checkpoint_files: contextlib.ExitStack) -> EvalOutcome:
-    plan, bundle = job.plan, job.bundle
+def _load_and_run(job: _Job) -> EvalOutcome:
+    bundle = job.bundle
     pending = job.pending
-    load_s = None
-    registry_details = None
-    if pending and model is None:
-        cleanup.raise_if_stopped()
-        # Before the bundle directory exists: a model that fails to load leaves nothing behind.
-        load_start = time.time()
-        model, registry_details = build_model(plan.model, plan.config.batch_size, checkpoint_files)
-        load_s = round(time.time() - load_start, 3)
+    loads_before = job.source.loads
+    # Before the bundle directory exists: a model that fails to load leaves nothing behind.
+    model = job.source.get() if pending else job.source.model
+    # The load time belongs to the bundle whose run built the model (an invocation's other tasks
+    # paid none); the registry checkpoint's details belong to every bundle evaluated with it.
+    loaded_here = job.source.loads > loads_before
+    load_s = job.source.load_s if loaded_here else None
+    registry_details = job.source.registry_details
     try:
         bundle.dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

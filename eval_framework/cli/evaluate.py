@@ -10,8 +10,9 @@ import typer
 
 from eval_framework.cli.common import app, parse_path, say_on_interrupt, setup_logging
 from eval_framework.cli.options import sink_options
-from eval_framework.config import build_config, load_env, read_config_file, split_list
-from eval_framework.errors import ExportError
+from eval_framework.config import load_env, read_config_file, split_list
+from eval_framework.errors import ConfigError, ExportError
+from eval_framework.invocation_config import build_configs
 from eval_framework.llm_args import parse_llm_args
 from eval_framework.sinks.settings import SinkSettings, build_sink_settings, is_sink_key
 
@@ -32,9 +33,10 @@ def evaluate_command(
         ),
     ] = None,
     task_name: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
-            help="Task: a built-in name (see 'eval_framework tasks') or the path of a task YAML file."
+            help="Task: a built-in name (see 'eval_framework tasks') or the path of a task YAML file; "
+            "several (comma-separated or repeated) are evaluated with one model load."
         ),
     ] = None,
     models: Annotated[
@@ -111,6 +113,13 @@ def evaluate_command(
             "evaluation there (see 'eval_framework export').",
         ),
     ] = None,
+    show_config: Annotated[
+        bool,
+        typer.Option(
+            help="Print the settings this command would use (defaults < --config < flags, each with "
+            "where it came from; secrets masked) and exit without evaluating."
+        ),
+    ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log details and show tracebacks.")
     ] = False,
@@ -121,8 +130,7 @@ def evaluate_command(
     if ctx.invoked_subcommand is not None:
         return
     from eval_framework.registry.progress import set_download_bar_factory
-    from eval_framework.reporting import download_bar, progress_bar, stderr, stdout, summary_table
-    from eval_framework.runner import evaluate
+    from eval_framework.reporting import download_bar
     from eval_framework.sinks.publish import preflight
 
     set_download_bar_factory(download_bar)
@@ -135,7 +143,7 @@ def evaluate_command(
         parsed_args["artifact_dir"] = str(artifact_dir)
     flags: dict[str, Any] = {
         "llm_name": llm_name,
-        "task_name": task_name,
+        "task_name": split_list(task_name or None, "task_name"),
         "models": models,
         "llm_args": parsed_args or None,
         "num_fewshot": num_fewshot,
@@ -154,49 +162,33 @@ def evaluate_command(
     file_values = read_config_file(config) if config else {}
     auto = auto_export_settings(file_values.pop("auto_export", None), export_config)
     evaluation_keys = {k: v for k, v in file_values.items() if not is_sink_key(k)}
-    cfg = build_config(evaluation_keys, flags, also_known=[*SinkSettings.model_fields, "auto_export"])
-    sinks = build_sink_settings(file_values, sink_flags).publish_options()
+    configs = build_configs(evaluation_keys, flags, also_known=[*SinkSettings.model_fields, "auto_export"])
+    settings = build_sink_settings(file_values, sink_flags)
+    if len(configs) > 1 and settings.wandb_run_id:
+        raise ConfigError(
+            "--wandb-run-id names one W&B run, and these tasks are logged as one run each; drop it "
+            "(each run's id is derived from its evaluation) or evaluate one task"
+        )
+    if show_config:
+        from eval_framework.cli.show_config import print_settings
+
+        print_settings(configs, settings, auto, file_values, flags, sink_flags)
+        return
+    sinks = settings.publish_options()
     preflight(sinks)  # a missing extra or token costs seconds, not an evaluation
     if auto is not None:
         auto.check()
-    say_on_interrupt(f"whatever finished is saved under {cfg.output_dir}; rerun the same command to resume")
-    live = None
-    if sinks.wandb is not None:
-        from eval_framework.sinks.wandb_live import LiveRun
-        from eval_framework.sinks.wandb_mode import say_once
+    from eval_framework.runner import plan_all
 
-        live = LiveRun(sinks.wandb)
-        if live.note:
-            say_once(live.note)
-    with progress_bar(f"{cfg.llm_name} · {cfg.task_name}") as update:
-        outcome = evaluate(cfg, progress=update, hooks=live)
-    if outcome.reused:
-        stderr.print(f"[dim]Already evaluated; reusing {outcome.bundle_dir} (--overwrite recomputes).[/dim]")
-    stdout.print(summary_table(outcome))
-    stdout.print(f"Results: {outcome.bundle_dir}")
-    if sinks.any:
-        from eval_framework import cleanup
-        from eval_framework.sinks.publish import upload_command
+    plans = plan_all(configs)  # every task checked before the model loads
+    output_dir = configs[0].output_dir
+    say_on_interrupt(f"whatever finished is saved under {output_dir}; rerun the same command to resume")
+    from eval_framework.cli.invocation_run import run_invocation
 
-        cleanup.raise_if_stopped()  # a Ctrl-C that Python dropped on the way still means stop
-
-        say_on_interrupt(
-            f"the evaluation is complete in {outcome.bundle_dir}; finish the export with: "
-            f"{upload_command([outcome.bundle_dir], sinks)}"
-        )
-        try:
-            publish_and_report([outcome.bundle_dir], sinks, live)
-        except ExportError as exc:
-            if auto is None:
-                raise
-            stderr.print(f"error: {exc}")  # said now: the automatic export goes on, then this is the exit
-            _auto_export(outcome.bundle_dir, auto)
-            raise
-    if auto is not None:
-        _auto_export(outcome.bundle_dir, auto)
+    run_invocation(plans, sinks, auto)
 
 
-def _auto_export(bundle_dir: Path, auto: AutoExport) -> None:
+def auto_export_bundle(bundle_dir: Path, auto: AutoExport) -> None:
     """The evaluation's auto_export: each destination told, its failure named with the command
     that retries it (exit 7)."""
     from eval_framework.cli.export import print_summary

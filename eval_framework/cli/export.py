@@ -43,10 +43,18 @@ def _config_value(value: str | None) -> dict[str, Any]:
 def export_command_cli(
     paths: Annotated[
         list[Path],
-        typer.Argument(parser=parse_path, help="Bundle directories, or directories holding bundles."),
+        typer.Argument(
+            parser=parse_path,
+            help="Bundle directories, directories holding bundles, quoted globs, or invocation ids "
+            "(inv-..., or the path of an invocation record).",
+        ),
     ],
     dest: Annotated[
-        list[str], typer.Option("--dest", help="Destination (repeatable): local, or an installed plugin.")
+        list[str],
+        typer.Option(
+            "--dest",
+            help="Destination (repeatable): local, wandb, hf, mlflow, gsheets, or an installed plugin.",
+        ),
     ],
     config: Annotated[
         str | None,

@@ -21,7 +21,11 @@ from eval_framework.sinks.settings import build_sink_settings
 def upload_command_cli(
     paths: Annotated[
         list[Path],
-        typer.Argument(parser=parse_path, help="Bundle directories, or directories holding bundles."),
+        typer.Argument(
+            parser=parse_path,
+            help="Bundle directories, directories holding bundles, quoted globs, or invocation ids "
+            "(inv-..., or the path of an invocation record).",
+        ),
     ],
     sink_flags: dict[str, Any],  # the --wandb-* and --hf-* options (@sink_options)
     config: Annotated[

@@ -135,11 +135,23 @@ def _expanded(paths: list[Path]) -> list[Path]:
     return out
 
 
+def _invocations_opened(paths: list[Path]) -> list[Path]:
+    """An invocation id (or its record file) stands for the bundles of that invocation."""
+    from eval_framework.invocations import bundles_of
+
+    out: list[Path] = []
+    for path in paths:
+        named = bundles_of(str(path))
+        out += [path] if named is None else named
+    return out
+
+
 def find_bundles(paths: list[Path]) -> list[Path]:
-    """Bundles named directly, or found below the given directories. Hidden siblings (an unfinished
-    --overwrite, a swap in progress) and W&B run directories are not bundles."""
+    """Bundles named directly, by invocation id, or found below the given directories. Hidden
+    siblings (an unfinished --overwrite, a swap in progress) and W&B run directories are not
+    bundles."""
     found: list[Path] = []
-    for path in _expanded(paths):
+    for path in _expanded(_invocations_opened(paths)):
         if not path.exists():
             raise ConfigError(f"{path} does not exist; pass bundle directories or a directory holding them")
         if (path / METADATA).exists():  # a directory in its place too: skipped later, saying why

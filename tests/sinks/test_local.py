@@ -196,7 +196,7 @@ def plugin(tmp_path, monkeypatch):
 
 
 def test_a_plugin_registered_by_entry_point_is_a_destination(plugin, bundles, tmp_path):
-    assert registry.available() == ["local", "hf", "wandb", "dashboard"]
+    assert registry.available() == ["local", "hf", "wandb", "mlflow", "gsheets", "dashboard"]
     summary = export_results(
         bundles, dest=["local", "dashboard"], config={"local": {"output_dir": str(tmp_path / "e")}}
     )

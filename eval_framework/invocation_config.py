@@ -1,0 +1,96 @@
+"""An invocation's evaluations: one EvalConfig per task, from ``--task-name A,B`` (or the flag
+repeated) or a ``tasks:`` list in the --config file whose entries may set their own few-shot
+count, sample count, subjects, seed and generation length.
+
+Layers, lowest first: defaults < the file's top-level keys < the task's entry < flags. A
+``--task-name`` on the command line replaces the file's task list; a task it names that the list
+holds keeps that entry's settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from eval_framework.config import EvalConfig, Source, merge_layers, split_list, validated
+from eval_framework.errors import ConfigError
+from eval_framework.redact import register_secrets_in
+
+#: What a ``tasks:`` entry may set for its task alone; every other option is the invocation's.
+PER_TASK = ("task_name", "num_fewshot", "num_samples", "subjects", "seed", "max_tokens")
+
+
+def build_configs(
+    file_values: dict[str, Any], flags: dict[str, Any], also_known: Iterable[str] = ()
+) -> list[EvalConfig]:
+    """One validated config per task, in the order given; identical ones once."""
+    shared = dict(file_values)
+    listed = shared.pop("tasks", None)
+    file_task = shared.pop("task_name", None)
+    if listed is not None and file_task is not None:
+        raise ConfigError(
+            "the --config file sets both task_name and tasks; keep one (tasks: lists several tasks, "
+            "each with its own settings)"
+        )
+    entries = (
+        _entries(listed)
+        if listed is not None
+        else [{"task_name": name} for name in split_list(file_task, "task_name") or ()]
+    )
+    from_list = listed is not None
+    named = flags.get("task_name")
+    if named:
+        entries = _selected(entries, named)
+        from_list = from_list and any(len(e) > 1 for e in entries)
+    flag_layer = {k: v for k, v in flags.items() if k != "task_name"}
+    configs: dict[str, EvalConfig] = {}
+    for index, entry in enumerate(entries or [{}]):
+        file_layer = {**shared, **entry}
+        merged = merge_layers(file_layer, flag_layer, lists=("subjects",))
+        if isinstance(merged.get("llm_args"), dict):
+            register_secrets_in(merged["llm_args"])
+        labels = tuple((k, f"tasks[{index}].{k}") for k in entry) if from_list else ()
+        from_file = frozenset(k for k in file_layer if flag_layer.get(k) is None)
+        config = validated(EvalConfig, merged, also_known, Source("eval_framework", from_file, labels))
+        configs.setdefault(config.model_dump_json(), config)
+    return list(configs.values())
+
+
+def _selected(entries: list[dict[str, Any]], names: Iterable[str]) -> list[dict[str, Any]]:
+    """--task-name's tasks, each with the file's entries for it (their settings), or bare."""
+    chosen: list[dict[str, Any]] = []
+    for name in dict.fromkeys(names):
+        chosen += [e for e in entries if e.get("task_name") == name] or [{"task_name": name}]
+    return chosen
+
+
+def _entries(listed: Any) -> list[dict[str, Any]]:
+    """The ``tasks:`` list: names, or mappings of a task_name and its own settings."""
+    if isinstance(listed, str):
+        listed = list(split_list(listed, "tasks") or ())
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(
+            "'tasks' in the --config file must be a non-empty list: task names, or mappings such as "
+            "{task_name: ARC, num_fewshot: 25}"
+        )
+    entries = []
+    for index, item in enumerate(listed):
+        if isinstance(item, str) and item.strip():
+            entries.append({"task_name": item.strip()})
+            continue
+        if not isinstance(item, dict):
+            raise ConfigError(
+                f"tasks[{index}] in the --config file is {item!r}; give a task name or a mapping with "
+                "task_name (and any of num_fewshot, num_samples, subjects, seed, max_tokens)"
+            )
+        entry = {str(k).replace("-", "_"): v for k, v in item.items()}
+        unknown = [k for k in entry if k not in PER_TASK]
+        if unknown:
+            raise ConfigError(
+                f"tasks[{index}] in the --config file: unknown key {unknown[0]!r}; a task entry takes "
+                f"{', '.join(PER_TASK)} (other options apply to every task: set them at the top level)"
+            )
+        if not isinstance(entry.get("task_name"), str) or not entry["task_name"].strip():
+            raise ConfigError(f"tasks[{index}] in the --config file has no task_name; add one")
+        entries.append(entry)
+    return entries
