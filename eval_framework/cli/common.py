@@ -61,6 +61,18 @@ def on_interrupt() -> str:
     return _on_interrupt[0]
 
 
+#: The command line being run (its arguments, as main() received them), for invocation records.
+_command_line: list[str] = []
+
+
+def set_command_line(args: list[str]) -> None:
+    _command_line[:] = args
+
+
+def command_line() -> list[str]:
+    return ["eval_framework", *_command_line]
+
+
 def parse_path(value: str) -> Path:
     """A path option's value; an empty one (an unset variable in a script) is not the current
     directory."""

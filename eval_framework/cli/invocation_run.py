@@ -7,11 +7,10 @@ an export that fails does not: it is said, the other tasks go on, and the comman
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval_framework.cli.common import say_on_interrupt
+from eval_framework.cli.common import command_line, say_on_interrupt
 from eval_framework.errors import EvalFrameworkError, ExportError
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ def _record(plans: list[EvalPlan], auto: AutoExport | None) -> Invocation:
 
     entries = [InvocationEntry(task=p.task.name, bundle=p.bundle_name, natural_key=p.key) for p in plans]
     configs = dict(auto.configs) if auto is not None else {}
-    return Invocation(plans[0].config.output_dir, entries, ["eval_framework", *sys.argv[1:]], configs)
+    return Invocation(plans[0].config.output_dir, entries, command_line(), configs)
 
 
 def _evaluate(plan: EvalPlan, source: SharedModel, sinks: PublishOptions) -> tuple[EvalOutcome, Any]:

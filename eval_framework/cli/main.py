@@ -22,7 +22,7 @@ from eval_framework.cli import evaluate, upload, export, commands  # noqa: F401
 
 # isort: on
 from eval_framework.bundle_io import IN_THE_WAY, in_the_way
-from eval_framework.cli.common import app, on_interrupt
+from eval_framework.cli.common import app, on_interrupt, set_command_line
 from eval_framework.errors import EvalFrameworkError, brief
 from eval_framework.llm_args import MULTI_VALUE_OPTIONS, expand_multi_value_options
 from eval_framework.redact import scrub
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from eval_framework import cleanup
 
     args = list(sys.argv[1:] if argv is None else argv)
+    set_command_line(args)
     # A log handler that cannot write (a full disk, a closed pipe) must not print logging's own
     # traceback ("--- Logging error ---"); the failure that matters is reported by its own path.
     logging.raiseExceptions = False

@@ -1,0 +1,339 @@
+"""Several tasks in one command: one model load, one bundle per task, an invocation record that
+export takes by id, per-task settings, and --show-config."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eval_framework import export_results
+from eval_framework.invocations import masked_command
+from tests.conftest import USER_MODELS
+from tests.registry.conftest import fake_wandb, s3, s3_server, wandb_http  # noqa: F401  (fixtures)
+from tests.registry.test_resolver import _register_shipped
+
+COUNTED_MODEL = """
+import os
+from tests.fixtures.user_models import HashLLM
+
+
+class CountedLLM(HashLLM):
+    def __init__(self, batch_size: int = 8) -> None:
+        with open(os.environ["EF_TEST_LOADS"], "a") as handle:
+            handle.write("load\\n")
+        super().__init__(batch_size=batch_size)
+"""
+
+
+@pytest.fixture
+def counted(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """A models file whose model writes a line each time it is built, and that file."""
+    models = tmp_path / "counted.py"
+    models.write_text(COUNTED_MODEL)
+    loads = tmp_path / "loads.txt"
+    monkeypatch.setenv("EF_TEST_LOADS", str(loads))
+    return models, loads
+
+
+def _record(out: Path) -> dict:
+    (path,) = (out / "invocations").iterdir()
+    return json.loads(path.read_text())
+
+
+def test_several_tasks_load_the_model_once_and_write_a_bundle_each(cli, counted, tmp_path):
+    models, loads = counted
+    out = tmp_path / "out"
+    result = cli(
+        "--models",
+        models,
+        "--llm-name",
+        "CountedLLM",
+        "--task-name",
+        "tiny-letters,tiny-letters-gen",
+        "--num-samples",
+        "5",
+        "--output-dir",
+        out,
+    )
+    assert result.code == 0, result.err
+    assert loads.read_text().splitlines() == ["load"]
+    record = _record(out)
+    assert [e["task"] for e in record["bundles"]] == ["tiny-letters", "tiny-letters-gen"]
+    assert [e["status"] for e in record["bundles"]] == ["complete", "complete"]
+    assert record["status"] == "complete"
+    assert record["command"][:3] == ["eval_framework", "--models", str(models)]
+    bundles = [out / e["bundle"] for e in record["bundles"]]
+    metas = [json.loads((b / "metadata.json").read_text()) for b in bundles]
+    assert [m["task"]["name"] for m in metas] == ["tiny-letters", "tiny-letters-gen"]
+    assert [m["natural_key"] for m in metas] == [e["natural_key"] for e in record["bundles"]]
+    # the load is timed once, in the bundle whose run paid for it
+    assert metas[0]["timings"]["model_load_s"] is not None
+    assert metas[1]["timings"]["model_load_s"] is None
+    assert f"Invocation {record['invocation_id']}: 2 evaluations" in result.out
+
+    again = cli(
+        "--models",
+        models,
+        "--llm-name",
+        "CountedLLM",
+        "--task-name",
+        "tiny-letters",
+        "--task-name",
+        "tiny-letters-gen",
+        "--num-samples",
+        "5",
+        "--output-dir",
+        out,
+    )
+    assert again.code == 0, again.err
+    assert loads.read_text().splitlines() == ["load"]  # all reused: no model needed
+    assert [e["status"] for e in _record(out)["bundles"]] == ["reused", "reused"]
+
+
+def test_a_tasks_list_gives_each_task_its_settings_and_flags_win(cli, counted, tmp_path):
+    models, _ = counted
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        models: {models}
+        llm_name: CountedLLM
+        num_samples: 6
+        tasks:
+          - tiny-letters
+          - task_name: tiny-letters
+            num_fewshot: 1
+            num_samples: 4
+            subjects: copy
+    """)
+    )
+    out = tmp_path / "out"
+    assert cli("--config", config, "--output-dir", out).code == 0
+    metas = [json.loads((out / e["bundle"] / "metadata.json").read_text()) for e in _record(out)["bundles"]]
+    assert [(m["task"]["num_fewshot"], m["task"]["num_samples"], m["task"]["subjects"]) for m in metas] == [
+        (0, 6, ["copy", "reverse"]),
+        (1, 4, ["copy"]),
+    ]
+    flagged = tmp_path / "flagged"
+    assert cli("--config", config, "--num-samples", "3", "--output-dir", flagged).code == 0
+    sizes = [
+        json.loads((flagged / e["bundle"] / "metadata.json").read_text())["task"]["num_samples"]
+        for e in _record(flagged)["bundles"]
+    ]
+    assert sizes == [3, 3]  # a flag wins over every task's own value
+
+
+@pytest.mark.parametrize(
+    ("tasks", "code", "said"),
+    [
+        (
+            "tasks: [{task_name: tiny-letters, num_fewshot: -1}]",
+            2,
+            "'tasks[0].num_fewshot' in the --config file",
+        ),
+        (
+            "tasks: [{task_name: tiny-letters, batch_size: 2}]",
+            2,
+            "tasks[0] in the --config file: unknown key 'batch_size'",
+        ),
+        ("tasks: [{num_fewshot: 2}]", 2, "tasks[0] in the --config file has no task_name"),
+        ("tasks: []", 2, "'tasks' in the --config file must be a non-empty list"),
+        ("task_name: tiny-letters\ntasks: [tiny-letters]", 2, "sets both task_name and tasks"),
+        ("tasks: [no-such-task]", 4, "unknown task 'no-such-task'"),
+    ],
+)
+def test_a_wrong_tasks_list_is_refused_before_anything_is_written(cli, counted, tmp_path, tasks, code, said):
+    models, loads = counted
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"models: {models}\nllm_name: CountedLLM\n{tasks}\n")
+    result = cli("--config", config, "--output-dir", tmp_path / "out")
+    assert result.code == code, result.err
+    assert said in result.err
+    assert not (tmp_path / "out").exists()
+    assert not loads.exists()
+
+
+def test_task_name_on_the_command_line_picks_from_the_list_with_its_settings(cli, counted, tmp_path):
+    models, _ = counted
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        f"models: {models}\nllm_name: CountedLLM\ntasks:\n"
+        "  - {task_name: tiny-letters, num_fewshot: 1, num_samples: 3}\n  - tiny-letters-gen\n"
+    )
+    out = tmp_path / "out"
+    assert cli("--config", config, "--task-name", "tiny-letters", "--output-dir", out).code == 0
+    (bundle,) = [p for p in out.iterdir() if p.is_dir()]
+    assert bundle.name.startswith("CountedLLM__tiny-letters__1shot__3__")
+    assert not (out / "invocations").exists()  # one task: its bundle is the record
+
+
+def test_a_failed_task_stops_the_invocation_keeping_what_finished(cli, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    # the first task's 5 samples x 4 choices pass; the second task's 5 generations do not
+    monkeypatch.setenv("EF_TEST_CRASH_AFTER", "22")
+    result = cli(
+        "--models",
+        USER_MODELS,
+        "--llm-name",
+        "HashLLM",
+        "--task-name",
+        "tiny-letters,tiny-letters-gen",
+        "--num-samples",
+        "5",
+        "--output-dir",
+        out,
+    )
+    assert result.code != 0
+    record = _record(out)
+    assert [e["status"] for e in record["bundles"]] == ["complete", "failed"]
+    assert record["status"] == "failed"
+    assert "simulated crash" in record["bundles"][1]["error"]
+    assert (
+        json.loads((out / record["bundles"][0]["bundle"] / "metadata.json").read_text())["status"]
+        == "complete"
+    )
+    monkeypatch.delenv("EF_TEST_CRASH_AFTER")
+    resumed = cli(
+        "--models",
+        USER_MODELS,
+        "--llm-name",
+        "HashLLM",
+        "--task-name",
+        "tiny-letters,tiny-letters-gen",
+        "--num-samples",
+        "5",
+        "--output-dir",
+        out,
+    )
+    assert resumed.code == 0, resumed.err
+    assert [e["status"] for e in _record(out)["bundles"]] == ["reused", "complete"]
+
+
+def test_export_takes_an_invocation_by_id_or_record_with_its_stored_configs(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        models: {USER_MODELS}
+        llm_name: HashLLM
+        num_samples: 4
+        task_name: [tiny-letters, tiny-letters-gen]
+        auto_export:
+          destinations: [local]
+          configs:
+            local: {{output_dir: {tmp_path / "auto"}, format: csv}}
+    """)
+    )
+    result = cli("--config", config)  # the default --output-dir, ./outputs
+    assert result.code == 0, result.err
+    record = _record(tmp_path / "outputs")
+    assert record["export_configs"] == {"local": {"output_dir": str(tmp_path / "auto"), "format": "csv"}}
+    assert (tmp_path / "auto" / "summary.csv").is_file()
+
+    by_id = export_results([record["invocation_id"]], dest="local")  # the stored config: csv in auto/
+    assert by_id.count("local", "unchanged") == 2
+    path = tmp_path / "outputs" / "invocations" / f"{record['invocation_id']}.json"
+    elsewhere = tmp_path / "elsewhere"
+    done = cli("export", path, "--dest", "local", "--config", json.dumps({"output_dir": str(elsewhere)}))
+    assert done.code == 0, done.err
+    rows = json.loads((elsewhere / "summary.json").read_text())["rows"]
+    assert sorted(r["task"] for r in rows) == ["tiny-letters", "tiny-letters-gen"]
+    unknown = cli("export", "inv-0123456789ab", "--dest", "local")
+    assert unknown.code == 2
+    assert "no invocation inv-0123456789ab in outputs/invocations" in unknown.err
+
+
+def test_a_registry_checkpoint_is_looked_up_once_for_every_task(cli, request, tmp_path):
+    registry = request.getfixturevalue("fake_wandb")  # the registry fixtures, imported above
+    _register_shipped(registry)
+    out = tmp_path / "out"
+    result = cli(
+        "--models",
+        USER_MODELS,
+        "--llm-name",
+        "CheckpointHashLLM",
+        "--checkpoint",
+        "tiny:prod",
+        "--task-name",
+        "tiny-letters,tiny-letters-gen",
+        "--num-samples",
+        "4",
+        "--output-dir",
+        out,
+    )
+    assert result.code == 0, result.err
+    assert registry.lookups == ["tiny-local:prod", "tiny:prod"], registry.lookups
+    metas = [json.loads((out / e["bundle"] / "metadata.json").read_text()) for e in _record(out)["bundles"]]
+    names = {m["model"]["details"]["registry_checkpoint"]["qualified_name"] for m in metas}
+    assert names == {m["model"]["identity"]["artifact"]["qualified_name"] for m in metas}
+    assert len(names) == 1
+
+
+def test_one_wandb_run_id_for_several_tasks_is_refused(cli, tmp_path):
+    result = cli(
+        "--models",
+        USER_MODELS,
+        "--llm-name",
+        "HashLLM",
+        "--task-name",
+        "tiny-letters,tiny-letters-gen",
+        "--wandb-project",
+        "p",
+        "--wandb-run-id",
+        "r1",
+        "--output-dir",
+        tmp_path / "out",
+    )
+    assert result.code == 2
+    assert "--wandb-run-id names one W&B run" in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_show_config_says_where_each_value_came_from_and_reads_back(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("EF_SECRET_FOR_TEST", "x")
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        models: {USER_MODELS}
+        llm_name: HashLLM
+        llm_args: {{api_key: sk-live-0123456789abcdef}}
+        num_samples: 6
+        tasks:
+          - tiny-letters
+          - {{task_name: tiny-letters-gen, num_fewshot: 1}}
+        wandb_project: proj
+    """)
+    )
+    result = cli("--config", config, "--batch-size", "4", "--show-config")
+    assert result.code == 0, result.err
+    text = result.out
+    assert "sk-live-0123456789abcdef" not in text
+    assert "batch_size: 4  # flag" in text
+    assert "num_samples: 6  # --config" in text
+    assert "seed: 1234  # default" in text
+    assert "num_fewshot: 1  # --config tasks[1]" in text
+    assert 'wandb_project: "proj"  # --config' in text
+    shown = yaml.safe_load(text)
+    assert [t["task_name"] for t in shown["tasks"]] == ["tiny-letters", "tiny-letters-gen"]
+    assert not any(p.is_dir() for p in tmp_path.iterdir() if p.name != "eval.yaml")  # nothing evaluated
+
+
+def test_the_recorded_command_masks_secrets():
+    argv = [
+        "eval_framework",
+        "--llm-args",
+        "api_key=sk-0123456789",
+        "--hf-token",
+        "hf_abcdefghijkl",
+        "--wandb-api-key=abcdefghijkl",
+        "--task-name",
+        "ARC",
+    ]
+    masked = masked_command(argv)
+    assert "sk-0123456789" not in " ".join(masked)
+    assert "hf_abcdefghijkl" not in masked
+    assert "--wandb-api-key=***" in masked
+    assert masked[-2:] == ["--task-name", "ARC"]
