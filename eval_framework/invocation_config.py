@@ -43,6 +43,9 @@ def build_configs(
         entries = _selected(entries, named)
         from_list = from_list and any(len(e) > 1 for e in entries)
     flag_layer = {k: v for k, v in flags.items() if k != "task_name"}
+    if isinstance(shared.get("llm_args"), dict) and isinstance(flag_layer.get("llm_args"), dict):
+        # model arguments merge key by key: --checkpoint keeps the file's device=...
+        flag_layer["llm_args"] = {**shared["llm_args"], **flag_layer["llm_args"]}
     configs: dict[str, EvalConfig] = {}
     for index, entry in enumerate(entries or [{}]):
         file_layer = {**shared, **entry}

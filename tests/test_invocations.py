@@ -249,27 +249,35 @@ def test_export_takes_an_invocation_by_id_or_record_with_its_stored_configs(cli,
 def test_a_registry_checkpoint_is_looked_up_once_for_every_task(cli, request, tmp_path):
     registry = request.getfixturevalue("fake_wandb")  # the registry fixtures, imported above
     _register_shipped(registry)
-    out = tmp_path / "out"
-    result = cli(
-        "--models",
-        USER_MODELS,
-        "--llm-name",
-        "CheckpointHashLLM",
-        "--checkpoint",
-        "tiny:prod",
-        "--task-name",
-        "tiny-letters,tiny-letters-gen",
-        "--num-samples",
-        "4",
-        "--output-dir",
-        out,
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        models: {USER_MODELS}
+        llm_name: CheckpointHashLLM
+        checkpoint: tiny:prod
+        tasks: [tiny-letters, {{task_name: tiny-letters-gen, num_samples: 3}}]
+        num_samples: 4
+    """)
     )
+    out = tmp_path / "out"
+    result = cli("--config", config, "--output-dir", out)
     assert result.code == 0, result.err
     assert registry.lookups == ["tiny-local:prod", "tiny:prod"], registry.lookups
     metas = [json.loads((out / e["bundle"] / "metadata.json").read_text()) for e in _record(out)["bundles"]]
+    assert [m["task"]["num_samples"] for m in metas] == [4, 3]
     names = {m["model"]["details"]["registry_checkpoint"]["qualified_name"] for m in metas}
     assert names == {m["model"]["identity"]["artifact"]["qualified_name"] for m in metas}
     assert len(names) == 1
+
+
+def test_model_arguments_merge_key_by_key_across_file_and_flags(cli, tmp_path):
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"models: {USER_MODELS}\nllm_name: HashLLM\nllm_args: {{bias: b1}}\n")
+    shown = yaml.safe_load(
+        cli("--config", config, "--task-name", "tiny-letters", "--llm-args", "api_key=k-123456789",
+            "--show-config").out
+    )  # fmt: skip
+    assert shown["llm_args"] == {"bias": "b1", "api_key": "***"}
 
 
 def test_one_wandb_run_id_for_several_tasks_is_refused(cli, tmp_path):

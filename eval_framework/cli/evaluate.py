@@ -159,7 +159,7 @@ def evaluate_command(
     }
     from eval_framework.exporting import auto_export_settings
 
-    file_values = read_config_file(config) if config else {}
+    file_values = _registry_keys_as_args(read_config_file(config) if config else {})
     auto = auto_export_settings(file_values.pop("auto_export", None), export_config)
     evaluation_keys = {k: v for k, v in file_values.items() if not is_sink_key(k)}
     configs = build_configs(evaluation_keys, flags, also_known=[*SinkSettings.model_fields, "auto_export"])
@@ -186,6 +186,23 @@ def evaluate_command(
     from eval_framework.cli.invocation_run import run_invocation
 
     run_invocation(plans, sinks, auto)
+
+
+def _registry_keys_as_args(values: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint:`` and ``artifact_dir:`` in a --config file, as the flags of the same names
+    take them: model arguments (``llm_name`` defaults to hf with a checkpoint)."""
+    values = dict(values)
+    checkpoint, artifact_dir = values.pop("checkpoint", None), values.pop("artifact_dir", None)
+    if checkpoint is None and artifact_dir is None:
+        return values
+    args = values.get("llm_args") or {}
+    if not isinstance(args, dict):
+        return values  # refused with its own message when validated
+    added = {"artifact_name": checkpoint, "artifact_dir": artifact_dir}
+    values["llm_args"] = {**args, **{k: str(v) for k, v in added.items() if v is not None}}
+    if checkpoint is not None:
+        values.setdefault("llm_name", "hf")
+    return values
 
 
 def auto_export_bundle(bundle_dir: Path, auto: AutoExport) -> None:
