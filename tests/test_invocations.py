@@ -345,3 +345,21 @@ def test_the_recorded_command_masks_secrets():
     assert "hf_abcdefghijkl" not in masked
     assert "--wandb-api-key=***" in masked
     assert masked[-2:] == ["--task-name", "ARC"]
+
+
+def test_show_config_output_is_a_config_file_giving_the_same_settings(cli, tmp_path):
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        f"models: {USER_MODELS}\nllm_name: HashLLM\n"
+        "tasks: [tiny-letters, {task_name: tiny-letters-gen, seed: 7}]\n"
+    )
+    shown = cli("--config", config, "--num-samples", "5", "--wandb-tags", "a", "--show-config").out
+    saved = tmp_path / "shown.yaml"
+    saved.write_text(shown)
+    again = cli("--config", saved, "--show-config").out
+
+    def values(text: str) -> dict:
+        return yaml.safe_load(text)
+
+    assert values(again) == values(shown)
+    assert [t.get("seed") for t in values(shown)["tasks"]] == [1234, 7]
