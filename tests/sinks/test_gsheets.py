@@ -397,3 +397,19 @@ def test_importing_the_framework_does_not_import_gspread_and_a_missing_extra_is_
     with pytest.raises(ConfigError, match=r"pip install 'eval_framework\[gsheets\]'"):
         export_results(bundles, dest="gsheets", config=_config(sheets))
     assert sheets.requests == []
+
+
+def test_the_fake_answers_gspreads_own_calls_as_the_api_does(sheets):
+    """The fake's other operations, through gspread's own Worksheet methods: its shapes hold."""
+    client = gsheets_api.connect(gsheets_api.load_service_account(None))
+    book = client.open("Evals")  # Drive files.list, then spreadsheets.get
+    assert book.id == sheets.spreadsheet
+    ws = book.sheet1
+    ws.update([["a", "b"], [1, "2"]], "A1", raw=False)  # values.update, USER_ENTERED: "2" is a number
+    appended = ws.append_rows([[0, "0"]], value_input_option="RAW")  # values.append
+    assert appended["updates"]["updatedRange"] == "'Sheet1'!A3:B3"
+    ws.batch_update([{"range": "C1", "values": [["c"]]}])  # values.batchUpdate
+    assert ws.batch_get(["A1:C3"])[0] == [["a", "b", "c"], ["1", "2"], ["0", "0"]]  # values.batchGet
+    assert sheets.values(sheets.spreadsheet, "Sheet1") == [["a", "b", "c"], [1, 2], [0, "0"]]
+    added = book.add_worksheet("more", rows=5, cols=3)  # spreadsheets.batchUpdate addSheet
+    assert (added.row_count, added.col_count) == (5, 3)
