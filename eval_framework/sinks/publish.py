@@ -129,6 +129,9 @@ def _expanded(paths: list[Path]) -> list[Path]:
             continue
         anchor = Path(path.anchor) if path.is_absolute() else Path()
         matches = sorted(anchor.glob(str(path.relative_to(anchor)) if path.is_absolute() else text))
+        # as a shell expands it: hidden names (a bundle's lock, an unfinished --overwrite) and
+        # plain files are not what a pattern over bundles means
+        matches = [m for m in matches if not m.name.startswith(".") and m.is_dir()]
         if not matches:
             raise ConfigError(f"{path} matches nothing; pass bundle directories or a directory holding them")
         out += matches
@@ -151,6 +154,7 @@ def find_bundles(paths: list[Path]) -> list[Path]:
     siblings (an unfinished --overwrite, a swap in progress) and W&B run directories are not
     bundles."""
     found: list[Path] = []
+    empty: list[Path] = []
     for path in _expanded(_invocations_opened(paths)):
         if not path.exists():
             raise ConfigError(f"{path} does not exist; pass bundle directories or a directory holding them")
@@ -163,9 +167,12 @@ def find_bundles(paths: list[Path]) -> list[Path]:
             if "wandb" not in p.parts[len(path.parts) :]
             and all(is_bundle_dir_name(part) for part in p.parent.parts[len(path.parts) :])
         )
+        # A directory named that holds no bundle is kept, to be reported as not one (never
+        # skipped in silence); directories found below a named one are only its bundles.
         found += below
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    if not unique:
+        empty += [] if below else [path]
+    unique = list(dict.fromkeys(p.resolve() for p in found + empty))
+    if not found:
         raise ConfigError(
             f"no evaluation bundles (directories with metadata.json) under {', '.join(map(str, paths))}; "
             "pass bundle directories or the --output-dir that holds them"

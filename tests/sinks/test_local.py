@@ -393,3 +393,18 @@ def test_a_failing_auto_export_keeps_the_evaluation_and_names_the_retry(plugin, 
     assert "--dest dashboard" in result.err
     (bundle,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     assert json.loads((bundle / "metadata.json").read_text())["status"] == "complete"
+
+
+def test_a_named_directory_that_is_not_a_bundle_is_reported_not_skipped(bundles, tmp_path, cli):
+    stray = tmp_path / "notes"
+    (stray / "sub").mkdir(parents=True)
+    (stray / "sub" / "readme.txt").write_text("not an evaluation")
+    out = tmp_path / "e"
+    result = cli(
+        "export", bundles[0], stray, "--dest", "local", "--config", json.dumps({"output_dir": str(out)})
+    )
+    assert result.code == 5
+    assert f"skipping {stray}" in result.err
+    assert "metadata.json does not exist" in result.err
+    assert "1 of 2 bundle(s) are not finished evaluations" in result.err
+    assert [r["bundle"] for r in _table(out / "summary.json")] == [str(bundles[0].resolve())]
