@@ -69,11 +69,13 @@ def configs_by_destination(
 
 
 def export_results(
-    paths: str | Path | Sequence[str | Path],
-    dest: str | Sequence[str],
+    paths: str | Path | Sequence[str | Path] = (),
+    dest: str | Sequence[str] = (),
     config: Mapping[str, Any] | None = None,
     force: bool = False,
     dry_run: bool = False,
+    *,
+    invocation_ids: Sequence[str] = (),
 ) -> ExportSummary:
     """Export the finished bundles at ``paths`` (bundle directories, directories holding them,
     quoted globs, or invocation ids) to ``dest``; a destination given no ``config`` takes the one
@@ -81,8 +83,13 @@ def export_results(
     destination or key is unknown or a destination cannot work; ExportError (after trying
     everything) when an export failed; OutputError when a bundle was left out because it is not
     finished. Either error carries the ``summary`` of what was done. ``dry_run``: send and write
-    nothing; ``planned`` says what each destination would do (created, updated, unchanged)."""
-    summary, error = run_export(paths, dest, config, force, dry_run)
+    nothing; ``planned`` says what each destination would do (created, updated, unchanged).
+    ``invocation_ids``: invocations to export, as in ``export_results(invocation_ids=["inv-..."],
+    dest="wandb")``, besides (or instead of) ``paths``."""
+    given = [paths] if isinstance(paths, str | Path) else list(paths)
+    if isinstance(invocation_ids, str):
+        invocation_ids = [invocation_ids]
+    summary, error = run_export([*given, *invocation_ids], dest, config, force, dry_run)
     if error is not None:
         error.summary = summary  # type: ignore[attr-defined]  # what was done before the failure
         raise error
@@ -102,6 +109,8 @@ def run_export(
     if not destinations:
         raise ConfigError("no export destination given; pass one, e.g. dest='local'")
     given = [paths] if isinstance(paths, str | Path) else list(paths)
+    if not given:
+        raise ConfigError("nothing to export: pass bundle paths or invocation ids (invocation_ids=[...])")
     configs = configs_by_destination(destinations, config)
     for name, keys in stored_export_configs(given).items():
         if name in configs and not configs[name]:  # the invocation's auto_export config for it

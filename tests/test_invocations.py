@@ -235,6 +235,8 @@ def test_export_takes_an_invocation_by_id_or_record_with_its_stored_configs(cli,
 
     by_id = export_results([record["invocation_id"]], dest="local")  # the stored config: csv in auto/
     assert by_id.count("local", "unchanged") == 2
+    as_in_the_seed = export_results(invocation_ids=[record["invocation_id"]], dest="local", force=True)
+    assert as_in_the_seed.count("local", "updated") == 2
     path = tmp_path / "outputs" / "invocations" / f"{record['invocation_id']}.json"
     elsewhere = tmp_path / "elsewhere"
     done = cli("export", path, "--dest", "local", "--config", json.dumps({"output_dir": str(elsewhere)}))
