@@ -106,6 +106,16 @@ VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "EVAL_FRAMEWORK_CACHE_DIR", "where content digests of checkpoint files are cached (default ~/.cache)"
     ),
+    EnvVar("MLFLOW_TRACKING_URI", "MLflow tracking server for --dest mlflow (when its config gives none)"),
+    EnvVar("MLFLOW_EXPERIMENT_NAME", "MLflow experiment for --dest mlflow (when its config gives none)"),
+    EnvVar("MLFLOW_TRACKING_USERNAME", "MLflow server login (basic auth)"),
+    EnvVar("MLFLOW_TRACKING_PASSWORD", "MLflow server password (basic auth)", secret=True),
+    EnvVar("MLFLOW_TRACKING_TOKEN", "MLflow server bearer token", secret=True),
+    EnvVar(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "service-account key file for --dest gsheets (when its config gives no service_account_file)",
+    ),
+    EnvVar("EVAL_FRAMEWORK_SHEETS_API_URL", "Google Sheets/Drive API base URL (a proxy or private endpoint)"),
 )
 BY_NAME = {var.name: var for var in VARS}
 #: Secrets read by the libraries beside ours, masked as well (not settings of this project).
