@@ -32,15 +32,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExportSummary:
-    """What one export did: per destination, the bundles created, updated or unchanged there, and
-    the bundles left out because they are not finished evaluations."""
+    """What one export did: per destination, the bundles created, updated or unchanged there and
+    those that failed, and the bundles left out because they are not finished evaluations."""
 
     exported: list[Exported] = field(default_factory=list)
+    #: (destination, bundle, why) for each export that failed
+    failed: list[tuple[str, Path, str]] = field(default_factory=list)
     skipped: dict[Path, str] = field(default_factory=dict)
     #: a dry run's answer: (destination, bundle, what an export would do)
     planned: list[tuple[str, Path, str]] = field(default_factory=list)
 
     def count(self, destination: str, status: str) -> int:
+        """Bundles with this status (created, updated, unchanged or failed) at ``destination``."""
+        if status == "failed":
+            return sum(1 for name, _, _ in self.failed if name == destination)
         return sum(1 for e in self.exported if e.destination == destination and e.status == status)
 
 
@@ -190,6 +195,7 @@ def _export_to(sink: Sink, bundles: list[Bundle], force: bool, summary: ExportSu
         except Exception as exc:  # one bundle or destination failing never stops the others  # noqa: BLE001
             why = str(exc) if isinstance(exc, EvalFrameworkError) else brief(exc, with_type=True)
             failures.setdefault(why, []).append(bundle.dir.name)
+            summary.failed.append((sink.name, bundle.dir, why))
             _record(bundle, {"destination": sink.name, "status": "failed", "error": why})
             continue
         summary.exported.append(done)

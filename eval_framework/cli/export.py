@@ -100,10 +100,13 @@ def export_command_cli(
 
 
 def print_summary(summary: ExportSummary, destinations: list[str]) -> None:
-    """One line per destination: how many bundles were created, updated, unchanged, and where."""
+    """One line per destination: how many bundles were created, updated, unchanged (and failed,
+    when any did), and where."""
     for name in destinations:
         where = {e.location for e in summary.exported if e.destination == name}
         counts = ", ".join(
             f"{summary.count(name, status)} {status}" for status in ("created", "updated", "unchanged")
         )
+        failed = summary.count(name, "failed")
+        counts += f", {failed} failed" if failed else ""
         print(f"{name}: {counts}" + (f" ({', '.join(sorted(where))})" if where else ""))

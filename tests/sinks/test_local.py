@@ -215,6 +215,8 @@ def test_a_failing_destination_stops_no_other_and_names_the_retry(plugin, bundle
     assert "dashboard is down" in result.err
     assert "--dest dashboard" in result.err
     assert "--dest local" not in result.err  # the retry is for the failed destination only
+    assert "local: 2 created, 0 updated, 0 unchanged" in result.out
+    assert "dashboard: 0 created, 0 updated, 0 unchanged, 2 failed" in result.out
     assert len(_table(tmp_path / "e" / "summary.json")) == 2
     ledger = [json.loads(line) for line in (bundles[0] / "exports.jsonl").read_text().splitlines()]
     assert {(e["destination"], e["status"]) for e in ledger} == {
