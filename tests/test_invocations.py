@@ -16,6 +16,9 @@ from tests.conftest import USER_MODELS
 from tests.registry.conftest import fake_wandb, s3, s3_server, wandb_http  # noqa: F401  (fixtures)
 from tests.registry.test_resolver import _register_shipped
 
+#: HashLLM on a multiple-choice task and a generation task
+TWO_TASKS = ("--models", USER_MODELS, "--llm-name", "HashLLM", "--task-name", "tiny-letters,tiny-letters-gen")
+
 COUNTED_MODEL = """
 import os
 from tests.fixtures.user_models import HashLLM
@@ -174,18 +177,7 @@ def test_a_failed_task_stops_the_invocation_keeping_what_finished(cli, tmp_path,
     out = tmp_path / "out"
     # the first task's 5 samples x 4 choices pass; the second task's 5 generations do not
     monkeypatch.setenv("EF_TEST_CRASH_AFTER", "22")
-    result = cli(
-        "--models",
-        USER_MODELS,
-        "--llm-name",
-        "HashLLM",
-        "--task-name",
-        "tiny-letters,tiny-letters-gen",
-        "--num-samples",
-        "5",
-        "--output-dir",
-        out,
-    )
+    result = cli(*TWO_TASKS, "--num-samples", "5", "--output-dir", out)
     assert result.code != 0
     record = _record(out)
     assert [e["status"] for e in record["bundles"]] == ["complete", "failed"]
@@ -196,18 +188,7 @@ def test_a_failed_task_stops_the_invocation_keeping_what_finished(cli, tmp_path,
         == "complete"
     )
     monkeypatch.delenv("EF_TEST_CRASH_AFTER")
-    resumed = cli(
-        "--models",
-        USER_MODELS,
-        "--llm-name",
-        "HashLLM",
-        "--task-name",
-        "tiny-letters,tiny-letters-gen",
-        "--num-samples",
-        "5",
-        "--output-dir",
-        out,
-    )
+    resumed = cli(*TWO_TASKS, "--num-samples", "5", "--output-dir", out)
     assert resumed.code == 0, resumed.err
     assert [e["status"] for e in _record(out)["bundles"]] == ["reused", "complete"]
 
@@ -283,20 +264,7 @@ def test_model_arguments_merge_key_by_key_across_file_and_flags(cli, tmp_path):
 
 
 def test_one_wandb_run_id_for_several_tasks_is_refused(cli, tmp_path):
-    result = cli(
-        "--models",
-        USER_MODELS,
-        "--llm-name",
-        "HashLLM",
-        "--task-name",
-        "tiny-letters,tiny-letters-gen",
-        "--wandb-project",
-        "p",
-        "--wandb-run-id",
-        "r1",
-        "--output-dir",
-        tmp_path / "out",
-    )
+    result = cli(*TWO_TASKS, "--wandb-project", "p", "--wandb-run-id", "r1", "--output-dir", tmp_path / "out")
     assert result.code == 2
     assert "--wandb-run-id names one W&B run" in result.err
     assert not (tmp_path / "out").exists()

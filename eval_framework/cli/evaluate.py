@@ -170,9 +170,11 @@ def evaluate_command(
             "(each run's id is derived from its evaluation) or evaluate one task"
         )
     if show_config:
-        from eval_framework.cli.show_config import print_settings
+        import sys
 
-        print_settings(configs, settings, auto, file_values, flags, sink_flags)
+        from eval_framework.cli.show_config import settings_text
+
+        sys.stdout.write(settings_text(configs, settings, auto, file_values, flags, sink_flags))
         return
     sinks = settings.publish_options()
     preflight(sinks)  # a missing extra or token costs seconds, not an evaluation

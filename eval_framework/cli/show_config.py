@@ -77,16 +77,3 @@ def settings_text(
         for key, value in redact(auto.model_dump(mode="json")).items():
             lines.append(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
-
-
-def print_settings(
-    configs: list[EvalConfig],
-    sinks: SinkSettings,
-    auto: AutoExport | None,
-    file_values: dict[str, Any],
-    flags: dict[str, Any],
-    sink_flags: dict[str, Any],
-) -> None:
-    import sys
-
-    sys.stdout.write(settings_text(configs, sinks, auto, file_values, flags, sink_flags))
