@@ -76,8 +76,8 @@ def missing(run: Run, record: Record, force: bool) -> tuple[dict[str, str], dict
 
 
 def send(mlflow: MlflowClient, run: Run, record: Record, force: bool) -> None:
-    """What the run lacks; the artifacts first when they changed, and the tag saying which files
-    they are last, so an interrupted upload is redone by the next export."""
+    """What the run lacks: params, tags and metrics, then the files when they changed, and last
+    the tag naming the files, so that an interrupted upload is redone by the next export."""
     from mlflow.entities import Metric, Param, RunTag
 
     run_id = run.info.run_id

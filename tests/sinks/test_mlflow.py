@@ -270,6 +270,23 @@ def test_multi_task_appends_a_task_and_replaces_a_task_exported_again(bundles, c
     assert export_results([nine, gen], dest="mlflow", config=multi).count("mlflow", "unchanged") == 2
 
 
+def test_a_group_gets_a_run_of_its_own_and_tags_may_be_a_list_of_names(bundles, config, mlflow):
+    multi = {**config, "log_mode": "multi_task", "tags": ["flagged"]}
+    export_results(bundles[0], dest="mlflow", config=multi)
+    assert (
+        export_results(bundles[0], dest="mlflow", config={**multi, "group": "nightly"}).count(
+            "mlflow", "created"
+        )
+        == 1
+    )
+    runs = {run.data.tags.get("eval_framework.group"): run for run in _runs(mlflow, multi)}
+    assert sorted(runs, key=str) == [None, "nightly"]
+    assert runs["nightly"].data.tags["mlflow.runName"] == "HashLLM [nightly]"
+    assert runs[None].data.tags["flagged"] == ""
+    key = "eval_framework.checkpoint_version_hash"
+    assert runs[None].data.tags[key] != runs["nightly"].data.tags[key]
+
+
 CONCURRENT = textwrap.dedent(
     """
     import json, sys
