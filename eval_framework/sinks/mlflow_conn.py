@@ -109,9 +109,12 @@ def failure_of(exc: BaseException) -> Failure:
         current = current.__cause__ or current.__context__
     found = classify(exc)
     code = getattr(exc, "get_http_status_code", None)
-    if found.kind is Kind.OTHER and type(exc).__name__ == "RestException" and callable(code):
-        status = int(code())  # the server answered with an MLflow error (its JSON error_code)
-        return Failure(of_status(status), f"{getattr(exc, 'error_code', '')} (HTTP {status})", status)
+    said = getattr(exc, "json", None)
+    if found.kind is Kind.OTHER and isinstance(said, dict) and said.get("error_code") and callable(code):
+        # MLflow's own error (a JSON error_code), with the HTTP status it stands for; a JSON
+        # answer without one (a proxy's) loses its status in the client: said as it came
+        status = int(code())
+        return Failure(of_status(status), f"{said['error_code']}, HTTP {status}", status)
     return found
 
 

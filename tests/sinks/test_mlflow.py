@@ -400,8 +400,9 @@ def test_a_closed_port_is_refused_before_anything_is_sent(bundles, cli):
     assert _ledger(bundles[0]) == []
 
 
-def _failing(status: int | None, released: threading.Event | None = None):
-    """A server that answers every request with ``status`` (None: not before ``released``)."""
+def _failing(status: int | None, released: threading.Event | None = None, body: Any = None):
+    """A server that answers every request with ``status`` and ``body`` (JSON; text when a
+    string), or (``status`` None) not before ``released``."""
 
     def handler_for(url: str) -> type[BaseHTTPRequestHandler]:
         class Handler(BaseHTTPRequestHandler):
@@ -410,7 +411,13 @@ def _failing(status: int | None, released: threading.Event | None = None):
                     assert released is not None
                     released.wait(60)
                     return
-                answer_json(self, status, {"detail": "boom"})
+                if not isinstance(body, str):
+                    answer_json(self, status, body)
+                    return
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
 
             do_GET = do_POST = _answer
 
@@ -422,12 +429,35 @@ def _failing(status: int | None, released: threading.Event | None = None):
     return handler_for
 
 
-def test_a_server_answering_500_is_said_with_what_to_do(bundles, cli):
-    with loopback_server(_failing(500)) as httpd:
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (500, {"detail": "boom"}, "the MLflow tracking server at {uri} is failing (HTTP 500): retry later"),
+        (
+            403,
+            {"error_code": "PERMISSION_DENIED", "message": "Permission denied"},
+            "at {uri} refused the credentials (PERMISSION_DENIED, HTTP 403): check MLFLOW_TRACKING_USERNAME",
+        ),
+        (
+            401,
+            "You are not authenticated.",
+            "refused the credentials (HTTP 401): check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
+        ),
+        (
+            404,
+            "Not Found",
+            "{uri} does not answer as an MLflow tracking server (HTTP 404); check tracking_uri",
+        ),
+        (403, {"detail": "no"}, "the MLflow tracking server at {uri} refused it (INTERNAL_ERROR: Response:"),
+    ],
+)
+def test_a_server_answering_an_error_is_said_with_what_to_do(bundles, cli, status, body, says):
+    with loopback_server(_failing(status, body=body)) as httpd:
         uri = f"http://127.0.0.1:{httpd.server_address[1]}"
         result = cli("export", *bundles, "--dest", "mlflow", "--config", json.dumps({"tracking_uri": uri}))
     assert result.code == 2
-    assert f"the MLflow tracking server at {uri} is failing (HTTP 500): retry later" in result.err
+    assert says.format(uri=uri) in result.err
+    assert _ledger(bundles[0]) == []
 
 
 def test_a_server_that_never_answers_is_said_within_the_bound(bundles, cli, monkeypatch):
