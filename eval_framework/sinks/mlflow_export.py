@@ -110,7 +110,7 @@ class MlflowSink:
             raise ConfigError(
                 "mlflow export: no tracking server given; set tracking_uri in --config (e.g. "
                 """'{"tracking_uri": "http://mlflow.example:5000"}') or MLFLOW_TRACKING_URI in the """
-                "environment or .env"
+                "environment"
             )
         return uri
 
