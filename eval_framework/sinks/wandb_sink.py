@@ -188,25 +188,26 @@ def _start(wandb: Any, spec: RunSpec, run_dir: Path, mode: Mode, settings: Any) 
 
 
 def open_run_or_offline(
-    bundle: Bundle, options: WandbOptions, mode: Mode, attempts: int = ATTEMPTS
+    bundle: Bundle, options: WandbOptions, mode: Mode, attempts: int = ATTEMPTS, spec: RunSpec | None = None
 ) -> tuple[Any, Mode]:
-    """Open the run. Online, the server is probed first (``check_server``, ``attempts`` probes): a
-    server that cannot be reached fails in seconds instead of the SDK's init timeout; a key the
-    server rejects means logging offline (said once), not losing the run."""
+    """Open the run (``spec``'s, else the bundle's own). Online, the server is probed first
+    (``check_server``, ``attempts`` probes): a server that cannot be reached fails in seconds
+    instead of the SDK's init timeout; a key the server rejects means logging offline (said once),
+    not losing the run."""
     if mode == "online":
         failure = check_server(attempts)
         if failure is not None and failure.kind is not Kind.AUTH:
             raise WandbLogError(_describe(failure), sink="W&B", what="W&B run start")
         if failure is None:
             try:
-                return open_run(bundle, options, mode), mode
+                return open_run(bundle, options, mode, spec), mode
             except WandbLogError as exc:
                 if classify(exc.__cause__ or exc).kind is not Kind.AUTH:
                     raise
         wandb_mode.rejected_keys.add(wandb_mode.key_hash())
         say_once(KEY_REJECTED)
         mode = "offline"
-    return open_run(bundle, options, mode), mode
+    return open_run(bundle, options, mode, spec), mode
 
 
 def offline_dir(run: Any) -> Path | None:
@@ -229,12 +230,21 @@ def _sdk_staging_in(bundle: Bundle) -> contextlib.AbstractContextManager[bool]:
 def apply(run: Any, bundle: Bundle, options: WandbOptions, mode: Mode, report: LogReport) -> RunSpec:
     """Write the bundle's records into an open run: config, summary, table, results artifact,
     lineage and registry link (the last two online only)."""
-    wandb = _wandb()
     spec = build_spec(bundle, options)
     _call("config update", lambda: run.config.update(spec.config, allow_val_change=True))
     run.notes = spec.notes
     _call("summary update", lambda: run.summary.update(spec.summary))
     report.logged += ["config", "summary"]
+    log_results(run, bundle, spec, options, mode, report)
+    return spec
+
+
+def log_results(run: Any, bundle: Bundle, spec: RunSpec, options: WandbOptions, mode: Mode,
+                report: LogReport) -> None:  # fmt: skip
+    """What one evaluation adds to a run besides config and summary (whether the run holds one
+    task, or every task of a checkpoint version): the samples table, the results artifact, lineage
+    and the registry link (the last two online only)."""
+    wandb = _wandb()
     columns, rows = table_rows(bundle, options.table_rows)
     table = wandb.Table(columns=columns, data=rows)
     with _sdk_staging_in(bundle):
@@ -276,7 +286,6 @@ def apply(run: Any, bundle: Bundle, options: WandbOptions, mode: Mode, report: L
             report.logged.append(f"link {target}")
         else:
             report.pending.append("registry link")
-    return spec
 
 
 def registry_target(registry: str) -> str:
