@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from tests.fakes.loopback import answer_json, loopback_server, read_body
 from tests.fakes.wandb_service import VALID_KEY, FakeWandb
@@ -93,9 +94,28 @@ def _handler(server: RegistryServer) -> type[BaseHTTPRequestHandler]:
         def _answer(self, status: int, body: dict[str, Any]) -> None:
             answer_json(self, status, body)
 
-        def do_GET(self) -> None:  # the plain reachability probe made before the SDK is asked
+        def do_GET(self) -> None:
             read_body(self)
+            path = self.path.split("?")[0]
+            if path.startswith("/files/"):  # a run file's bytes (the public API's download)
+                self._act(server.behaviour, lambda: self._run_file(path))
+                return
+            # the plain reachability probe made before the SDK is asked
             self._act(server.behaviour, lambda: self._answer(200, {}))
+
+        def _run_file(self, path: str) -> None:
+            if _api_key(self) != VALID_KEY:
+                self._answer(401, {"errors": [{"message": "user is not logged in"}]})
+                return
+            entity, project, run, name = (unquote(p) for p in path.removeprefix("/files/").split("/", 3))
+            data = fake.run_file(entity, project, run, name)
+            if data is None:
+                self._answer(404, {"error": "file not found"})
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def do_PUT(self) -> None:  # uploads to the URLs the run side hands out
             data = read_body(self, gunzip=False)

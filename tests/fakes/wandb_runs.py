@@ -5,17 +5,23 @@ through the file stream (``POST /files/<entity>/<project>/<run>/file_stream``), 
 logged artifacts are uploaded with ``PUT`` to URLs this server hands out, and an artifact becomes
 a committed version of its collection when ``CommitArtifact`` arrives, with the manifest the SDK
 uploaded. Those versions are then read back through the registry operations of ``FakeWandb``,
-exactly like the checkpoints a test registers. Answers follow the shapes of the SDK's own GraphQL
+exactly like the checkpoints a test registers. The public API reads a run back as the real server
+serves it (``Run``: config and summary; ``RunFiles``: its files, whose ``url`` is fetched with
+``GET /files/<entity>/<project>/<run>/<name>``). Answers follow the shapes of the SDK's own GraphQL
 documents (``wandb-core`` reads them into Go structs: a missing object is a crash, not an error).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import re
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from tests.fakes.wandb_service import FakeFile
@@ -37,6 +43,33 @@ class FakeRun:
     notes: str | None = None
     files: dict[str, bytes] = field(default_factory=dict)  #: uploaded run files by name
     exit_code: int | None = None  #: set when the stream says the run is complete
+    #: every whole summary the file stream sent, in order (the last one is ``summary``)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    resumes: int = 0  #: ``RunResumeStatus`` answers that found this run (a writer resuming it)
+
+    @property
+    def state(self) -> str:
+        if self.exit_code is None:
+            return "running"
+        return "finished" if self.exit_code == 0 else "failed"
+
+
+class Rendezvous:
+    """Holds the first ``parties`` callers until all have arrived (or ``timeout`` passed), then lets
+    everyone through: a server slow enough that concurrent writers all read the same state."""
+
+    def __init__(self, parties: int, timeout: float = 60.0) -> None:
+        self.barrier = threading.Barrier(parties, timeout=timeout)
+        self.arrived = 0
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self.lock:
+            self.arrived += 1
+            first = self.arrived <= self.barrier.parties
+        if first:
+            with contextlib.suppress(threading.BrokenBarrierError):  # the others never came: answer anyway
+                self.barrier.wait()
 
 
 @dataclass
@@ -63,9 +96,13 @@ class RunSide:
     uploads: dict[str, bytes]  #: upload key -> bytes PUT there
     pending: dict[str, PendingArtifact]
 
+    #: set by a test: ``RunResumeStatus`` answers wait here (see ``Rendezvous``)
+    resume_rendezvous: Rendezvous | None
+
     def _init_runs(self) -> None:
         self.url = ""
         self.runs, self.uploads, self.pending = {}, {}, {}
+        self.resume_rendezvous = None
 
     def run(self, project: str, name: str, entity: str | None = None) -> FakeRun:
         """A run the server holds (a test's read-back)."""
@@ -100,10 +137,13 @@ class RunSide:
         """What a resumed run continues from; ``bucket`` is null for a run the server never saw."""
         from tests.fakes.wandb_service import USER
 
+        if self.resume_rendezvous is not None:
+            self.resume_rendezvous.wait()
         entity, project = v.get("entity") or USER, v.get("project") or "uncategorized"
         run = self.runs.get((entity, project, v["name"]))
         bucket = None
         if run is not None:
+            run.resumes += 1
             bucket = {
                 "id": run.id, "name": run.name, "displayName": run.display_name or run.name,
                 "summaryMetrics": json.dumps(run.summary), "logLineCount": 0,
@@ -128,7 +168,8 @@ class RunSide:
             if file_name == "wandb-history.jsonl":
                 run.history.extend(lines)
             elif file_name == "wandb-summary.json" and lines:
-                run.summary = lines[-1]
+                run.summary = lines[-1]  # the stream sends the whole summary: the last one wins
+                run.summaries.append(lines[-1])
         if body.get("complete"):
             run.exit_code = int(body.get("exitcode") or 0)
         return {"exitcode": None, "limits": {}}
@@ -137,6 +178,60 @@ class RunSide:
         run = self.runs[(v["entity"], v["project"], v["run"])]
         files = [{"name": n, "uploadUrl": f"{self.url}/upload/run/{run.id}/{n}"} for n in v["files"]]
         return {"createRunFiles": {"runID": run.id, "uploadHeaders": [], "files": files}}
+
+    # ---- the public API reading a run back ------------------------------------------------
+    def _config_json(self, run: FakeRun) -> str:
+        return json.dumps({k: {"value": c} for k, c in run.config.items()})
+
+    def _op_Run(self, v: dict[str, Any]) -> dict[str, Any]:
+        """``Api().run(path)``: the run's ``RunFragment`` (config and summary as JSON strings)."""
+        run = self.runs.get((v["entity"], v["project"], v["name"]))
+        if run is None:
+            known = any(k[:2] == (v["entity"], v["project"]) for k in self.runs)
+            return {"project": {"run": None} if known else None}
+        return {"project": {"run": {
+            "projectId": "1", "id": run.id, "tags": run.tags, "name": run.name,
+            "displayName": run.display_name or run.name, "sweepName": None, "state": run.state,
+            "config": self._config_json(run), "group": run.group, "jobType": run.job_type, "commit": None,
+            "readOnly": False, "createdAt": "2026-11-01T00:00:00", "heartbeatAt": "2026-11-01T00:00:00",
+            "description": run.notes, "notes": run.notes, "systemMetrics": "{}",
+            "summaryMetrics": json.dumps(run.summary), "historyLineCount": len(run.history),
+            "user": {"name": "alice", "username": "alice"},
+            "historyKeys": {"lastStep": len(run.history) - 1, "keys": {}},
+        }}}  # fmt: skip
+
+    def _op_RunFiles(self, v: dict[str, Any]) -> dict[str, Any]:
+        """A page of the run's files: by ``fileNames``, or by ``pattern`` (MySQL LIKE: ``%`` any
+        run of characters, ``_`` one), after ``fileCursor``, at most ``fileLimit``."""
+        run = self.runs.get((v["entity"], v["project"], v["name"]))
+        if run is None:
+            return {"project": {"internalId": "1", "run": None}}
+        names = sorted(run.files)
+        if v.get("fileNames"):
+            names = [n for n in names if n in v["fileNames"]]
+        elif v.get("pattern"):
+            like = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in v["pattern"])
+            names = [n for n in names if re.fullmatch(like, n)]
+        start = names.index(v["fileCursor"]) + 1 if v.get("fileCursor") in names else 0
+        page = names[start : start + int(v.get("fileLimit") or 50)]
+        edges = [{"node": self._file_node(run, name), "cursor": name} for name in page]
+        info = {"endCursor": page[-1] if page else None, "hasNextPage": start + len(page) < len(names)}
+        files = {"edges": edges, "pageInfo": info}
+        return {"project": {"internalId": "1", "run": {"fileCount": len(run.files), "files": files}}}
+
+    def _file_node(self, run: FakeRun, name: str) -> dict[str, Any]:
+        data = run.files[name]
+        url = f"{self.url}/files/{quote(run.entity)}/{quote(run.project)}/{quote(run.name)}/{quote(name)}"
+        mimetype = "application/json" if name.endswith(".json") else "text/plain"
+        return {"id": f"F:{run.id}/{name}", "name": name, "url": url, "directUrl": url,
+                "sizeBytes": len(data), "mimetype": mimetype,
+                "updatedAt": "2026-11-01T00:00:00",
+                "md5": base64.b64encode(hashlib.md5(data).digest()).decode()}  # fmt: skip
+
+    def run_file(self, entity: str, project: str, name: str, path: str) -> bytes | None:
+        """``GET /files/<entity>/<project>/<run>/<path>``: a run file's bytes (None: no such file)."""
+        run = self.runs.get((entity, project, name))
+        return None if run is None else run.files.get(path)
 
     def uploaded(self, key: str, data: bytes) -> None:
         """``PUT /upload/<key>``: a run file or an artifact's file or manifest."""
