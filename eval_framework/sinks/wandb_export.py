@@ -1,16 +1,18 @@
 """The ``wandb`` export destination: each bundle logged as its own run (``log_mode: per_task``),
-exactly as live logging and ``upload`` log it, with the keys of an exporter config on top."""
+exactly as live logging and ``upload`` log it, with the keys of an exporter config on top; or
+every task of a checkpoint version in one run (``log_mode: multi_task``, ``wandb_multi_task``)."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from eval_framework.results import Bundle
 from eval_framework.sinks import ledger
 from eval_framework.sinks.base import Exported, Status
 from eval_framework.sinks.wandb_mode import choose_mode
+from eval_framework.sinks.wandb_multi_task import MultiTaskExport
 from eval_framework.sinks.wandb_sink import _wandb, log_bundle, records_digest, unsynced_offline_log
 from eval_framework.sinks.wandb_spec import Mode, WandbOptions, build_spec
 
@@ -31,22 +33,20 @@ class WandbConfig(BaseModel):
     extra_metadata: dict[str, Any] = Field(default_factory=dict)
     mode: Mode | None = None  #: online when WANDB_API_KEY is set, else offline
     registry: str | None = None
-
-    @field_validator("log_mode")
-    @classmethod
-    def _built(cls, value: str) -> str:
-        if value == "multi_task":
-            raise ValueError("multi_task (one run for several tasks) is not built yet; use per_task")
-        return value
+    #: multi_task: where this machine keeps a lock per run and the tasks it exported to each run
+    state_dir: str | None = None
 
 
 class WandbSink:
-    """``--dest wandb``: one run per evaluation, grouped by checkpoint version (see docs/logging.md)."""
+    """``--dest wandb``: one run per evaluation, grouped by checkpoint version (see docs/logging.md),
+    or one run per checkpoint version holding all its tasks (``log_mode: multi_task``)."""
 
     name: ClassVar[str] = "wandb"
     Config: ClassVar[type[BaseModel]] = WandbConfig
 
     def __init__(self, config: WandbConfig) -> None:
+        self.multi_task = config.log_mode == "multi_task"
+        self.state_dir = config.state_dir
         self.options = WandbOptions(
             project=config.project,
             entity=config.entity,
@@ -87,9 +87,14 @@ class WandbSink:
         return "updated" if any(before) else "created"
 
     def preview(self, bundle: Bundle) -> Status:
+        if self.multi_task:
+            return MultiTaskExport(bundle, self.options, self.state_dir).preview()
         return self._status(bundle, force=False)
 
     def publish(self, bundle: Bundle, force: bool = False) -> Exported:
+        if self.multi_task:
+            status, where = MultiTaskExport(bundle, self.options, self.state_dir).publish(force)
+            return Exported(self.name, bundle.dir, status, where)
         status = self._status(bundle, force)
         if status == "unchanged":
             spec = build_spec(bundle, self.options)

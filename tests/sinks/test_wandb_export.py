@@ -46,10 +46,7 @@ def test_exporting_the_same_log_again_adds_no_second_run(bundle):
 @pytest.mark.parametrize(
     ("config", "says"),
     [
-        (
-            {"project": "evals", "log_mode": "multi_task"},
-            "multi_task (one run for several tasks) is not built yet",
-        ),
+        ({"project": "evals", "log_mode": "all_tasks"}, "wandb export: invalid config"),
         ({"projekt": "evals"}, "unknown config key 'projekt' (did you mean project?)"),
         ({"project": "a/b"}, "wandb export: invalid config"),
     ],
