@@ -47,6 +47,9 @@ def setup_logging(verbose: bool) -> None:
         handler.addFilter(ScrubFilter())
         root.addHandler(handler)
     handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # urllib3 warns of each retry it makes ("Retrying ... after connection broken"); the
+    # failure, if it stays, is said once by the code that called, in its own words.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
 #: What a user is told when a command is interrupted; each command says what it keeps.
