@@ -228,3 +228,34 @@ def test_decimal_numbers_reach_prompts_and_answers_as_the_data_wrote_them(tmp_pa
     sample = get_task(str(path)).eval_samples()[0]
     assert sample.prompt == "Q: tea costs 1e3"
     assert sample.target == "7.50"
+
+
+def test_a_task_without_subjects_gives_a_finished_bundle_that_is_reused_and_exported(cli, tmp_path):
+    from tests.conftest import USER_MODELS
+
+    path = _task(
+        tmp_path,
+        "name: arith\nkind: multiple_choice\ndata: {eval: d.jsonl}\nprompt: 'Q: {q}\\nA:'\n"
+        "choices: choices\ntarget: label\nmetrics: [acc]\n",
+        {"d.jsonl": '{"q": "2+2?", "choices": ["3", "4"], "label": 1}\n'
+                    '{"q": "3+3?", "choices": ["6", "7"], "label": 0}\n'},
+    )  # fmt: skip
+    args = (
+        "--models",
+        USER_MODELS,
+        "--llm-name",
+        "HashLLM",
+        "--task-name",
+        path,
+        "--output-dir",
+        tmp_path / "out",
+    )
+    assert cli(*args).code == 0
+    again = cli(*args)
+    assert again.code == 0
+    assert "Already evaluated; reusing" in again.err  # not "completing" a bundle judged inconsistent
+    exported = cli(
+        "export", tmp_path / "out", "--dest", "local", "--config", f'{{"output_dir": "{tmp_path / "e"}"}}'
+    )
+    assert exported.code == 0, exported.err
+    assert "local: 1 created" in exported.out
