@@ -422,7 +422,8 @@ def test_the_experiment_files_are_there():
 
 
 @pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.name)
-def test_every_trial_an_experiment_file_gives_is_valid(path):
+def test_every_trial_an_experiment_file_gives_is_valid(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative export folder is checked (never made) here
     experiment = yaml.safe_load(path.read_text())
     assert experiment["entrypoint"] == "eval_framework --context determined"
     assert experiment["resources"]["slots_per_trial"] >= 1
@@ -440,7 +441,9 @@ def test_every_trial_an_experiment_file_gives_is_valid(path):
         configs = build_configs(files, flags, also_known=ALSO_KNOWN)
         assert configs, trial
         build_sink_settings({}, merged_over(sink_flags(), hp.sinks))
-        merged_auto_export(None, hp.auto_export)
+        auto = merged_auto_export(None, hp.auto_export)
+        if auto is not None:
+            auto.check()  # its destinations exist and take these keys
 
 
 def test_the_grid_file_gives_every_version_on_every_task():
