@@ -30,7 +30,7 @@ ID_PATTERN = re.compile(r"^inv-[0-9a-f]{12}$")
 #: Where a bare id is looked for (the evaluation's default --output-dir).
 DEFAULT_OUTPUT_DIR = Path("outputs")
 
-EntryStatus = Literal["planned", "complete", "reused", "failed"]
+EntryStatus = Literal["planned", "complete", "reused", "failed", "interrupted"]
 
 
 class InvocationEntry(BaseModel):
@@ -41,6 +41,8 @@ class InvocationEntry(BaseModel):
     natural_key: str
     status: EntryStatus = "planned"
     error: str | None = None
+    #: exports of this bundle that failed (the evaluation itself is complete)
+    export_errors: list[str] = Field(default_factory=list)
 
 
 class InvocationRecord(BaseModel):
@@ -51,7 +53,9 @@ class InvocationRecord(BaseModel):
     command: list[str]
     started_at: str
     updated_at: str
-    status: Literal["running", "complete", "failed"] = "running"
+    #: running, or how it ended: complete (every evaluation; exports may have failed, see each
+    #: entry's export_errors), failed (an evaluation failed) or interrupted (a stop, e.g. SIGTERM)
+    status: Literal["running", "complete", "failed", "interrupted"] = "running"
     bundles: list[InvocationEntry]
     #: the auto_export configs the command was given (secrets masked): ``export <id> --dest X``
     #: uses X's when no --config is given
@@ -119,10 +123,21 @@ class Invocation:
     def mark(self, index: int, status: EntryStatus, error: str | None = None) -> None:
         entry = self.record.bundles[index]
         entry.status, entry.error = status, error
-        if status == "failed":
-            self.record.status = "failed"
+        if status in ("failed", "interrupted"):
+            self.record.status = status
         elif all(e.status in ("complete", "reused") for e in self.record.bundles):
             self.record.status = "complete"
+        self.save()
+
+    def stopped(self, index: int, exc: BaseException) -> None:
+        """The evaluation of entry ``index`` ended with ``exc``: failed, or interrupted by a stop."""
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            self.mark(index, "interrupted", error=type(exc).__name__)
+        else:
+            self.mark(index, "failed", error=str(redact(str(exc))))
+
+    def export_failed(self, index: int, why: str) -> None:
+        self.record.bundles[index].export_errors.append(str(redact(why)))
         self.save()
 
 

@@ -333,3 +333,117 @@ def test_show_config_output_is_a_config_file_giving_the_same_settings(cli, tmp_p
 
     assert values(again) == values(shown)
     assert [t.get("seed") for t in values(shown)["tasks"]] == [1234, 7]
+
+
+FLAKY_PLUGIN = """
+from typing import ClassVar
+from pydantic import BaseModel, ConfigDict
+from eval_framework.sinks.base import Exported
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    down_after_checks: int = 0  # its check fails from the (n+1)th on: a server that went down
+    fail_publish: bool = False
+
+
+class Flaky:
+    name: ClassVar[str] = "flaky"
+    Config: ClassVar[type[BaseModel]] = Config
+    checks: ClassVar[list] = []
+
+    def __init__(self, config):
+        self.config = config
+
+    def preflight(self):
+        Flaky.checks.append(1)
+        if self.config.down_after_checks and len(Flaky.checks) > self.config.down_after_checks:
+            raise ConnectionRefusedError("flaky.example is down")
+
+    def publish(self, bundle, force=False):
+        if self.config.fail_publish:
+            raise RuntimeError("flaky refused " + bundle.metadata().task.name)
+        return Exported("flaky", bundle.dir, "created", "flaky://" + bundle.dir.name)
+"""
+
+
+@pytest.fixture
+def flaky(tmp_path, monkeypatch):
+    """An installed export destination whose server can go down mid-run."""
+    from eval_framework.sinks import registry
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "flaky_sink.py").write_text(FLAKY_PLUGIN)
+    info = site / "flaky_sink-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flaky-sink\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\nflaky = flaky_sink:Flaky\n")
+    monkeypatch.syspath_prepend(str(site))
+    yield
+    import sys
+
+    sys.modules.pop("flaky_sink", None)
+
+
+def _auto(tmp_path: Path, flaky_keys: str) -> Path:
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        models: {USER_MODELS}
+        llm_name: HashLLM
+        num_samples: 4
+        tasks: [tiny-letters, tiny-letters-gen, {{task_name: tiny-letters, num_fewshot: 1}}]
+        auto_export:
+          destinations: [flaky, local]
+          configs:
+            flaky: {flaky_keys}
+            local: {{output_dir: {tmp_path / "e"}}}
+    """)
+    )
+    return config
+
+
+def test_a_destination_going_down_mid_run_stops_no_task_and_no_other_destination(cli, flaky, tmp_path):
+    out = tmp_path / "out"
+    # checked once when the command starts and once per export: down from the second task's export
+    result = cli("--config", _auto(tmp_path, "{down_after_checks: 2}"), "--output-dir", out)
+    assert result.code == 7, result.err
+    record = _record(out)
+    assert [e["status"] for e in record["bundles"]] == ["complete", "complete", "complete"]
+    assert record["status"] == "complete"
+    assert [bool(e["export_errors"]) for e in record["bundles"]] == [False, True, True]
+    assert "flaky.example is down" in record["bundles"][1]["export_errors"][0]
+    rows = json.loads((tmp_path / "e" / "summary.json").read_text())["rows"]
+    assert len(rows) == 3  # local took every bundle
+    assert result.err.count("flaky.example is down") == 2  # each failure said once
+    assert "2 exports failed" in result.err
+    assert "finish the export with: eval_framework export" in result.err
+
+
+def test_the_last_tasks_failed_export_is_said_too(cli, flaky, tmp_path):
+    result = cli("--config", _auto(tmp_path, "{fail_publish: true}"), "--output-dir", tmp_path / "out")
+    assert result.code == 7, result.err
+    for task in ("tiny-letters", "tiny-letters-gen"):
+        assert f"flaky refused {task}" in result.err
+    assert result.err.count("error: ") == 4  # three failures, then the count
+    assert "3 exports failed" in result.err
+
+
+def test_a_stopped_invocation_says_so_in_its_record(cli, tmp_path):
+    models = tmp_path / "stopping.py"
+    models.write_text(
+        "from tests.fixtures.user_models import HashLLM\n\n\n"
+        "class StoppedLLM(HashLLM):\n"
+        "    def loglikelihood(self, requests):\n"
+        "        raise KeyboardInterrupt  # Ctrl-C in the first batch\n"
+    )
+    out = tmp_path / "out"
+    tasks = ("--task-name", "tiny-letters,tiny-letters-gen")
+    result = cli(
+        "--models", models, "--llm-name", "StoppedLLM", *tasks, "--num-samples", "4", "--output-dir", out
+    )
+    assert result.code == 130
+    record = _record(out)  # written before the model loaded
+    assert record["status"] == "interrupted"
+    assert [e["status"] for e in record["bundles"]] == ["interrupted", "planned"]

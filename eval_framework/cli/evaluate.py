@@ -208,17 +208,32 @@ def _registry_keys_as_args(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def auto_export_bundle(bundle_dir: Path, auto: AutoExport) -> None:
-    """The evaluation's auto_export: each destination told, its failure named with the command
-    that retries it (exit 7)."""
+    """The evaluation's auto_export: each destination on its own (one that fails, even its check,
+    never stops another), its failure named with the command that retries it (exit 7)."""
     from eval_framework.cli.export import print_summary
-    from eval_framework.exporting import run_export
+    from eval_framework.exporting import export_command, run_export
 
     say_on_interrupt(f"the evaluation is complete in {bundle_dir}; export it with 'eval_framework export'")
     destinations = list(dict.fromkeys(auto.destinations))
-    summary, error = run_export([bundle_dir], destinations, auto.configs)
-    print_summary(summary, destinations)
-    if error is not None:
-        raise error
+    failures: list[ExportError] = []
+    for name in destinations:
+        config = {name: auto.configs.get(name) or {}}
+        try:
+            summary, error = run_export([bundle_dir], [name], config)
+        except ConfigError as exc:  # it passed its check when the command started; it fails it now
+            command = export_command([bundle_dir], [name], config)
+            failures.append(ExportError(str(exc), sink=name, command=command, bundle=bundle_dir))
+            continue
+        print_summary(summary, [name])
+        if isinstance(error, ExportError):
+            failures.append(error)
+        elif error is not None:
+            raise error
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        commands = [f.command for f in failures if f.command]
+        raise ExportError.gathered(failures, " && ".join(commands), bundle=bundle_dir)
 
 
 def publish_and_report(bundles: list[Path], sinks: PublishOptions, live: Any = None) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval_framework.cli.common import command_line, say_on_interrupt
-from eval_framework.errors import EvalFrameworkError, ExportError
+from eval_framework.errors import ExportError
 
 if TYPE_CHECKING:
     from eval_framework.eval_plan import EvalPlan
@@ -22,37 +22,52 @@ if TYPE_CHECKING:
 
 
 def run_invocation(plans: list[EvalPlan], sinks: PublishOptions, auto: AutoExport | None) -> None:
-    from eval_framework.reporting import stderr
     from eval_framework.runner import SharedModel
 
     first = plans[0].config
     record = _record(plans, auto) if len(plans) > 1 else None
-    failures: list[ExportError] = []
+    failures: list[tuple[ExportError, bool]] = []  # each failed export, and whether it was said
     with SharedModel(plans[0].model, first.batch_size) as source:
         for index, plan in enumerate(plans):
             try:
                 outcome, live = _evaluate(plan, source, sinks)
             except BaseException as exc:
-                if record is not None and isinstance(exc, EvalFrameworkError):
-                    record.mark(index, "failed", error=str(exc))
+                if record is not None:
+                    record.stopped(index, exc)
                 raise
             if record is not None:
                 record.record.bundles[index].bundle = outcome.bundle_dir.name
                 record.mark(index, "reused" if outcome.reused else "complete")
             more_follows = index + 1 < len(plans)
             for failure in _exports(outcome.bundle_dir, sinks, live, auto, more_follows):
+                if record is not None:
+                    record.export_failed(index, failure.problem())
                 if more_follows:
-                    stderr.print(f"error: {failure}")  # said now: the next task goes on
-                failures.append(failure)
+                    _say(failure)  # said now: the next task goes on
+                failures.append((failure, more_follows))
     if record is not None:
         _say_invocation(record)
+    _raise_failures(failures)
+
+
+def _raise_failures(failures: list[tuple[ExportError, bool]]) -> None:
+    """One failed export is the command's error; several are each said, then counted."""
     if len(failures) == 1:
-        raise failures[0]
+        raise failures[0][0]
     if failures:
+        for failure, said in failures:
+            if not said:
+                _say(failure)
         raise ExportError(
             f"{len(failures)} exports failed (each is said above, with the command that finishes it); "
             "the evaluations themselves are complete"
         )
+
+
+def _say(failure: ExportError) -> None:
+    from eval_framework.reporting import stderr
+
+    stderr.print(f"error: {failure}", markup=False, highlight=False)
 
 
 def _record(plans: list[EvalPlan], auto: AutoExport | None) -> Invocation:
@@ -60,7 +75,12 @@ def _record(plans: list[EvalPlan], auto: AutoExport | None) -> Invocation:
 
     entries = [InvocationEntry(task=p.task.name, bundle=p.bundle_name, natural_key=p.key) for p in plans]
     configs = dict(auto.configs) if auto is not None else {}
-    return Invocation(plans[0].config.output_dir, entries, command_line(), configs)
+    from eval_framework.bundle_io import ensure_writable
+
+    ensure_writable(plans[0].config.output_dir)  # a file in its place is named as such, first
+    invocation = Invocation(plans[0].config.output_dir, entries, command_line(), configs)
+    invocation.save()  # written before the model loads: a stop at any point leaves it saying so
+    return invocation
 
 
 def _evaluate(plan: EvalPlan, source: SharedModel, sinks: PublishOptions) -> tuple[EvalOutcome, Any]:
@@ -94,7 +114,6 @@ def _exports(
 ) -> list[ExportError]:
     """Publish the bundle to the --wandb-*/--hf-* sinks, then auto-export it; what failed."""
     from eval_framework.cli.evaluate import auto_export_bundle, publish_and_report
-    from eval_framework.reporting import stderr
     from eval_framework.sinks.publish import upload_command
 
     failures: list[ExportError] = []
@@ -107,7 +126,7 @@ def _exports(
             publish_and_report([bundle_dir], sinks, live)
         except ExportError as exc:
             if auto is not None and not more_follows:
-                stderr.print(f"error: {exc}")  # said now: the automatic export goes on
+                _say(exc)  # said now: the automatic export goes on
             failures.append(exc)
     if auto is not None:
         try:
