@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from eval_framework import env
 from eval_framework.errors import ConfigError, EvalFrameworkError
-from eval_framework.redact import redact, register_secrets_in
+from eval_framework.redact import redact, refuse_masked, register_secrets_in
 from eval_framework.textfiles import load_yaml, read_text, yaml_error
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ def read_yaml_mapping(
 
 def read_config_file(path: Path) -> dict[str, Any]:
     data = read_yaml_mapping(path, f"--config {path}", ConfigError, "option names to values")
+    refuse_masked(data, f"--config {path}", ConfigError)  # e.g. --show-config's output, saved
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from eval_framework.bundle_io import write_json
 from eval_framework.bundle_schema import problem
 from eval_framework.errors import ConfigError, OutputError
-from eval_framework.redact import REDACTED, is_secret_key, redact
+from eval_framework.redact import REDACTED, is_secret_key, masked_keys, redact
+
+log = logging.getLogger(__name__)
 
 RECORDS = "invocations"
 RECORD_VERSION = 1
@@ -199,5 +202,12 @@ def stored_export_configs(args: Sequence[str | Path]) -> dict[str, dict[str, Any
         if path is None:
             continue
         for name, keys in read_record(path).export_configs.items():
-            found.setdefault(name, {k: v for k, v in keys.items() if v != REDACTED})
+            masked = {k for k in keys if masked_keys(keys[k])}
+            for key in sorted(masked):
+                log.warning(
+                    "%s: the %s export's %s was recorded with its secret masked; give it with --config "
+                    "(or its environment variable) to use it",
+                    path.stem, name, key,
+                )  # fmt: skip
+            found.setdefault(name, {k: v for k, v in keys.items() if k not in masked})
     return found

@@ -187,3 +187,29 @@ class ScrubFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+def is_masked(text: str) -> bool:
+    """Whether ``text`` is, or holds, a value this module masked: ``***`` itself, or a URL whose
+    password or token was replaced by it. Such a value was copied from our output (``--show-config``,
+    an invocation record); sent on, it would be a wrong password, not the secret."""
+    return text == REDACTED or f":{REDACTED}@" in text or f"//{REDACTED}@" in text
+
+
+def masked_keys(value: Any, path: str = "") -> list[str]:
+    """The dotted paths of the masked values in a JSON-like value."""
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in masked_keys(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in masked_keys(v, f"{path}[{i}]")]
+    return [path] if isinstance(value, str) and is_masked(value) else []
+
+
+def refuse_masked(values: Mapping[str, Any], where: str, error: type[Exception]) -> None:
+    """``error`` naming the first masked value in ``values`` (read from ``where``)."""
+    found = masked_keys(values)
+    if found:
+        raise error(
+            f"{found[0]} in {where} is {REDACTED}, a secret masked in eval_framework's output; give "
+            "the real value (better: in the environment or .env, which every command reads) or drop it"
+        )

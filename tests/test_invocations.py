@@ -345,6 +345,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     down_after_checks: int = 0  # its check fails from the (n+1)th on: a server that went down
     fail_publish: bool = False
+    url: str = "flaky://default"
 
 
 class Flaky:
@@ -363,7 +364,7 @@ class Flaky:
     def publish(self, bundle, force=False):
         if self.config.fail_publish:
             raise RuntimeError("flaky refused " + bundle.metadata().task.name)
-        return Exported("flaky", bundle.dir, "created", "flaky://" + bundle.dir.name)
+        return Exported("flaky", bundle.dir, "created", self.config.url)
 """
 
 
@@ -447,3 +448,26 @@ def test_a_stopped_invocation_says_so_in_its_record(cli, tmp_path):
     record = _record(out)  # written before the model loaded
     assert record["status"] == "interrupted"
     assert [e["status"] for e in record["bundles"]] == ["interrupted", "planned"]
+
+
+def test_a_masked_secret_is_never_sent_as_the_secret(cli, flaky, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    config = _auto(tmp_path, '{url: "https://bob:hunter2-secret@dash.example"}')
+    assert cli("--config", config).code == 0
+    record = _record(tmp_path / "outputs")
+    assert "hunter2-secret" not in json.dumps(record)
+    assert record["export_configs"]["flaky"]["url"] == "https://bob:***@dash.example"
+    again = export_results([record["invocation_id"]], dest="flaky")  # the record's config, less the url
+    assert {e.location for e in again.exported} == {"flaky://default"}
+    assert "flaky export's url was recorded with its secret masked" in caplog.text
+
+    shown = tmp_path / "shown.yaml"
+    shown.write_text(cli("--config", config, "--llm-args", "api_key=sk-live-123456789", "--show-config").out)
+    assert "a secret, masked" in shown.read_text()
+    refused = cli("--config", shown)
+    assert refused.code == 2
+    assert "llm_args.api_key in --config" in refused.err
+    assert "is ***, a secret masked in eval_framework's output" in refused.err
+    inline = cli("export", tmp_path / "outputs", "--dest", "flaky", "--config", '{"url": "https://u:***@h"}')
+    assert inline.code == 2
+    assert "url in --config is ***" in inline.err

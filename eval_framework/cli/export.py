@@ -11,6 +11,7 @@ import typer
 from eval_framework.cli.common import app, parse_path, say_on_interrupt
 from eval_framework.config import read_yaml_mapping
 from eval_framework.errors import ConfigError
+from eval_framework.redact import refuse_masked
 
 if TYPE_CHECKING:
     from eval_framework.exporting import ExportSummary
@@ -24,19 +25,21 @@ def _config_value(value: str | None) -> dict[str, Any]:
     if stripped.startswith("[") or (not stripped.startswith("{") and not Path(value).exists()):
         raise ConfigError(
             f"--config {value!r} is neither a JSON object of config keys nor an existing file; pass "
-            """'{"key": value, ...}' or the path of a YAML/JSON file"""
+            """'{"output_dir": "exports", ...}' or the path of a YAML/JSON file"""
         )
     if stripped.startswith("{"):
         try:
-            data = json.loads(value)
+            data: dict[str, Any] = json.loads(value)
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"--config is not valid JSON ({exc.msg} at column {exc.colno}); fix it"
             ) from exc
         if not isinstance(data, dict):
             raise ConfigError("--config must be a JSON object of config keys")
-        return data
-    return read_yaml_mapping(Path(value), f"--config {value}", ConfigError, "config keys to values")
+    else:
+        data = read_yaml_mapping(Path(value), f"--config {value}", ConfigError, "config keys to values")
+    refuse_masked(data, "--config", ConfigError)
+    return data
 
 
 @app.command("export")

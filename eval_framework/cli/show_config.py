@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from eval_framework.redact import redact
+from eval_framework.redact import masked_keys, redact
 
 if TYPE_CHECKING:
     from eval_framework.config import EvalConfig
@@ -44,6 +44,8 @@ def _entry_source(key: str, dump: dict[str, Any], entries: list[Any]) -> str | N
 
 
 def _line(indent: str, key: str, value: Any, source: str) -> str:
+    if masked_keys(value):
+        source += "; a secret, masked: give it in the environment or .env (read back as-is, refused)"
     return f"{indent}{key}: {json.dumps(value, ensure_ascii=False, default=str)}  # {source}"
 
 
