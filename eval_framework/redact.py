@@ -134,26 +134,38 @@ def _secret_values() -> list[str]:
     return sorted((v for v in values if len(v) >= MIN_SECRET_LEN), key=len, reverse=True)
 
 
-# ``api_key=abc``, ``api_key:abc``, ``"api_key": "abc"``, ``--hf-token abc`` is not matched (a flag
-# value is not known to be the secret's spelling); the name must be a whole identifier.
+# ``api_key=abc``, ``api_key:abc``, ``"api_key": "abc"``, ``api_key: abc`` (a flag's value,
+# ``--hf-token abc``, is not matched: it is not known to be the secret's spelling); the name must be
+# a whole identifier.
 # Every place where a name is followed by ``=`` or ``:`` and a value (a lookahead, so that the value
 # of one name, say a URL, does not hide a secret name inside it: ``http://h/v1?api_key=...``).
+# Prose is not an assignment: ``key: set service_account_file`` and ``api_key= or ...`` keep their
+# words. So ``=`` takes its value directly (``token=abc``), and ``: `` followed by a space takes one
+# only after a name that is quoted (``"token": "abc"``) or spelt as an identifier, not a plain word
+# (``api_key: abc``, ``HF_TOKEN: abc``; not ``key: set ...``).
 _ASSIGNMENT = re.compile(
-    r"""(?=(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)"""
-    r"""(?P<sep>["']?\s*[:=](?!//)\s*["']?)(?P<value>[^\s"',;&)}\]]+))"""
+    r"""(?=(?<![A-Za-z0-9_.\-])(?P<open>["']?)(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)"""
+    r"""(?P<sep>["']?(?:\s*=|\s*:(?!//)(?P<space>\s*)))(?P<quote>["']?)(?P<value>[^\s"',;&)}\]]+))"""
 )
+_PLAIN_WORD = re.compile(r"[a-z]+")
 # scheme://user:password@host (the password) and scheme://token@host (all of it: a lone user part
 # is where a token goes, as in https://TOKEN@github.com).
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@?#]+)(?=@)")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{6,}")
 
 
+def _is_assignment(match: re.Match[str]) -> bool:
+    """A secret name given a value, not prose that happens to follow such a word."""
+    name = match.group("name")
+    if not is_secret_key(name.rsplit(".", 1)[-1]) or match.group("value") == REDACTED:
+        return False
+    if match.group("space"):  # "name: value": a quoted name, or one spelt as an identifier
+        return bool(match.group("open")) or not _PLAIN_WORD.fullmatch(name)
+    return True
+
+
 def _mask_assignments(text: str) -> str:
-    spans = [
-        (m.start("value"), m.end("value"))
-        for m in _ASSIGNMENT.finditer(text)
-        if is_secret_key(m.group("name").rsplit(".", 1)[-1]) and m.group("value") != REDACTED
-    ]
+    spans = [(m.start("value"), m.end("value")) for m in _ASSIGNMENT.finditer(text) if _is_assignment(m)]
     boundary = len(text) + 1
     for start, end in sorted(spans, reverse=True):  # from the right, so earlier offsets stay valid
         if end > boundary:  # inside a value masked already

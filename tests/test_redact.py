@@ -91,3 +91,24 @@ def test_secrets_inside_urls_are_scrubbed():
     stored = redact({"base_url": "http://u:SEKRITPASS2@h/v1?token=abcdef99"})
     assert "SEKRIT" not in stored["base_url"]
     assert "abcdef99" not in stored["base_url"]
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "needs a Google service-account key: set service_account_file in its config",
+        "download a new key: create a JSON key for a service account",
+        "check the key (--llm-args api_key= or OPENAI_API_KEY)",
+        "tags key 'bad$key': MLflow takes letters, digits",
+        "the token: expired, sign in again",
+    ],
+)
+def test_prose_after_a_secret_word_is_not_taken_for_its_value(prose):
+    assert scrub(prose) == prose
+
+
+def test_assignments_spelt_as_configs_still_lose_their_values():
+    assert scrub("api_key: sk-live-99999") == "api_key: ***"
+    assert scrub("HF_TOKEN: hf_xxxxxxxx") == "HF_TOKEN: ***"
+    assert scrub("{'password': 'abc123456'}") == "{'password': '***'}"
+    assert scrub("token:abcdefgh") == "token:***"
