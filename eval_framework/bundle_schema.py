@@ -222,5 +222,8 @@ def stored(model: BaseModel) -> dict[str, Any]:
 def problem(exc: ValidationError) -> str:
     """The first validation error as 'message (field 'a.b')' (one line)."""
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    return f"{first['msg']} (field '{where}')"  # the field last: "'x_key': text" reads as a secret
+    message = str(first["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(p) for p in first["loc"])
+    if not where:
+        return message
+    return f"{message} (field '{where}')"  # the field last: "'x_key': text" reads as a secret

@@ -186,7 +186,8 @@ def validated(
     try:
         return model(**values)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        # an unknown key first: a misspelt option also makes the one meant "missing"
+        first = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         loc = [str(p) for p in first["loc"]]
         if first["type"] == "extra_forbidden" and len(loc) == 1:
             known = [*model.model_fields, *also_known]

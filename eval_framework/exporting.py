@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eval_framework.bundle_schema import problem
-from eval_framework.config import read_yaml_mapping
+from eval_framework.config import read_yaml_mapping, split_list
 from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError, OutputError, brief
 from eval_framework.invocations import stored_export_configs
 from eval_framework.redact import redact
@@ -257,6 +257,12 @@ class AutoExport(BaseModel):
 
     def check(self) -> None:
         """Build and check every destination now, before any model loads."""
+        for name in self.configs:
+            if name not in self.destinations:
+                raise ConfigError(
+                    f"auto_export: configs has {name!r}, which is not one of its destinations "
+                    f"({', '.join(self.destinations)}); add it to destinations or remove its configs"
+                )
         configs = configs_by_destination(self.destinations, self.configs)
         for name in dict.fromkeys(self.destinations):
             _built(name, configs[name])
@@ -265,19 +271,28 @@ class AutoExport(BaseModel):
 def auto_export_settings(block: Any, export_config: Path | None) -> AutoExport | None:
     """The evaluation's automatic export: the ``auto_export`` block of its --config file, with
     --export-config's (a file holding such a block, or its keys alone) winning: its destinations
-    replace the block's, its configs are merged over the block's per destination."""
+    replace the block's (and the configs of destinations it drops go with them), its configs are
+    merged over the block's per destination."""
     layers = [_auto_block(block, "the auto_export block of --config")] if block is not None else []
     if export_config is not None:
         data = read_yaml_mapping(
             export_config, f"--export-config {export_config}", ConfigError, "auto_export keys"
         )
+        if "auto_export" in data and len(data) > 1:
+            other = next(k for k in data if k != "auto_export")
+            raise ConfigError(
+                f"--export-config {export_config} has {other!r} beside its auto_export block; put "
+                "destinations and configs inside the block, or give them alone without it"
+            )
         layers.append(_auto_block(data.get("auto_export", data), f"--export-config {export_config}"))
     if not layers:
         return None
     destinations: list[str] = []
     configs: dict[str, dict[str, Any]] = {}
     for layer in layers:
-        destinations = list(layer.get("destinations") or destinations)
+        if layer.get("destinations"):
+            destinations = list(layer["destinations"])
+            configs = {name: keys for name, keys in configs.items() if name in destinations}
         for name, keys in (layer.get("configs") or {}).items():
             configs[name] = {**configs.get(name, {}), **(keys or {})}
     try:
@@ -289,9 +304,23 @@ def auto_export_settings(block: Any, export_config: Path | None) -> AutoExport |
 
 
 def _auto_block(block: Any, where: str) -> dict[str, Any]:
+    """One layer of auto_export, its shapes checked: destinations a list of names (or one name,
+    or names separated by commas), configs a mapping of destination names to mappings."""
     if not isinstance(block, dict):
         raise ConfigError(f"{where} must be a mapping (destinations: [...], configs: {{...}})")
     unknown = [k for k in block if k not in AutoExport.model_fields]
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; it takes destinations and configs")
-    return block
+    layer = dict(block)
+    if layer.get("destinations") is not None:
+        layer["destinations"] = list(split_list(layer["destinations"], "destinations") or ())
+        if not layer["destinations"]:
+            raise ConfigError(f"{where}: destinations is empty; name at least one, e.g. [local]")
+    configs = layer.get("configs")
+    if configs is not None and not isinstance(configs, dict):
+        raise ConfigError(f"{where}: configs must be a mapping of destination names to their keys")
+    for name, keys in (configs or {}).items():
+        if keys is not None and not isinstance(keys, dict):
+            kind = type(keys).__name__
+            raise ConfigError(f"{where}: configs.{name} must be a mapping of keys (key: value), not {kind}")
+    return layer

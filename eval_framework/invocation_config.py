@@ -73,8 +73,8 @@ def _entries(listed: Any) -> list[dict[str, Any]]:
         listed = list(split_list(listed, "tasks") or ())
     if not isinstance(listed, list) or not listed:
         raise ConfigError(
-            "'tasks' in the --config file must be a non-empty list: task names, or mappings such as "
-            "{task_name: ARC, num_fewshot: 25}"
+            "'tasks' in the --config file must be a non-empty list (or comma-separated names): task "
+            "names, or mappings such as {task_name: ARC, num_fewshot: 25}"
         )
     entries = []
     for index, item in enumerate(listed):
@@ -93,7 +93,13 @@ def _entries(listed: Any) -> list[dict[str, Any]]:
                 f"tasks[{index}] in the --config file: unknown key {unknown[0]!r}; a task entry takes "
                 f"{', '.join(PER_TASK)} (other options apply to every task: set them at the top level)"
             )
-        if not isinstance(entry.get("task_name"), str) or not entry["task_name"].strip():
+        name = entry.get("task_name")
+        if name is None:
             raise ConfigError(f"tasks[{index}] in the --config file has no task_name; add one")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(
+                f"tasks[{index}].task_name in the --config file is {name!r}; give one task name (text), "
+                "one entry per task"
+            )
         entries.append(entry)
     return entries
