@@ -10,6 +10,7 @@ users.
 
 from __future__ import annotations
 
+import importlib
 import os
 import posixpath
 import re
@@ -17,12 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eval_framework.errors import ConfigError
+from eval_framework.errors import ConfigError, missing_extra
 from eval_framework.results import Bundle
 from eval_framework.sinks import mlflow_runs
 from eval_framework.sinks.base import Exported, Status
 from eval_framework.sinks.mlflow_conn import calling, client, experiment_id, location, protect, shown
 from eval_framework.sinks.mlflow_records import RESERVED, Options, build
+from eval_framework.sinks.mlflow_uri import checked, local_store
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -105,14 +107,18 @@ class MlflowSink:
 
     @property
     def uri(self) -> str:
-        uri = self.config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+        """The tracking URI: the config's, else MLFLOW_TRACKING_URI; one MLflow would misread
+        (no scheme, say) is refused with what to write."""
+        if self.config.tracking_uri:
+            return checked(self.config.tracking_uri, "tracking_uri")
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
         if not uri:
             raise ConfigError(
                 "mlflow export: no tracking server given; set tracking_uri in --config (e.g. "
                 """'{"tracking_uri": "http://mlflow.example:5000"}') or MLFLOW_TRACKING_URI in the """
                 "environment"
             )
-        return uri
+        return checked(uri, "MLFLOW_TRACKING_URI")
 
     def _mlflow(self) -> MlflowClient:
         if self._client is None:
@@ -120,9 +126,29 @@ class MlflowSink:
             self._client = client(self.uri)
         return self._client
 
+    def _not_yet_made(self) -> bool:
+        """A local store (sqlite file, file-store folder) that does not exist yet: MLflow would
+        create it on opening, so it is left alone until something is sent."""
+        path = local_store(self.uri)
+        if path is None or path.exists():
+            return False
+        if not path.absolute().parent.is_dir():
+            raise ConfigError(
+                f"mlflow export: the folder of {shown(self.uri)} ({path.absolute().parent}) does not "
+                "exist; create it, or fix tracking_uri (or MLFLOW_TRACKING_URI)"
+            )
+        return True
+
     def preflight(self) -> None:
-        """The client is installed, the server answers, and the experiment is usable (a missing
-        one is created by the first export: nothing is created here)."""
+        """The URI is usable, the client installed, the server answers, and the experiment is
+        usable (a missing one is created by the first export: nothing is created here, not even
+        a local store)."""
+        if self._not_yet_made():
+            try:  # installed: the export will need it
+                importlib.import_module("mlflow.tracking")
+            except ImportError as exc:
+                raise missing_extra("mlflow", "mlflow", ConfigError) from exc
+            return
         mlflow = self._mlflow()
         doing = f"looking up the experiment {self.experiment_name!r}"
         with calling(self.uri, doing, preflight=True):
@@ -137,6 +163,8 @@ class MlflowSink:
     def preview(self, bundle: Bundle) -> Status:
         """What ``publish`` would do; looks the run up, sends nothing."""
         record = build(bundle, self.options)
+        if self._not_yet_made():  # nothing exists yet: every run would be created
+            return "created"
         mlflow = self._mlflow()
         with calling(self.uri, f"looking up the run of {bundle.dir.name}"):
             experiment = self._experiment or experiment_id(

@@ -391,6 +391,69 @@ def test_no_tracking_uri_is_refused_saying_what_to_set(bundles, cli):
     assert _ledger(bundles[0]) == []
 
 
+@pytest.mark.parametrize(
+    ("where", "value", "says"),
+    [
+        ("config", "127.0.0.1:5055", "tracking_uri '127.0.0.1:5055' has no scheme"),
+        ("config", "localhost:5000", "write http://localhost:5000 (https:// for TLS)"),
+        ("env", "mlflow.example:5000", "MLFLOW_TRACKING_URI 'mlflow.example:5000' has no scheme"),
+        ("env", "127.0.0.1:5055", "write http://127.0.0.1:5055"),
+        ("config", "mlruns", "for a local database write sqlite:///<path>.db"),
+        ("config", "ftp://h/x", "has a scheme MLflow does not serve (ftp:)"),
+        ("config", "http://", "is not a tracking server's address; write http://host:port"),
+        ("config", "file:///tmp/mlruns", "MLflow refuses unless MLFLOW_ALLOW_FILE_STORE=true"),
+    ],
+)
+def test_a_tracking_uri_mlflow_would_misread_is_refused_saying_what_to_write(
+    bundles, cli, monkeypatch, where, value, says
+):
+    tmp_path = bundles[0].parent.parent
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    keys = {"tracking_uri": value} if where == "config" else {}
+    if where == "env":
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", value)
+    result = cli("export", *bundles, "--dest", "mlflow", "--config", json.dumps(keys))
+    assert result.code == 2
+    assert says in result.err
+    assert "maintenance mode" not in result.err
+    assert _ledger(bundles[0]) == []
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # no store folder or file made
+
+
+def test_a_sqlite_store_is_not_created_by_a_dry_run_and_is_used_by_an_export(
+    bundles, cli, monkeypatch, tmp_path
+):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # MLflow puts a database store's artifacts under ./mlruns
+    db = tmp_path / "stores" / "x.db"
+    db.parent.mkdir()
+    keys = json.dumps({"tracking_uri": f"sqlite:///{db}", "experiment_name": "e"})
+    result = cli("export", *bundles, "--dest", "mlflow", "--config", keys, "--dry-run")
+    assert result.code == 0, result.err
+    assert result.out.count("created") == 2
+    assert not db.exists()
+    assert cli("export", *bundles, "--dest", "mlflow", "--config", keys).code == 0
+    store = MlflowClient(f"sqlite:///{db}")
+    (experiment,) = [e for e in store.search_experiments() if e.name == "e"]
+    runs = store.search_runs([experiment.experiment_id])
+    assert sorted(run.data.params["task"] for run in runs) == ["tiny-letters", "tiny-letters-gen"]
+    result = cli("export", *bundles, "--dest", "mlflow", "--config", keys, "--dry-run")
+    assert result.code == 0, result.err
+    assert result.out.count("unchanged") == 2
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_refused_before_anything_is_sent(bundles, cli, tmp_path):
+    db = tmp_path / "nowhere" / "x.db"
+    result = cli(
+        "export", *bundles, "--dest", "mlflow", "--config", json.dumps({"tracking_uri": f"sqlite:///{db}"})
+    )
+    assert result.code == 2
+    assert f"({db.parent}) does not exist; create it" in result.err
+    assert not db.parent.exists()
+
+
 def test_a_closed_port_is_refused_before_anything_is_sent(bundles, cli):
     uri = f"http://127.0.0.1:{free_port()}"
     result = cli("export", *bundles, "--dest", "mlflow", "--config", json.dumps({"tracking_uri": uri}))
