@@ -155,9 +155,12 @@ def _built(name: str, config: dict[str, Any]) -> Sink:
     except EvalFrameworkError:
         raise
     except Exception as exc:  # a plugin's bug or its service: named, not "a bug in eval_framework"
+        from eval_framework.sinks.registry import BUILTIN
+
+        whose = "" if name in BUILTIN else " (or ask its authors)"
         raise ConfigError(
             f"export destination {name!r} failed its check before exporting: {brief(exc, with_type=True)}; "
-            "fix its config or setup (or ask its authors)"
+            f"fix its config or setup{whose}"
         ) from exc
     return sink
 
