@@ -20,11 +20,54 @@ from eval_framework.redact import register_secrets_in
 PER_TASK = ("task_name", "num_fewshot", "num_samples", "subjects", "seed", "max_tokens")
 
 
+#: An entry of the task list and where it came from: its index in the file's ``tasks:`` list,
+#: or None (a --task-name flag, or the file's task_name).
+Entry = tuple[int | None, dict[str, Any]]
+
+
 def build_configs(
     file_values: dict[str, Any], flags: dict[str, Any], also_known: Iterable[str] = ()
 ) -> list[EvalConfig]:
     """One validated config per task, in the order given; identical ones once."""
+    return [config for config, _ in configs_with_sources(file_values, flags, also_known)]
+
+
+def configs_with_sources(
+    file_values: dict[str, Any], flags: dict[str, Any], also_known: Iterable[str] = ()
+) -> list[tuple[EvalConfig, dict[str, str]]]:
+    """``build_configs``, each config with where each of its values came from: ``flag``,
+    ``--config``, ``--config tasks[i]`` or ``default`` (for --show-config)."""
     shared = dict(file_values)
+    entries, task_source = _task_entries(shared, flags)
+    flag_layer = {k: v for k, v in flags.items() if k != "task_name"}
+    if isinstance(shared.get("llm_args"), dict) and isinstance(flag_layer.get("llm_args"), dict):
+        # model arguments merge key by key: --checkpoint keeps the file's device=...
+        flag_layer["llm_args"] = {**shared["llm_args"], **flag_layer["llm_args"]}
+    configs: dict[str, tuple[EvalConfig, dict[str, str]]] = {}
+    for at, entry in entries or [(None, {})]:
+        file_layer = {**shared, **entry}
+        merged = merge_layers(file_layer, flag_layer, lists=("subjects",))
+        if isinstance(merged.get("llm_args"), dict):
+            register_secrets_in(merged["llm_args"])
+        labels = tuple((k, f"tasks[{at}].{k}") for k in entry) if at is not None else ()
+        from_file = frozenset(k for k in file_layer if flag_layer.get(k) is None)
+        config = validated(EvalConfig, merged, also_known, Source("eval_framework", from_file, labels))
+        sources = {
+            key: "flag" if flag_layer.get(key) is not None
+            else f"--config tasks[{at}]" if at is not None and key in entry
+            else "--config" if key in shared
+            else "default"
+            for key in EvalConfig.model_fields
+        }  # fmt: skip
+        from_list = at is not None and task_source != "flag"
+        sources["task_name"] = f"--config tasks[{at}]" if from_list else task_source
+        configs.setdefault(config.model_dump_json(), (config, sources))
+    return list(configs.values())
+
+
+def _task_entries(shared: dict[str, Any], flags: dict[str, Any]) -> tuple[list[Entry], str]:
+    """The invocation's task entries (``shared`` loses its task keys), and where a task name that
+    is not from the ``tasks:`` list came from."""
     listed = shared.pop("tasks", None)
     file_task = shared.pop("task_name", None)
     if listed is not None and file_task is not None:
@@ -32,39 +75,20 @@ def build_configs(
             "the --config file sets both task_name and tasks; keep one (tasks: lists several tasks, "
             "each with its own settings)"
         )
-    entries = (
-        _entries(listed)
+    entries: list[Entry] = (
+        list(enumerate(_entries(listed)))
         if listed is not None
-        else [{"task_name": name} for name in split_list(file_task, "task_name") or ()]
+        else [(None, {"task_name": name}) for name in split_list(file_task, "task_name") or ()]
     )
-    from_list = listed is not None
     named = flags.get("task_name")
-    if named:
-        entries = _selected(entries, named)
-        from_list = from_list and any(len(e) > 1 for e in entries)
-    flag_layer = {k: v for k, v in flags.items() if k != "task_name"}
-    if isinstance(shared.get("llm_args"), dict) and isinstance(flag_layer.get("llm_args"), dict):
-        # model arguments merge key by key: --checkpoint keeps the file's device=...
-        flag_layer["llm_args"] = {**shared["llm_args"], **flag_layer["llm_args"]}
-    configs: dict[str, EvalConfig] = {}
-    for index, entry in enumerate(entries or [{}]):
-        file_layer = {**shared, **entry}
-        merged = merge_layers(file_layer, flag_layer, lists=("subjects",))
-        if isinstance(merged.get("llm_args"), dict):
-            register_secrets_in(merged["llm_args"])
-        labels = tuple((k, f"tasks[{index}].{k}") for k in entry) if from_list else ()
-        from_file = frozenset(k for k in file_layer if flag_layer.get(k) is None)
-        config = validated(EvalConfig, merged, also_known, Source("eval_framework", from_file, labels))
-        configs.setdefault(config.model_dump_json(), config)
-    return list(configs.values())
-
-
-def _selected(entries: list[dict[str, Any]], names: Iterable[str]) -> list[dict[str, Any]]:
-    """--task-name's tasks, each with the file's entries for it (their settings), or bare."""
-    chosen: list[dict[str, Any]] = []
-    for name in dict.fromkeys(names):
-        chosen += [e for e in entries if e.get("task_name") == name] or [{"task_name": name}]
-    return chosen
+    if not named:
+        return entries, "--config"
+    chosen: list[Entry] = []
+    for name in dict.fromkeys(named):  # --task-name's tasks, with the file's entries for them
+        chosen += [e for e in entries if e[1].get("task_name") == name and e[0] is not None] or [
+            (None, {"task_name": name})
+        ]
+    return chosen, "flag"
 
 
 def _entries(listed: Any) -> list[dict[str, Any]]:

@@ -471,3 +471,20 @@ def test_a_masked_secret_is_never_sent_as_the_secret(cli, flaky, tmp_path, monke
     inline = cli("export", tmp_path / "outputs", "--dest", "flaky", "--config", '{"url": "https://u:***@h"}')
     assert inline.code == 2
     assert "url in --config is ***" in inline.err
+
+
+def test_show_config_names_the_task_entry_a_value_came_from_whatever_the_flags(cli, tmp_path):
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        f"models: {USER_MODELS}\nllm_name: HashLLM\nnum_samples: 6\n"
+        "tasks: [tiny-letters, {task_name: tiny-letters-gen, num_fewshot: 2, max_tokens: 8, seed: 3}]\n"
+    )
+    picked = cli("--config", config, "--task-name", "tiny-letters-gen", "--seed", "9", "--show-config").out
+    assert "num_fewshot: 2  # --config tasks[1]" in picked
+    assert "max_tokens: 8  # --config tasks[1]" in picked
+    assert "seed: 9  # flag" in picked
+    assert 'task_name: "tiny-letters-gen"  # flag' in picked
+    assert "auto_export" not in picked
+    both = cli("--config", config, "--show-config").out
+    assert 'task_name: "tiny-letters"  # --config tasks[0]' in both
+    assert "num_samples: 6  # --config" in both

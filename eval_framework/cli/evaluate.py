@@ -12,7 +12,7 @@ from eval_framework.cli.common import app, parse_path, say_on_interrupt, setup_l
 from eval_framework.cli.options import sink_options
 from eval_framework.config import load_env, read_config_file, split_list
 from eval_framework.errors import ConfigError, ExportError
-from eval_framework.invocation_config import build_configs
+from eval_framework.invocation_config import configs_with_sources
 from eval_framework.llm_args import parse_llm_args
 from eval_framework.sinks.settings import SinkSettings, build_sink_settings, is_sink_key
 
@@ -160,9 +160,13 @@ def evaluate_command(
     from eval_framework.exporting import auto_export_settings
 
     file_values = _registry_keys_as_args(read_config_file(config) if config else {})
+    has_block = "auto_export" in file_values
     auto = auto_export_settings(file_values.pop("auto_export", None), export_config)
     evaluation_keys = {k: v for k, v in file_values.items() if not is_sink_key(k)}
-    configs = build_configs(evaluation_keys, flags, also_known=[*SinkSettings.model_fields, "auto_export"])
+    configured = configs_with_sources(
+        evaluation_keys, flags, also_known=[*SinkSettings.model_fields, "auto_export"]
+    )
+    configs = [config for config, _ in configured]
     settings = build_sink_settings(file_values, sink_flags)
     if len(configs) > 1 and settings.wandb_run_id:
         raise ConfigError(
@@ -174,7 +178,10 @@ def evaluate_command(
 
         from eval_framework.cli.show_config import settings_text
 
-        sys.stdout.write(settings_text(configs, settings, auto, file_values, flags, sink_flags))
+        auto_source = " over ".join(
+            where for where, given in (("--export-config", export_config), ("--config", has_block)) if given
+        )
+        sys.stdout.write(settings_text(configured, settings, auto, auto_source, file_values, sink_flags))
         return
     sinks = settings.publish_options()
     preflight(sinks)  # a missing extra or token costs seconds, not an evaluation

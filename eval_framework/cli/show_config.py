@@ -25,24 +25,6 @@ def _source(key: str, file_values: dict[str, Any], flags: dict[str, Any]) -> str
     return "default"
 
 
-def _entry_source(key: str, dump: dict[str, Any], entries: list[Any]) -> str | None:
-    """``--config tasks[i]`` when the file's entry for this task (the one whose values it holds)
-    set this key."""
-    matches = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            continue
-        given = {str(k).replace("-", "_"): v for k, v in entry.items()}
-        if "subjects" in given and isinstance(given["subjects"], str):
-            given["subjects"] = [s.strip() for s in given["subjects"].split(",") if s.strip()]
-        if all(dump.get(k) == v for k, v in given.items()):
-            matches.append((len(given), -index, key in given))
-    if not matches:
-        return None
-    _, index, has_key = max(matches)
-    return f"--config tasks[{-index}]" if has_key else None
-
-
 def _line(indent: str, key: str, value: Any, source: str) -> str:
     if masked_keys(value):
         source += "; a secret, masked: give it in the environment or .env (read back as-is, refused)"
@@ -50,32 +32,29 @@ def _line(indent: str, key: str, value: Any, source: str) -> str:
 
 
 def settings_text(
-    configs: list[EvalConfig],
+    configured: list[tuple[EvalConfig, dict[str, str]]],
     sinks: SinkSettings,
     auto: AutoExport | None,
+    auto_source: str,
     file_values: dict[str, Any],
-    flags: dict[str, Any],
     sink_flags: dict[str, Any],
 ) -> str:
-    dumps = [redact(c.model_dump(mode="json")) for c in configs]
-    per_task = {"task_name"} | {k for k in dumps[0] if any(d[k] != dumps[0][k] for d in dumps)}
-    listed = file_values.get("tasks")
-    entries = (
-        [{"task_name": e} if isinstance(e, str) else e for e in listed] if isinstance(listed, list) else []
-    )
+    """``configured``: each task's config with its values' sources (``configs_with_sources``)."""
+    dumps = [(redact(c.model_dump(mode="json")), sources) for c, sources in configured]
+    first, first_sources = dumps[0]
+    per_task = {"task_name"} | {k for k in first if any(d[k] != first[k] for d, _ in dumps)}
     lines = ["# defaults < --config file < flags (secrets masked); usable as a --config file"]
-    for key, value in dumps[0].items():
+    for key, value in first.items():
         if key not in per_task:
-            lines.append(_line("", key, value, _source(key, file_values, flags)))
+            lines.append(_line("", key, value, first_sources[key]))
     lines.append("tasks:")
-    for dump in dumps:
+    for dump, sources in dumps:
         for n, key in enumerate(sorted(per_task, key=lambda k: (k != "task_name", k))):
-            source = _entry_source(key, dump, entries) or _source(key, file_values, flags)
-            lines.append(_line("  - " if n == 0 else "    ", key, dump[key], source))
+            lines.append(_line("  - " if n == 0 else "    ", key, dump[key], sources[key]))
     for key, value in redact(sinks.model_dump(mode="json")).items():
         lines.append(_line("", key, value, _source(key, file_values, sink_flags)))
     if auto is not None:
-        lines.append("auto_export:  # --config auto_export, --export-config over it")
+        lines.append(f"auto_export:  # {auto_source}")
         for key, value in redact(auto.model_dump(mode="json")).items():
             lines.append(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
