@@ -99,6 +99,10 @@ class HuggingFaceLLM(BaseLLM):
             self.model.config, "n_positions", None
         )
         self.max_length = int(max_length or limit or 2048)
+        # Longer inputs are cut here, from the left, and said once (_say_truncated); the
+        # tokenizer's own warning about them would only repeat it in other words.
+        self.tokenizer.model_max_length = int(1e30)
+        self._truncated_said = False
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._prefix_id = self.tokenizer.bos_token_id
@@ -216,12 +220,26 @@ class HuggingFaceLLM(BaseLLM):
             )
         return ctx, cont
 
+    def _say_truncated(self) -> None:
+        """A prompt longer than the model's context loses its first tokens, as lm-eval's HF model
+        does: the scores are what this model can see, which is said once (not silently)."""
+        if not self._truncated_said:
+            self._truncated_said = True
+            log.warning(
+                "some prompts are longer than the model's context (%d tokens) and lose their first "
+                "tokens (left truncation, as lm-evaluation-harness does); scores may drop: use fewer "
+                "few-shot examples (--num-fewshot) or a model with a longer context",
+                self.max_length,
+            )
+
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         torch = self._torch
         encoded = []
         for i, req in enumerate(requests):
             ctx, cont = self._encode_pair(req.context, req.continuation)
             tokens = (ctx + cont)[-(self.max_length + 1) :]
+            if len(ctx) + len(cont) > self.max_length + 1:
+                self._say_truncated()
             encoded.append((i, tokens[:-1], tokens[-len(cont) :]))
         # Longest first: the first batch shows memory problems early and padding stays minimal.
         encoded.sort(key=lambda item: -len(item[1]))
@@ -261,6 +279,8 @@ class HuggingFaceLLM(BaseLLM):
                     ids = self._encode_context(requests[i].context)
                     if not ids and self._prefix_id is not None:
                         ids = [self._prefix_id]
+                    if len(ids) > self.max_length - max_new:
+                        self._say_truncated()
                     prompts.append(ids[-max(1, self.max_length - max_new) :])
                 width = max(len(p) for p in prompts)
                 ids_t = torch.full((len(prompts), width), pad, dtype=torch.long)

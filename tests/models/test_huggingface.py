@@ -159,3 +159,16 @@ def test_add_bos_token_is_part_of_the_identity(tiny_model_dir):
     }
     assert ident[None]["add_bos_token"] == "tokenizer default"
     assert len({json.dumps(i, sort_keys=True) for i in ident.values()}) == 3
+
+
+def test_a_prompt_longer_than_the_context_is_cut_from_the_left_and_said_once(tiny_model_dir, caplog, capsys):
+    llm = HuggingFaceLLM(str(tiny_model_dir), dtype="float32", device="cpu", batch_size=2, max_length=32)
+    long = "abcd " * 40  # about 200 characters: far over 32 tokens
+    cut = llm.loglikelihood([LoglikelihoodRequest(long, " ab"), LoglikelihoodRequest(long, " cd")])
+    # one token a character: the 33 tokens kept are the context's last 30 and the continuation
+    kept = llm.loglikelihood([LoglikelihoodRequest(long[-30:], " ab")])[0].logprob
+    assert caplog.text.count("longer than the model's context (32 tokens)") == 1
+    assert "Token indices sequence length" not in capsys.readouterr().err  # the tokenizer's own warning
+    assert cut[0].logprob == pytest.approx(kept, abs=1e-5)
+    llm.generate([GenerationRequest(long, max_tokens=4, stop=("\n",))])
+    assert caplog.text.count("longer than the model's context") == 1
