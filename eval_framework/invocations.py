@@ -182,6 +182,11 @@ def _record_path(arg: str) -> Path | None:
                 f"instead (<output-dir>/{RECORDS}/{arg}.json, printed when the evaluation ended)"
             )
         return path
+    if arg.startswith("inv-") and not path.exists():
+        raise ConfigError(
+            f"{arg} is neither an invocation id (inv- and 12 hex digits, as printed when an evaluation "
+            "of several tasks ends) nor an existing path"
+        )
     return path if path.is_file() and is_record_file(path) else None
 
 

@@ -210,7 +210,7 @@ class Bundle:
     def _content_problems(self, scan: SampleScan | None) -> str | None:
         metadata = self.stored_metadata()  # as written: its version says how rows were scored
         if metadata["status"] != "complete":
-            return "its evaluation has not finished (status running)"
+            return "its metadata.json says status running: the evaluation did not finish"
         if not self.results_path.is_file():
             return "results.json is missing"
         try:

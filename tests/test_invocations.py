@@ -227,6 +227,9 @@ def test_export_takes_an_invocation_by_id_or_record_with_its_stored_configs(cli,
     unknown = cli("export", "inv-0123456789ab", "--dest", "local")
     assert unknown.code == 2
     assert "no invocation inv-0123456789ab in outputs/invocations" in unknown.err
+    typo = cli("export", "inv-nope", "--dest", "local")
+    assert typo.code == 2
+    assert "inv-nope is neither an invocation id" in typo.err
 
 
 def test_a_registry_checkpoint_is_looked_up_once_for_every_task(cli, request, tmp_path):

@@ -107,6 +107,9 @@ def print_summary(summary: ExportSummary, destinations: list[str]) -> None:
     when any did), and where."""
     for name in destinations:
         where = {e.location for e in summary.exported if e.destination == name}
+        # one location holding another (a wandb sync command growing with each offline run): the
+        # longest says it all
+        where = {w for w in where if not any(o != w and o.startswith(w) for o in where)}
         counts = ", ".join(
             f"{summary.count(name, status)} {status}" for status in ("created", "updated", "unchanged")
         )
