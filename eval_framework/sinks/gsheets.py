@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from eval_framework.errors import ConfigError, EvalFrameworkError, ExportError
 from eval_framework.results import Bundle
 from eval_framework.sinks import gsheets_api as api
+from eval_framework.sinks import gsheets_signin
 from eval_framework.sinks.base import Exported, Status
 from eval_framework.sinks.gsheets_table import KEY, Sheet, Table, plan, quoted
 from eval_framework.sinks.local import summary_row
@@ -111,7 +112,7 @@ class SheetsSink:
         api.require_extra()
         account = api.load_service_account(self.config.service_account_file)
         client = api.connect(account)
-        self._checked(account, "signing in", lambda: api.fetch_token(client))
+        self._checked(account, "signing in", lambda: gsheets_signin.fetch_token(client))
         target = _Target(client, account, self._spreadsheet_id(client, account))
         metadata = self._checked(account, f"opening {self._what(target)}", lambda: self._metadata(target))
         self._check_can_edit(target)

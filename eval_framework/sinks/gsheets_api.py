@@ -172,7 +172,8 @@ def _http_client_class(base: str | None) -> type[HTTPClient]:
 def _timeout_class() -> type[BaseException]:
     from requests.exceptions import Timeout
 
-    return Timeout
+    found: type[BaseException] = Timeout
+    return found
 
 
 def require_extra() -> None:
@@ -205,38 +206,29 @@ def connect(account: ServiceAccount) -> Client:
     return client
 
 
-def fetch_token(client: Client) -> None:
-    """Sign in now (before anything is sent), within the request timeout."""
-    from google.auth.transport.requests import Request
-
-    request = functools.partial(Request(), timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
-    client.http_client.auth.refresh(request)  # type: ignore[no-untyped-call]
-
-
 def api_errors() -> tuple[type[BaseException], ...]:
     """What talking to Google can raise (what ``explain`` words)."""
     from google.auth.exceptions import GoogleAuthError
     from gspread.exceptions import APIError
     from requests.exceptions import RequestException
 
-    return (APIError, RequestException, GoogleAuthError)
+    from eval_framework.sinks.gsheets_signin import SignInServerFailed
+
+    return (APIError, RequestException, GoogleAuthError, SignInServerFailed)
 
 
 def explain(exc: BaseException, account: ServiceAccount) -> tuple[str, str]:
     """(why, what to do) for a failure of a request to Google."""
-    from google.auth.exceptions import RefreshError, TransportError
     from gspread.exceptions import APIError
+
+    from eval_framework.sinks import gsheets_signin
 
     if isinstance(exc, APIError):
         return _api_error(exc, account)
-    if isinstance(exc, RefreshError):
-        reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
-        return (
-            f"the token endpoint {account.token_uri} refused the service account {account.email}: "
-            f"{_said(reason)}",
-            f"the key in {account.path} may have been deleted or the account disabled; {KEY_HELP}",
-        )
-    endpoint = _endpoint(exc) or (account.token_uri if isinstance(exc, TransportError) else "Google")
+    signing_in = gsheets_signin.explain(exc, account)
+    if signing_in is not None:
+        return signing_in
+    endpoint = endpoint_of(exc) or "Google"
     failure = classify(exc)
     if failure.kind is Kind.TIMEOUT:
         return (
@@ -251,8 +243,8 @@ def explain(exc: BaseException, account: ServiceAccount) -> tuple[str, str]:
 
 def _api_error(exc: Any, account: ServiceAccount) -> tuple[str, str]:
     code, status = exc.code, str(exc.error.get("status") or "")
-    said = _said(str(exc.error.get("message") or ""))
-    why = f"{_endpoint(exc) or 'Google'} answered {code} {status}: {said}".rstrip(": ")
+    message = said(str(exc.error.get("message") or ""))
+    why = f"{endpoint_of(exc) or 'Google'} answered {code} {status}: {message}".rstrip(": ")
     if code == 429 or "rateLimitExceeded" in str(exc.error) or "RATE_LIMIT" in str(exc.error):
         return (
             f"{why} (Google's request quota, still after {ATTEMPTS} tries)",
@@ -260,7 +252,7 @@ def _api_error(exc: Any, account: ServiceAccount) -> tuple[str, str]:
             "export fewer bundles at once",
         )
     if code == 403 and (
-        "has not been used" in said or "is disabled" in said or "SERVICE_DISABLED" in str(exc.error)
+        "has not been used" in message or "is disabled" in message or "SERVICE_DISABLED" in str(exc.error)
     ):
         return (
             why,
@@ -289,7 +281,7 @@ def _api_error(exc: Any, account: ServiceAccount) -> tuple[str, str]:
     )
 
 
-def _said(text: str) -> str:
+def said(text: str) -> str:
     """A service's own words, one line, scrubbed and cut (its final full stop dropped: more follows)."""
     return brief(RuntimeError(text), limit=240).rstrip(".")
 
@@ -298,7 +290,7 @@ def _method(exc: Any) -> str:
     return str(getattr(getattr(getattr(exc, "response", None), "request", None), "method", "") or "").upper()
 
 
-def _endpoint(exc: BaseException) -> str | None:
+def endpoint_of(exc: BaseException) -> str | None:
     """'METHOD URL' (without its query) of the request that failed, if known."""
     current: BaseException | None = exc
     while current is not None:

@@ -8,7 +8,9 @@ import json
 import subprocess
 import sys
 import threading
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -21,6 +23,7 @@ from eval_framework.sinks import gsheets_api
 from eval_framework.sinks.gsheets import SheetsSink
 from eval_framework.sinks.gsheets_table import KEY
 from tests.conftest import USER_MODELS
+from tests.fakes.loopback import loopback_server
 from tests.fakes.sheets_http import FakeSheets, fake_sheets
 
 EVAL = ("--models", USER_MODELS, "--llm-name", "HashLLM", "--task-name", "tiny-letters")
@@ -378,6 +381,61 @@ def test_a_key_google_does_not_know_is_refused_at_sign_in(sheets, bundles, tmp_p
     assert "invalid_grant" in str(info.value)
     assert pem.splitlines()[3] not in str(info.value)
     assert sheets.writes() == []
+
+
+def _plain_web_server(url: str) -> type[SimpleHTTPRequestHandler]:
+    """Python's own file server (``python3 -m http.server``): a POST gets its 501 HTML page."""
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+def test_a_failing_sign_in_server_is_said_as_such_not_as_a_revoked_key(sheets, bundles, cli, keys, tmp_path):
+    with loopback_server(_plain_web_server) as httpd:
+        token_uri = f"http://127.0.0.1:{httpd.server_address[1]}/token"
+        key = sheets.key_file(tmp_path / "k.json", EMAIL, keys[0], token_uri=token_uri)
+        config = json.dumps(_config(sheets, service_account_file=str(key)))
+        result = cli("export", *bundles, "--dest", "gsheets", "--config", config)
+    assert result.code == 2
+    host = f"127.0.0.1:{httpd.server_address[1]}"
+    assert f"the sign-in server {host} ({token_uri}) is failing (HTTP 501)" in result.err
+    assert f"retry later; if it keeps failing, check token_uri in {key}" in result.err
+    for wrong in ("DOCTYPE", "<html", "refused the service account", "may have been deleted", "JSON key"):
+        assert wrong not in result.err
+    sheets.fail("token", 502)  # a JSON answer, but a server error all the same
+    result = cli("export", *bundles, "--dest", "gsheets", "--config", json.dumps(_config(sheets)))
+    assert result.code == 2
+    assert (
+        f"the sign-in server {urlsplit(sheets.url).netloc} ({sheets.url}/token) is failing (HTTP 502)"
+        in result.err
+    )
+    assert "may have been deleted" not in result.err
+    assert sheets.writes() == []
+
+
+def test_an_unreachable_token_uri_is_named_as_the_key_files_not_the_api_url(
+    sheets, bundles, cli, keys, tmp_path
+):
+    key = sheets.key_file(tmp_path / "k.json", EMAIL, keys[0], token_uri="http://127.0.0.1:9/token")
+    result = cli(
+        "export",
+        *bundles,
+        "--dest",
+        "gsheets",
+        "--config",
+        json.dumps(_config(sheets, service_account_file=str(key))),
+    )
+    assert result.code == 2
+    assert (
+        "cannot reach the sign-in server 127.0.0.1:9 (http://127.0.0.1:9/token; connection refused)"
+        in result.err
+    )
+    assert f"check network access, and check token_uri in {key}" in result.err
+    assert gsheets_api.API_URL_VAR not in result.err
+    assert sheets.requests == []
 
 
 def test_a_config_needs_exactly_one_spreadsheet(bundles):
