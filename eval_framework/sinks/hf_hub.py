@@ -36,6 +36,29 @@ class HfUploadOptions:
     directory: str = ""  #: folder inside the repo; the bundle's own folder goes below it
 
 
+@dataclass(frozen=True)
+class Asker:
+    """What needs the Hub, as messages name it: the evaluation's and ``upload``'s flag, or the
+    ``hf`` export destination (whose users never typed the flag)."""
+
+    needs: str  #: what needs a token
+    repo_setting: str  #: where the repo was given
+    offline: str  #: what to do instead while HF_HUB_OFFLINE is set
+
+
+FLAG = Asker(
+    "--hf-upload-repo",
+    "--hf-upload-repo",
+    "drop --hf-upload-repo and run 'eval_framework upload' later where the Hub can be reached",
+)
+DEST = Asker(
+    "the hf export destination (--dest hf)",
+    "repo in --config",
+    "leave out --dest hf now and run 'eval_framework export <bundles> --dest hf --config ...' later "
+    "where the Hub can be reached",
+)
+
+
 #: The Hub client sets no overall time limit on these calls (a server that accepts the connection
 #: and never answers would hold the command forever): seconds for the token check before an
 #: evaluation, and for one bundle's upload (a few small files).
@@ -65,7 +88,7 @@ def within(seconds: float, fn: Callable[[], T]) -> T:
     return cast(T, value)
 
 
-def hf_token() -> str:
+def hf_token(asker: Asker = FLAG) -> str:
     """HF_TOKEN (or the older HUGGING_FACE_HUB_TOKEN), else the token ``hf auth login`` saved."""
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     if not token:
@@ -77,7 +100,7 @@ def hf_token() -> str:
             token = None
     if not token:
         raise ConfigError(
-            "--hf-upload-repo needs a Hugging Face token with write access: set HF_TOKEN in the "
+            f"{asker.needs} needs a Hugging Face token with write access: set HF_TOKEN in the "
             "environment or .env"
         )
     return token
@@ -101,17 +124,17 @@ def describe_failure(exc: BaseException) -> str:
     )
 
 
-def preflight(options: HfUploadOptions) -> None:
-    """Before an evaluation: the extra is installed, a token is there and the Hub accepts it. A Hub
-    that cannot be reached now is not an error yet (the upload at the end retries and says so)."""
-    token = hf_token()
+def preflight(options: HfUploadOptions, asker: Asker = FLAG) -> None:
+    """Before an evaluation or export: the extra is installed, a token is there and the Hub accepts
+    it. A Hub that cannot be reached now is not an error yet (the upload retries and says so)."""
+    token = hf_token(asker)
     api = hf_api(token)
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         raise ConfigError(
-            "--hf-upload-repo needs the Hugging Face Hub but HF_HUB_OFFLINE is set: unset it, or drop "
-            "--hf-upload-repo and run 'eval_framework upload' later where the Hub can be reached"
+            f"{asker.needs} needs the Hugging Face Hub but HF_HUB_OFFLINE is set: unset it, or "
+            f"{asker.offline}"
         )
     try:
         within(PREFLIGHT_TIMEOUT_S, api.whoami)
@@ -151,7 +174,9 @@ def uploaded_before(bundle: Bundle, options: HfUploadOptions, same_content: bool
                        status="uploaded", **match)  # fmt: skip
 
 
-def upload_bundle(bundle_dir: Path, options: HfUploadOptions, force: bool = False) -> str:
+def upload_bundle(
+    bundle_dir: Path, options: HfUploadOptions, force: bool = False, asker: Asker = FLAG
+) -> str:
     """Commit the bundle's files under ``<directory>/<bundle name>/``; returns the folder URL. The
     same results uploaded before make no new commit, unless ``force``."""
     bundle = Bundle(bundle_dir)
@@ -163,7 +188,7 @@ def upload_bundle(bundle_dir: Path, options: HfUploadOptions, force: bool = Fals
     if done:
         bundle.record_link("hf_upload_url", str(done["url"]))
         return str(done["url"])
-    token = hf_token()
+    token = hf_token(asker)
     api = hf_api(token)
     from huggingface_hub import CommitOperationAdd, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
@@ -189,7 +214,7 @@ def upload_bundle(bundle_dir: Path, options: HfUploadOptions, force: bool = Fals
         raise HfUploadError(
             f"Hugging Face dataset repo {options.repo} not found or not writable with HF_TOKEN",
             sink=SINK,
-            hint="check the name (owner/name) and the token's write access",
+            hint=f"check {asker.repo_setting} (owner/name) and the token's write access",
         ) from exc
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", None)
@@ -230,7 +255,7 @@ class HfSink:
         self.options = HfUploadOptions(config.repo, config.directory)
 
     def preflight(self) -> None:
-        preflight(self.options)
+        preflight(self.options, DEST)
 
     def _status(self, bundle: Bundle, force: bool) -> Status:
         if uploaded_before(bundle, self.options, same_content=True) and not force:
@@ -242,5 +267,5 @@ class HfSink:
 
     def publish(self, bundle: Bundle, force: bool = False) -> Exported:
         status = self._status(bundle, force)
-        url = upload_bundle(bundle.dir, self.options, force=force)
+        url = upload_bundle(bundle.dir, self.options, force=force, asker=DEST)
         return Exported(self.name, bundle.dir, status, url)

@@ -95,3 +95,28 @@ def test_the_hf_destination_is_checked_before_anything_is_sent(hub, bundle, tmp_
         export_results(bundle, dest=["local", "hf"], config=both)
     assert not (tmp_path / "e").exists()
     assert not hub.repos.get("my-org/evals")
+
+
+def test_the_hf_destination_speaks_of_itself_not_of_the_upload_flag(hub, bundle, cli, monkeypatch):
+    from huggingface_hub import constants
+
+    config = ("--config", '{"repo": "my-org/evals"}')
+    monkeypatch.delenv("HF_TOKEN")
+    result = cli("export", bundle, "--dest", "hf", *config)
+    assert result.code == 2
+    assert "the hf export destination (--dest hf) needs a Hugging Face token" in result.err
+    assert "--hf-upload-repo" not in result.err
+    upload = cli("upload", bundle, "--hf-upload-repo", "my-org/evals")
+    assert "--hf-upload-repo needs a Hugging Face token" in upload.err  # the flag's own words stay
+    monkeypatch.setenv("HF_TOKEN", VALID_TOKEN)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 sets it at import
+    result = cli("export", bundle, "--dest", "hf", *config)
+    assert result.code == 2
+    assert (
+        "the hf export destination (--dest hf) needs the Hugging Face Hub but HF_HUB_OFFLINE is set"
+        in result.err
+    )
+    assert "run 'eval_framework export <bundles> --dest hf --config ...' later" in result.err
+    assert "--hf-upload-repo" not in result.err
+    assert "eval_framework upload" not in result.err
+    assert not hub.repos.get("my-org/evals")
