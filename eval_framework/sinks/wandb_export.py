@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from eval_framework.errors import ConfigError
 from eval_framework.results import Bundle
 from eval_framework.sinks import ledger
 from eval_framework.sinks.base import Exported, Status
@@ -64,8 +65,19 @@ class WandbSink:
 
     def preflight(self) -> None:
         mode, _ = choose_mode(self.options)  # a bad WANDB_MODE is refused here
-        if mode != "disabled":
-            _wandb()  # the extra is installed
+        if mode == "disabled":  # the SDK would accept every call and keep nothing
+            if self.options.mode:
+                source, fix = '"mode": "disabled" in --config', 'set "mode" to "online" or "offline"'
+            else:
+                source, fix = (
+                    "WANDB_MODE=disabled (environment or .env)",
+                    "unset WANDB_MODE (or set it to online or offline)",
+                )
+            raise ConfigError(
+                f"wandb export: W&B is disabled ({source}), so nothing would be exported; {fix}, "
+                "or leave out --dest wandb"
+            )
+        _wandb()  # the extra is installed
 
     def _status(self, bundle: Bundle, force: bool) -> Status:
         """unchanged: this very log is in W&B (online) or waits for ``wandb sync`` (offline)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from eval_framework import export_results
@@ -54,4 +56,25 @@ def test_exporting_the_same_log_again_adds_no_second_run(bundle):
 def test_a_config_the_destination_cannot_honour_is_refused_first(bundle, config, says):
     with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
         export_results(bundle, dest="wandb", config=config)
+    assert not run_files(bundle / "wandb")
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ({"project": "p", "mode": "disabled"}, 'disabled ("mode": "disabled" in --config)'),
+        ({"project": "p"}, "disabled (WANDB_MODE=disabled (environment or .env))"),
+    ],
+)
+def test_a_disabled_wandb_is_refused_before_anything_is_said_exported(bundle, cli, monkeypatch, config, says):
+    if "mode" not in config:
+        monkeypatch.setenv("WANDB_MODE", "disabled")
+    result = cli("export", bundle, "--dest", "wandb", "--config", json.dumps(config))
+    assert result.code == 2
+    assert f"wandb export: W&B is {says}, so nothing would be exported" in result.err
+    assert "online" in result.err.split("exported;")[1]
+    assert "offline" in result.err.split("exported;")[1]
+    assert "or leave out --dest wandb" in result.err
+    assert "created" not in result.out + result.err
+    assert not (bundle / "exports.jsonl").exists()  # the ledger records nothing
     assert not run_files(bundle / "wandb")
