@@ -188,12 +188,12 @@ class LocalSink:
             lock.release()
 
 
-def _either(*statuses: Status) -> Status:
-    """One status for several records: created if any was, else updated if any was."""
-    for status in ("created", "updated"):
-        if status in statuses:
-            return status
-    return "unchanged"
+def _either(own: Status, table: Status) -> Status:
+    """The export's status follows its table row: created only when the row is new; updated when
+    the row changed or anything else was written (the bundle's own file, new or changed)."""
+    if table != "unchanged":
+        return table
+    return "unchanged" if own == "unchanged" else "updated"
 
 
 def _same(before: dict[str, Any], row: dict[str, Any], fmt: str) -> bool:

@@ -70,6 +70,30 @@ def test_exporting_again_changes_nothing_and_force_rewrites(bundles, tmp_path):
     assert table.read_bytes() == first
 
 
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_the_status_follows_the_table_row_when_a_table_is_copied_to_a_new_folder(bundles, tmp_path, cli, fmt):
+    first, fresh = tmp_path / "exports", tmp_path / "fresh"
+    export_results(bundles, dest="local", config={"output_dir": str(first), "format": fmt})
+    fresh.mkdir()
+    table = fresh / f"summary.{fmt}"
+    table.write_bytes((first / f"summary.{fmt}").read_bytes())  # already holds exactly these rows
+    config = json.dumps({"output_dir": str(fresh), "format": fmt})
+    preview = cli("export", *bundles, "--dest", "local", "--config", config, "--dry-run")
+    assert preview.code == 0, preview.err
+    assert [p["would"] for p in json.loads(preview.out)] == ["updated", "updated"]
+    assert not (fresh / "bundles").exists()  # the dry run wrote nothing
+    done = export_results(bundles, dest="local", config={"output_dir": str(fresh), "format": fmt})
+    assert [e.status for e in done.exported] == ["updated", "updated"]  # only the bundle files were new
+    assert table.read_bytes() == (first / f"summary.{fmt}").read_bytes()
+    assert sorted(p.name for p in (fresh / "bundles").iterdir()) == sorted(f"{b.name}.{fmt}" for b in bundles)
+    (fresh / "bundles" / f"{bundles[0].name}.{fmt}").unlink()
+    redone = export_results(bundles, dest="local", config={"output_dir": str(fresh), "format": fmt})
+    assert [e.status for e in redone.exported] == ["updated", "unchanged"]  # a missing file rewritten
+    assert (fresh / "bundles" / f"{bundles[0].name}.{fmt}").is_file()
+    again = cli("export", *bundles, "--dest", "local", "--config", config, "--dry-run")
+    assert [p["would"] for p in json.loads(again.out)] == ["unchanged", "unchanged"]
+
+
 def test_a_filtered_export_then_a_full_one_appends_the_new_metric_columns(bundles, tmp_path):
     config = {"output_dir": str(tmp_path / "e"), "format": "csv", "log_metrics": ["acc_norm"]}
     export_results(bundles[:1], dest="local", config=config)

@@ -432,7 +432,7 @@ def test_a_sqlite_store_is_not_created_by_a_dry_run_and_is_used_by_an_export(
     keys = json.dumps({"tracking_uri": f"sqlite:///{db}", "experiment_name": "e"})
     result = cli("export", *bundles, "--dest", "mlflow", "--config", keys, "--dry-run")
     assert result.code == 0, result.err
-    assert result.out.count("created") == 2
+    assert [p["would"] for p in json.loads(result.out)] == ["created", "created"]
     assert not db.exists()
     assert cli("export", *bundles, "--dest", "mlflow", "--config", keys).code == 0
     store = MlflowClient(f"sqlite:///{db}")
@@ -441,7 +441,7 @@ def test_a_sqlite_store_is_not_created_by_a_dry_run_and_is_used_by_an_export(
     assert sorted(run.data.params["task"] for run in runs) == ["tiny-letters", "tiny-letters-gen"]
     result = cli("export", *bundles, "--dest", "mlflow", "--config", keys, "--dry-run")
     assert result.code == 0, result.err
-    assert result.out.count("unchanged") == 2
+    assert [p["would"] for p in json.loads(result.out)] == ["unchanged", "unchanged"]
 
 
 def test_a_sqlite_store_in_a_missing_folder_is_refused_before_anything_is_sent(bundles, cli, tmp_path):
