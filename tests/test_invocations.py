@@ -13,6 +13,7 @@ import yaml
 from eval_framework import export_results
 from eval_framework.invocations import masked_command
 from tests.conftest import USER_MODELS
+from tests.plugins import installed_plugin
 from tests.registry.conftest import fake_wandb, s3, s3_server, wandb_http  # noqa: F401  (fixtures)
 from tests.registry.test_resolver import _register_shipped
 
@@ -374,20 +375,8 @@ class Flaky:
 @pytest.fixture
 def flaky(tmp_path, monkeypatch):
     """An installed export destination whose server can go down mid-run."""
-    from eval_framework.sinks import registry
-
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "flaky_sink.py").write_text(FLAKY_PLUGIN)
-    info = site / "flaky_sink-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flaky-sink\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\nflaky = flaky_sink:Flaky\n")
-    monkeypatch.syspath_prepend(str(site))
-    yield
-    import sys
-
-    sys.modules.pop("flaky_sink", None)
+    with installed_plugin(tmp_path, monkeypatch, "flaky_sink", FLAKY_PLUGIN, "flaky = flaky_sink:Flaky"):
+        yield
 
 
 def _auto(tmp_path: Path, flaky_keys: str) -> Path:

@@ -16,6 +16,7 @@ from eval_framework import export_results
 from eval_framework.errors import ConfigError, OutputError
 from eval_framework.sinks import registry
 from tests.conftest import USER_MODELS
+from tests.plugins import installed_plugin
 
 EVAL = ("--models", USER_MODELS, "--llm-name", "HashLLM", "--task-name", "tiny-letters")
 
@@ -204,19 +205,9 @@ class Dashboard:
 
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
-    """A tiny installed plugin: a module and its distribution's entry point, on sys.path."""
-    site = tmp_path / "site"
-    (site / "dash_sink.py").parent.mkdir()
-    (site / "dash_sink.py").write_text(PLUGIN)
-    info = site / "dash_sink-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: dash-sink\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        f"[{registry.ENTRY_POINT_GROUP}]\ndashboard = dash_sink:Dashboard\n"
-    )
-    monkeypatch.syspath_prepend(str(site))
-    yield
-    sys.modules.pop("dash_sink", None)
+    """A tiny installed plugin."""
+    with installed_plugin(tmp_path, monkeypatch, "dash_sink", PLUGIN, "dashboard = dash_sink:Dashboard"):
+        yield
 
 
 def test_a_plugin_registered_by_entry_point_is_a_destination(plugin, bundles, tmp_path):
