@@ -39,7 +39,8 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    context: Literal["local"] = "local"
+    #: local, or determined: the process is a Determined trial (or runs one's --hparams locally)
+    context: Literal["local", "determined"] = "local"
     models: Path | None = Field(None, description="Python file defining model classes")
     llm_name: str
     llm_args: dict[str, Any] = Field(default_factory=dict)

@@ -98,7 +98,21 @@ def evaluate_command(
     overwrite: Annotated[bool, typer.Option(help="Recompute a finished evaluation.")] = False,
     *,
     sink_flags: dict[str, Any],  # the --wandb-* and --hf-* options (@sink_options)
-    context: Annotated[str | None, typer.Option(help="Execution context. [default: local]")] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            help="Execution context: local, or determined (a Determined trial: its hyperparameters say "
+            "what to evaluate; see docs/determined.md). [default: local]"
+        ),
+    ] = None,
+    hparams: Annotated[
+        Path | None,
+        typer.Option(
+            parser=parse_path,
+            help="With --context determined off a cluster: run this experiment file's (fixed) "
+            "hyperparameters, or a file of hyperparameters, as a trial on this machine.",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(parser=parse_path, help="YAML file with any of these options (flags win).")
     ] = None,
@@ -162,6 +176,15 @@ def evaluate_command(
     file_values = _registry_keys_as_args(read_config_file(config) if config else {})
     has_block = "auto_export" in file_values
     auto = auto_export_settings(file_values.pop("auto_export", None), export_config)
+    trial = None
+    if (context or file_values.get("context")) == "determined":
+        from eval_framework.cli.determined_run import apply_trial
+
+        trial, file_values, flags, sink_flags, auto = apply_trial(
+            hparams, file_values, flags, sink_flags, auto
+        )
+    elif hparams is not None:
+        raise ConfigError("--hparams runs a Determined trial's hyperparameters: add --context determined")
     evaluation_keys = {k: v for k, v in file_values.items() if not is_sink_key(k)}
     configured = configs_with_sources(
         evaluation_keys, flags, also_known=[*SinkSettings.model_fields, "auto_export"]
@@ -192,6 +215,11 @@ def evaluate_command(
     plans = plan_all(configs)  # every task checked before the model loads
     output_dir = configs[0].output_dir
     say_on_interrupt(f"whatever finished is saved under {output_dir}; rerun the same command to resume")
+    if trial is not None:
+        from eval_framework.cli.determined_run import run_trial
+
+        run_trial(trial, plans, sinks, auto)
+        return
     from eval_framework.cli.invocation_run import run_invocation
 
     run_invocation(plans, sinks, auto)

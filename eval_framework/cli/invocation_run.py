@@ -7,6 +7,7 @@ an export that fails does not: it is said, the other tasks go on, and the comman
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,14 @@ if TYPE_CHECKING:
     from eval_framework.sinks.publish import PublishOptions
 
 
-def run_invocation(plans: list[EvalPlan], sinks: PublishOptions, auto: AutoExport | None) -> None:
+def run_invocation(
+    plans: list[EvalPlan],
+    sinks: PublishOptions,
+    auto: AutoExport | None,
+    after_task: Callable[[int, EvalOutcome], None] | None = None,
+) -> None:
+    """``after_task(index, outcome)``: told of each evaluation once it is complete (e.g. to report
+    its metrics to Determined), before its exports."""
     from eval_framework.runner import SharedModel
 
     first = plans[0].config
@@ -38,6 +46,8 @@ def run_invocation(plans: list[EvalPlan], sinks: PublishOptions, auto: AutoExpor
             if record is not None:
                 record.record.bundles[index].bundle = outcome.bundle_dir.name
                 record.mark(index, "reused" if outcome.reused else "complete")
+            if after_task is not None:
+                after_task(index, outcome)
             more_follows = index + 1 < len(plans)
             for failure in _exports(outcome.bundle_dir, sinks, live, auto, more_follows):
                 if record is not None:

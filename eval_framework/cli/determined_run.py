@@ -1,0 +1,90 @@
+"""The root command as a Determined trial (``--context determined``): the trial's hyperparameters
+over the command line, then the invocation inside Determined's Core API context, its metrics
+reported per task, only the chief process evaluating and writing."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eval_framework.determined_trial import Trial
+    from eval_framework.eval_plan import EvalPlan
+    from eval_framework.exporting import AutoExport
+    from eval_framework.runner import EvalOutcome
+    from eval_framework.sinks.publish import PublishOptions
+
+log = logging.getLogger(__name__)
+
+#: Where a trial run off a cluster keeps Determined checkpoints, inside its --output-dir.
+LOCAL_CHECKPOINTS = ".determined-checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRun:
+    trial: Trial
+    description: str | None
+    experiment_name: str | None
+
+
+def apply_trial(
+    hparams_file: Path | None,
+    file_values: dict[str, Any],
+    flags: dict[str, Any],
+    sink_flags: dict[str, Any],
+    auto: AutoExport | None,
+) -> tuple[TrialRun, dict[str, Any], dict[str, Any], dict[str, Any], AutoExport | None]:
+    """The trial, and the command's layers with its hyperparameters over them (a hyperparameter
+    that is set wins, false and 0 included: see determined_hparams). Checked before anything runs."""
+    from eval_framework.determined_hparams import (
+        evaluation_inputs,
+        layers,
+        load_hparams,
+        merged_auto_export,
+        merged_over,
+    )
+    from eval_framework.determined_trial import current_trial
+
+    trial = current_trial(hparams_file)
+    given = layers(load_hparams(trial.hparams))
+    files, merged = evaluation_inputs(file_values, flags, given.evaluation)
+    merged["context"] = "determined"
+    run = TrialRun(trial, given.description, given.experiment_name)
+    return (
+        run,
+        files,
+        merged,
+        merged_over(sink_flags, given.sinks),
+        merged_auto_export(auto, given.auto_export),
+    )
+
+
+def run_trial(run: TrialRun, plans: list[EvalPlan], sinks: PublishOptions, auto: AutoExport | None) -> None:
+    """The invocation inside the trial's Core API context."""
+    from eval_framework.cli.invocation_run import run_invocation
+    from eval_framework.determined_trial import core_context, is_chief, metrics_of
+
+    storage = plans[0].config.output_dir / LOCAL_CHECKPOINTS
+    with core_context(run.trial, storage) as context:
+        if not is_chief(context):
+            log.info("worker %s of the trial: the chief evaluates and writes", context.distributed.rank)
+            return
+
+        def report(index: int, outcome: EvalOutcome) -> None:
+            metrics = metrics_of(outcome.metadata.task.name, outcome.results.metrics.overall)
+            context.train.report_validation_metrics(steps_completed=index + 1, metrics=metrics)
+
+        run_invocation(plans, _with_trial(sinks, run), auto, after_task=report)
+
+
+def _with_trial(sinks: PublishOptions, run: TrialRun) -> PublishOptions:
+    """Live W&B logging records the trial (its ids, the experiment's name and description)."""
+    if sinks.wandb is None:
+        return sinks
+    extra = {**sinks.wandb.extra_config, **run.trial.ids()}
+    if run.experiment_name:
+        extra["determined_experiment_name"] = run.experiment_name
+    wandb = dataclasses.replace(sinks.wandb, extra_config=extra, notes=sinks.wandb.notes or run.description)
+    return dataclasses.replace(sinks, wandb=wandb)

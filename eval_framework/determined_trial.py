@@ -1,0 +1,119 @@
+"""``--context determined``: the Determined trial this process runs, and what the trial is told.
+
+Inside a trial, the trial's hyperparameters (the cluster info Determined gives the process) say
+what to evaluate (``determined_hparams``). Off a cluster, ``--hparams FILE`` runs the same
+hyperparameters on this machine: FILE is an experiment file (its ``hyperparameters`` block, every
+value fixed) or a mapping of hyperparameters. Either way the Core API context is Determined's own
+(``core.init()``, which off-cluster is its local stand-in): finished tasks report their metrics
+as validation metrics (``<task>/<metric>``), and only the chief process evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval_framework.config import read_yaml_mapping
+from eval_framework.errors import ConfigError, missing_extra
+
+HOW_TO_RUN_LOCALLY = (
+    "to run a trial's hyperparameters on this machine: eval_framework --context determined --hparams "
+    "FILE (an experiment file whose hyperparameters are fixed values, or a mapping of them); to run "
+    "it on the cluster: det experiment create FILE . (see docs/determined.md)"
+)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """The trial this process runs: its hyperparameters and, on a cluster, its ids."""
+
+    hparams: dict[str, Any]
+    trial_id: int | None = None
+    experiment_id: int | None = None
+    local: bool = False  #: run from --hparams, off a cluster
+
+    def ids(self) -> dict[str, Any]:
+        """What identifies the trial in records (W&B config, the invocation record)."""
+        if self.local:
+            return {"determined": "local"}
+        return {"determined_trial_id": self.trial_id, "determined_experiment_id": self.experiment_id}
+
+
+def _determined() -> Any:
+    try:
+        import determined
+    except ImportError as exc:
+        raise missing_extra("determined", "determined", ConfigError) from exc
+    return determined
+
+
+def current_trial(hparams_file: Path | None) -> Trial:
+    """The trial: from ``--hparams`` when given, else from Determined's cluster info."""
+    if hparams_file is not None:
+        return Trial(read_hparams_file(hparams_file), local=True)
+    info = _determined().get_cluster_info()
+    if info is None or info.task_type != "TRIAL":
+        raise ConfigError(
+            f"--context determined: this process is not a Determined trial (no trial cluster info); "
+            f"{HOW_TO_RUN_LOCALLY}"
+        )
+    trial = info.trial
+    return Trial(dict(trial.hparams), trial.trial_id, trial.experiment_id)
+
+
+def read_hparams_file(path: Path) -> dict[str, Any]:
+    """The hyperparameters of an experiment file (or a file holding only them), every one a fixed
+    value: a ``const`` is its ``val``; a search (``categorical``, ``int``, ...) is refused, naming
+    it, since one local run is one trial."""
+    data = read_yaml_mapping(path, f"--hparams {path}", ConfigError, "hyperparameters")
+    block = data.get("hyperparameters", data)
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"--hparams {path}: hyperparameters must be a mapping of names to values")
+    return {str(k): _fixed(v, str(k), path) for k, v in block.items()}
+
+
+def _fixed(value: Any, name: str, path: Path) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    kind = value.get("type")
+    if kind is None:  # a nested hyperparameter: each key on its own
+        return {str(k): _fixed(v, f"{name}.{k}", path) for k, v in value.items()}
+    if kind == "const":
+        return value.get("val")
+    if kind == "categorical" and len(value.get("vals") or []) == 1:
+        return value["vals"][0]
+    choices = f" over {value.get('vals')}" if kind == "categorical" else ""
+    raise ConfigError(
+        f"--hparams {path}: hyperparameter {name} is a search ({kind}{choices}), and a local run is one "
+        f"trial; set it to one value (type: const, val: ...) in a copy of the file"
+    )
+
+
+@contextlib.contextmanager
+def core_context(trial: Trial, local_storage: Path) -> Iterator[Any]:
+    """Determined's Core API context: the cluster's inside a trial (its checkpoint storage is the
+    experiment's), its local stand-in off one (checkpoints go to ``local_storage``)."""
+    core = _determined().core
+    storage = str(local_storage) if trial.local else None
+    with core.init(checkpoint_storage=storage) as context:
+        yield context
+
+
+def is_chief(context: Any) -> bool:
+    return int(context.distributed.rank) == 0
+
+
+def metrics_of(task: str, overall: Mapping[str, Any]) -> dict[str, float]:
+    """A task's overall metrics as Determined validation metrics: ``<task>/<metric>`` (and its
+    stderr), numbers only (the web UI charts them)."""
+    out: dict[str, float] = {}
+    for name, stats in overall.items():
+        value, stderr = getattr(stats, "value", None), getattr(stats, "stderr", None)
+        if isinstance(value, int | float):
+            out[f"{task}/{name}"] = float(value)
+        if isinstance(stderr, int | float):
+            out[f"{task}/{name}_stderr"] = float(stderr)
+    return out
