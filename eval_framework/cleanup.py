@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -198,13 +198,42 @@ def install_signal_handlers() -> None:
         signal.signal(signal.SIGINT, _on_sigint)
 
 
+class Preempted(SystemExit):
+    """The scheduler running this process asked it to stop (a Determined preemption): work stops
+    at the next safe point, what finished is saved, and the process exits 0 to be resumed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(0)
+        self.reason = reason
+
+
+#: Other sources of a stop request, asked at each safe point (a scheduler's preemption signal).
+_stop_checks: list[Callable[[], str | None]] = []
+
+
+@contextlib.contextmanager
+def stop_checks(check: Callable[[], str | None]) -> Iterator[None]:
+    """While inside, ``raise_if_stopped`` also asks ``check``: a reason it returns is a stop
+    (``Preempted``)."""
+    _stop_checks.append(check)
+    try:
+        yield
+    finally:
+        _stop_checks.remove(check)
+
+
 def raise_if_stopped() -> None:
-    """At a safe point of long work: act on a stop that was received but not acted on."""
+    """At a safe point of long work (between batches, downloaded files, tasks and exports): act on
+    a stop that was received but not acted on, or that a stop check reports."""
     signum = stopped_by()
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     if signum is not None:
         raise SystemExit(128 + signum)
+    for check in list(_stop_checks):
+        reason = check()
+        if reason:
+            raise Preempted(reason)
 
 
 def install_sigterm_handler() -> None:

@@ -34,6 +34,8 @@ class Trial:
     trial_id: int | None = None
     experiment_id: int | None = None
     local: bool = False  #: run from --hparams, off a cluster
+    #: the checkpoint a resumed trial continues from (Determined's storage id)
+    latest_checkpoint: str | None = None
 
     def ids(self) -> dict[str, Any]:
         """What identifies the trial in records (W&B config, the invocation record)."""
@@ -61,7 +63,9 @@ def current_trial(hparams_file: Path | None) -> Trial:
             f"{HOW_TO_RUN_LOCALLY}"
         )
     trial = info.trial
-    return Trial(dict(trial.hparams), trial.trial_id, trial.experiment_id)
+    return Trial(
+        dict(trial.hparams), trial.trial_id, trial.experiment_id, latest_checkpoint=info.latest_checkpoint
+    )
 
 
 def read_hparams_file(path: Path) -> dict[str, Any]:
@@ -98,8 +102,64 @@ def core_context(trial: Trial, local_storage: Path) -> Iterator[Any]:
     experiment's), its local stand-in off one (checkpoints go to ``local_storage``)."""
     core = _determined().core
     storage = str(local_storage) if trial.local else None
-    with core.init(checkpoint_storage=storage) as context:
+    # Only the chief asks about preemption (the other workers of a trial return at once).
+    with core.init(checkpoint_storage=storage, preempt_mode=core.PreemptMode.ChiefOnly) as context:
         yield context
+
+
+def preemption_check(context: Any) -> Any:
+    """A stop check (``cleanup.stop_checks``) asking Determined whether to stop."""
+
+    def check() -> str | None:
+        if context.preempt.should_preempt():
+            return "Determined asked the trial to stop (preemption, a pause or a kill)"
+        return None
+
+    return check
+
+
+def save_partial(context: Any, output_dir: Path, names: list[str], steps_completed: int) -> str:
+    """Upload the invocation's bundles (finished and partial) and its record as a checkpoint, so
+    that the trial resumed on any node continues them; its storage id. They are uploaded from a
+    copy: Determined writes its own metadata.json into the folder it uploads."""
+    import shutil
+
+    staging = output_dir / ".determined-checkpoint-upload"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for name in names:
+            if (output_dir / name).is_dir():
+                shutil.copytree(output_dir / name, staging / name, symlinks=True)
+        metadata = {"steps_completed": steps_completed, "eval_framework": "partial invocation"}
+        return str(context.checkpoint.upload(staging, metadata=metadata))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def restore(context: Any, storage_id: str, output_dir: Path, staging: Path) -> list[str]:
+    """The bundles of checkpoint ``storage_id`` put in ``output_dir``: those this node does not
+    hold already (a node that kept its files has them as they were, or further on). Their names."""
+    import shutil
+
+    shutil.rmtree(staging, ignore_errors=True)
+    context.checkpoint.download(storage_id, staging)
+    restored = []
+    for entry in sorted(staging.iterdir()):
+        if entry.name == "metadata.json":  # Determined's own file for the checkpoint
+            continue
+        target = output_dir / entry.name
+        if target.exists():
+            if entry.name == "invocations":  # records of runs this node did not see
+                for record in entry.iterdir():
+                    if not (target / record.name).exists():
+                        shutil.move(str(record), str(target / record.name))
+            continue
+        output_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(entry), str(target))
+        restored.append(entry.name)
+    shutil.rmtree(staging, ignore_errors=True)
+    return restored
 
 
 def is_chief(context: Any) -> bool:

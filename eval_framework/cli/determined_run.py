@@ -61,22 +61,64 @@ def apply_trial(
     )
 
 
-def run_trial(run: TrialRun, plans: list[EvalPlan], sinks: PublishOptions, auto: AutoExport | None) -> None:
-    """The invocation inside the trial's Core API context."""
+def run_trial(
+    run: TrialRun, plans: list[EvalPlan], sinks: PublishOptions, auto: AutoExport | None, context: Any = None
+) -> None:
+    """The invocation inside the trial's Core API context (``context``: one already entered; by
+    default ``core.init()``'s): continued from the trial's latest checkpoint, stopped between
+    batches when Determined preempts it, its partial bundles then saved as a checkpoint."""
+    from eval_framework.determined_trial import core_context
+
+    if context is None:
+        with core_context(run.trial, plans[0].config.output_dir / LOCAL_CHECKPOINTS) as entered:
+            _run_in(entered, run, plans, sinks, auto)
+    else:
+        _run_in(context, run, plans, sinks, auto)
+
+
+def _run_in(
+    context: Any, run: TrialRun, plans: list[EvalPlan], sinks: PublishOptions, auto: AutoExport | None
+) -> None:
+    from eval_framework import cleanup
     from eval_framework.cli.invocation_run import run_invocation
-    from eval_framework.determined_trial import core_context, is_chief, metrics_of
+    from eval_framework.determined_trial import is_chief, metrics_of, preemption_check, save_partial
 
-    storage = plans[0].config.output_dir / LOCAL_CHECKPOINTS
-    with core_context(run.trial, storage) as context:
-        if not is_chief(context):
-            log.info("worker %s of the trial: the chief evaluates and writes", context.distributed.rank)
-            return
+    output_dir = plans[0].config.output_dir
+    if not is_chief(context):
+        log.info("worker %s of the trial: the chief evaluates and writes", context.distributed.rank)
+        return
+    _restore(context, run.trial, output_dir)
+    finished: list[int] = []
 
-        def report(index: int, outcome: EvalOutcome) -> None:
-            metrics = metrics_of(outcome.metadata.task.name, outcome.results.metrics.overall)
-            context.train.report_validation_metrics(steps_completed=index + 1, metrics=metrics)
+    def report(index: int, outcome: EvalOutcome) -> None:
+        metrics = metrics_of(outcome.metadata.task.name, outcome.results.metrics.overall)
+        context.train.report_validation_metrics(steps_completed=index + 1, metrics=metrics)
+        finished.append(index)
 
-        run_invocation(plans, _with_trial(sinks, run), auto, after_task=report)
+    try:
+        with cleanup.stop_checks(preemption_check(context)):
+            run_invocation(plans, _with_trial(sinks, run), auto, after_task=report)
+    except cleanup.Preempted as exc:
+        from eval_framework.reporting import stderr
+
+        names = [p.bundle_name for p in plans] + ["invocations"]
+        storage_id = save_partial(context, output_dir, names, steps_completed=len(finished))
+        exc.reason += f"; the bundles so far are checkpoint {storage_id}, which the trial resumes from"
+        stderr.print(f"Saved checkpoint {storage_id} ({len(finished)} of {len(plans)} tasks finished).")
+        raise
+
+
+def _restore(context: Any, trial: Trial, output_dir: Path) -> None:
+    """A resumed trial continues the bundles its latest checkpoint holds."""
+    from eval_framework.determined_trial import restore
+
+    if trial.latest_checkpoint is None:
+        return
+    restored = restore(
+        context, trial.latest_checkpoint, output_dir, output_dir / f"{LOCAL_CHECKPOINTS}.restoring"
+    )
+    if restored:
+        log.warning("continuing from checkpoint %s: %s", trial.latest_checkpoint, ", ".join(restored))
 
 
 def _with_trial(sinks: PublishOptions, run: TrialRun) -> PublishOptions:

@@ -112,10 +112,11 @@ def _evaluate(plan: EvalPlan, source: SharedModel, sinks: PublishOptions) -> tup
         stderr.print(f"[dim]Already evaluated; reusing {outcome.bundle_dir} (--overwrite recomputes).[/dim]")
     stdout.print(summary_table(outcome))
     stdout.print(f"Results: {outcome.bundle_dir}")
-    if sinks.any:
-        from eval_framework import cleanup
+    from eval_framework import cleanup
 
-        cleanup.raise_if_stopped()  # a Ctrl-C that Python dropped on the way still means stop
+    # before the exports: a Ctrl-C that Python dropped still means stop, and a preemption stops
+    # here (the evaluation is complete; a resumed run reuses it and exports it then)
+    cleanup.raise_if_stopped()
     return outcome, live
 
 

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_command(args: list[str]) -> int:
     """The command, every failure turned into one line and an exit code."""
+    from eval_framework.cleanup import Preempted
+
     ways_out: tuple[type[BaseException], ...] = (
         click.exceptions.Exit,
         typer.Exit,
@@ -122,6 +124,9 @@ def _run_command(args: list[str]) -> int:
     except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt) as exc:
         _error(f"interrupted: {on_interrupt()}", args, exc)
         return 130
+    except Preempted as exc:  # what finished is saved: a clean exit, to be resumed
+        print(f"stopped: {scrub(exc.reason)}", file=sys.stderr)
+        return 0
     except SystemExit as exc:
         if exc.code == 128 + signal.SIGTERM:
             _error(f"stopped by SIGTERM: {on_interrupt()}", args)
