@@ -189,6 +189,8 @@ class Environment(BaseModel):
     torch: str | None = None
     transformers: str | None = None
     datasets: str | None = None
+    #: the Determined trial that ran it (determined_trial_id, determined_experiment_id), or None
+    cluster: dict[str, Any] | None = None
 
 
 class MetadataFile(BaseModel):

@@ -116,6 +116,8 @@ class _Job:
     progress: ProgressFn | None = None
     hooks: RunHooks | None = None
     started: float = field(default_factory=time.time)
+    #: where it runs, for metadata.environment.cluster (a Determined trial's ids)
+    cluster: dict[str, Any] | None = None
 
     @property
     def pending(self) -> list[tuple[int, PreparedSample]]:
@@ -160,9 +162,14 @@ def plan_all(configs: Sequence[EvalConfig]) -> list[EvalPlan]:
 
 
 def evaluate_plan(
-    plan: EvalPlan, source: SharedModel, progress: ProgressFn | None = None, hooks: RunHooks | None = None
+    plan: EvalPlan,
+    source: SharedModel,
+    progress: ProgressFn | None = None,
+    hooks: RunHooks | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> EvalOutcome:
-    """Run (or resume, or reuse) one planned evaluation with the model ``source`` gives."""
+    """Run (or resume, or reuse) one planned evaluation with the model ``source`` gives
+    (``cluster``: the Determined trial running it, recorded in its metadata)."""
     config = plan.config
     ensure_writable(config.output_dir)
     bundle = _bundle_for(plan)
@@ -176,12 +183,12 @@ def evaluate_plan(
     with bundle.lock():
         bundle.finish_interrupted_swap()
         if config.overwrite:
-            return _overwrite(plan, bundle, source, progress)
+            return _overwrite(plan, bundle, source, progress, cluster)
         done = _resume_point(plan, bundle)
         if done is None:
             log.info("reusing finished evaluation in %s (pass --overwrite to recompute)", bundle.dir)
             return EvalOutcome(bundle.dir, bundle.results(), bundle.metadata(), reused=True)
-        return _load_and_run(_Job(plan, bundle, done, source, progress, hooks))
+        return _load_and_run(_Job(plan, bundle, done, source, progress, hooks, cluster=cluster))
 
 
 def _bundle_for(plan: EvalPlan) -> Bundle:
@@ -205,7 +212,11 @@ def _bundle_for(plan: EvalPlan) -> Bundle:
 
 
 def _overwrite(
-    plan: EvalPlan, bundle: Bundle, source: SharedModel, progress: ProgressFn | None
+    plan: EvalPlan,
+    bundle: Bundle,
+    source: SharedModel,
+    progress: ProgressFn | None,
+    cluster: dict[str, Any] | None = None,
 ) -> EvalOutcome:
     """Evaluate into a hidden sibling and swap it in only once complete: the old bundle stays
     authoritative until then, whatever stops the process; a rerun with --overwrite resumes it."""
@@ -232,7 +243,7 @@ def _overwrite(
     if done is None:  # finished before a kill stopped the swap
         results, metadata = staging.results(), staging.metadata()
     else:
-        outcome = _load_and_run(_Job(plan, staging, done, source, progress))
+        outcome = _load_and_run(_Job(plan, staging, done, source, progress, cluster=cluster))
         results, metadata = outcome.results, outcome.metadata
     bundle.promote(staging)
     return EvalOutcome(bundle.dir, results, metadata, reused=False)
@@ -321,7 +332,7 @@ def _metadata(job: _Job) -> MetadataFile:
             started_at=previous.timings.started_at if previous else _now(),
             resumed_at=_now() if job.done else None,
         ),
-        environment=_environment(),
+        environment=_environment().model_copy(update={"cluster": job.cluster}),
         links=previous.links if previous else {},
     )
 

@@ -117,6 +117,8 @@ def test_a_preempted_trial_resumes_elsewhere_with_the_results_of_an_uninterrupte
         run_trial(resumed, _plans(setting, out_b), sinks, None, context=context)
     bundle = out_b / saved.name
     results = json.loads((bundle / "results.json").read_text())
+    environment = json.loads((bundle / "metadata.json").read_text())["environment"]
+    assert environment["cluster"] == {"determined_trial_id": 7, "determined_experiment_id": 3}
     assert results["metrics"] == json.loads((baseline.bundle_dir / "results.json").read_text())["metrics"]
     # the two runs together score at most the batch in flight twice (2 samples x 4 choices)
     assert before < whole

@@ -59,6 +59,7 @@ def test_the_seed_example_runs_as_a_local_trial(cli, trial_dir, arc_data, caplog
     assert meta["task"]["name"] == "ARC"
     assert meta["task"]["num_fewshot"] == 3  # the hyperparameter, as written
     assert meta["config"]["context"] == "determined"
+    assert meta["environment"]["cluster"] == {"determined": "local"}
     # num_samples: 100 is the hyperparameter; set, it wins over --num-samples 4 (12 samples exist)
     assert meta["task"]["num_samples"] == 12
     # the metrics went to Determined's Core API (its local stand-in logs what it is given)

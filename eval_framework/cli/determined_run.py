@@ -97,7 +97,7 @@ def _run_in(
 
     try:
         with cleanup.stop_checks(preemption_check(context)):
-            run_invocation(plans, _with_trial(sinks, run), auto, after_task=report)
+            run_invocation(plans, _with_trial(sinks, run), auto, after_task=report, cluster=run.trial.ids())
     except cleanup.Preempted as exc:
         from eval_framework.reporting import stderr
 

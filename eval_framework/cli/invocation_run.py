@@ -27,9 +27,11 @@ def run_invocation(
     sinks: PublishOptions,
     auto: AutoExport | None,
     after_task: Callable[[int, EvalOutcome], None] | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> None:
     """``after_task(index, outcome)``: told of each evaluation once it is complete (e.g. to report
-    its metrics to Determined), before its exports."""
+    its metrics to Determined), before its exports; ``cluster``: the Determined trial running them,
+    recorded in each bundle's metadata."""
     from eval_framework.runner import SharedModel
 
     first = plans[0].config
@@ -38,7 +40,7 @@ def run_invocation(
     with SharedModel(plans[0].model, first.batch_size) as source:
         for index, plan in enumerate(plans):
             try:
-                outcome, live = _evaluate(plan, source, sinks)
+                outcome, live = _evaluate(plan, source, sinks, cluster)
             except BaseException as exc:
                 if record is not None:
                     record.stopped(index, exc)
@@ -93,7 +95,9 @@ def _record(plans: list[EvalPlan], auto: AutoExport | None) -> Invocation:
     return invocation
 
 
-def _evaluate(plan: EvalPlan, source: SharedModel, sinks: PublishOptions) -> tuple[EvalOutcome, Any]:
+def _evaluate(
+    plan: EvalPlan, source: SharedModel, sinks: PublishOptions, cluster: dict[str, Any] | None = None
+) -> tuple[EvalOutcome, Any]:
     """The evaluation, reported; with the live W&B run that logged it, if any."""
     from eval_framework.reporting import progress_bar, stderr, stdout, summary_table
     from eval_framework.runner import evaluate_plan
@@ -107,7 +111,7 @@ def _evaluate(plan: EvalPlan, source: SharedModel, sinks: PublishOptions) -> tup
         if live.note:
             say_once(live.note)
     with progress_bar(f"{plan.display} · {plan.task.name}") as update:
-        outcome = evaluate_plan(plan, source, progress=update, hooks=live)
+        outcome = evaluate_plan(plan, source, progress=update, hooks=live, cluster=cluster)
     if outcome.reused:
         stderr.print(f"[dim]Already evaluated; reusing {outcome.bundle_dir} (--overwrite recomputes).[/dim]")
     stdout.print(summary_table(outcome))
