@@ -103,7 +103,17 @@ def core_context(trial: Trial, local_storage: Path) -> Iterator[Any]:
     core = _determined().core
     storage = str(local_storage) if trial.local else None
     # Only the chief asks about preemption (the other workers of a trial return at once).
-    with core.init(checkpoint_storage=storage, preempt_mode=core.PreemptMode.ChiefOnly) as context:
+    try:
+        context = core.init(checkpoint_storage=storage, preempt_mode=core.PreemptMode.ChiefOnly)
+    except ValueError as exc:
+        if "DistributedContext" not in str(exc):
+            raise
+        raise ConfigError(
+            "--context determined evaluates on one process per trial, and this trial has several "
+            "slots; set resources.slots_per_trial: 1 in the experiment file (a grid runs trials in "
+            "parallel instead)"
+        ) from exc
+    with context:
         yield context
 
 
