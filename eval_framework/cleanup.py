@@ -230,6 +230,11 @@ def raise_if_stopped() -> None:
         raise KeyboardInterrupt
     if signum is not None:
         raise SystemExit(128 + signum)
+    raise_if_preempted()
+
+
+def raise_if_preempted() -> None:
+    """``Preempted`` when a stop check reports a stop (signals act through their handlers)."""
     for check in list(_stop_checks):
         reason = check()
         if reason:

@@ -236,7 +236,7 @@ def _run_all(fn: Callable[[Any], object], items: Sequence[Any], workers: int) ->
         for future in [pool.submit(fn, item) for item in items]:
             future.result()
             if threading.current_thread() is threading.main_thread():
-                cleanup.raise_if_stopped()  # a preemption stops between files
+                cleanup.raise_if_preempted()  # a preemption stops between files
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
