@@ -127,6 +127,12 @@ class DeterminedHparams(BaseModel):
     def _one_or_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, Mapping) else value
 
+    @field_validator("experiment_name", "description", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        """A name or description written as a number (``experiment_name: 7``) is that text."""
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
     @field_validator("llm_name", "experiment_name")
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
@@ -214,7 +220,12 @@ def load_hparams(hparams: Any) -> DeterminedHparams:
         if isinstance(conflict, _Conflict):
             raise ConfigError(scrub(f"hyperparameter {conflict.path}: {conflict.why}")) from exc
         single = isinstance(hparams.get("task_args"), Mapping)
-        raise ConfigError(scrub(_message(first, single, len(exc.errors())))) from exc
+        others = [e for e in exc.errors() if e is not first]
+        message = _message(first, single, 1)
+        if others:  # each said, not counted: a user fixes them in one go
+            message += "; also: " + "; ".join(_message(e, single, 1) for e in others[:3])
+            message += f" (and {len(others) - 3} more)" if len(others) > 3 else ""
+        raise ConfigError(scrub(message)) from exc
 
 
 #: The keys each part of the hyperparameters takes, for an unknown key's message.
@@ -311,11 +322,13 @@ class HparamLayers:
 
 def layers(hparams: DeterminedHparams) -> HparamLayers:
     """Validated hyperparameters as layers; only the keys that are set appear."""
+    # a null model argument is "not given", like any null hyperparameter: the flag's stays
+    given_args = {k: v for k, v in (hparams.llm_args or {}).items() if v is not None}
     evaluation: dict[str, Any] = {
         "llm_name": hparams.llm_name,
         "models": hparams.models,
         "output_dir": hparams.output_dir,
-        "llm_args": dict(hparams.llm_args) if hparams.llm_args is not None else None,
+        "llm_args": given_args if hparams.llm_args is not None else None,
     }
     if hparams.checkpoint is not None:
         evaluation["llm_args"] = {**(evaluation["llm_args"] or {}), "artifact_name": hparams.checkpoint}

@@ -71,12 +71,30 @@ def current_trial(hparams_file: Path | None) -> Trial:
 def read_hparams_file(path: Path) -> dict[str, Any]:
     """The hyperparameters of an experiment file (or a file holding only them), every one a fixed
     value: a ``const`` is its ``val``; a search (``categorical``, ``int``, ...) is refused, naming
-    it, since one local run is one trial."""
+    it, since one local run is one trial. The experiment's resources are checked as the cluster
+    would run them (one slot)."""
     data = read_yaml_mapping(path, f"--hparams {path}", ConfigError, "hyperparameters")
+    experiment = "entrypoint" in data or "searcher" in data or "resources" in data
+    if experiment and "hyperparameters" not in data:
+        raise ConfigError(
+            f"--hparams {path} is an experiment file without a hyperparameters block; add one "
+            "(llm_name, task_args, ...: see configs/README.md)"
+        )
+    slots = (data.get("resources") or {}).get("slots_per_trial") if experiment else None
+    if isinstance(slots, int) and slots > 1:
+        raise ConfigError(
+            f"--hparams {path}: resources.slots_per_trial is {slots}, and --context determined "
+            "evaluates on one process per trial; set it to 1 (a grid runs trials in parallel)"
+        )
     block = data.get("hyperparameters", data)
     if not isinstance(block, Mapping):
         raise ConfigError(f"--hparams {path}: hyperparameters must be a mapping of names to values")
+    if not block:
+        raise ConfigError(f"--hparams {path} holds no hyperparameters; give llm_name, task_args, ...")
     return {str(k): _fixed(v, str(k), path) for k, v in block.items()}
+
+
+_SEARCHES = ("categorical", "int", "double", "log")
 
 
 def _fixed(value: Any, name: str, path: Path) -> Any:
@@ -85,14 +103,26 @@ def _fixed(value: Any, name: str, path: Path) -> Any:
     kind = value.get("type")
     if kind is None:  # a nested hyperparameter: each key on its own
         return {str(k): _fixed(v, f"{name}.{k}", path) for k, v in value.items()}
+    where = f"--hparams {path}: hyperparameter {name}"
     if kind == "const":
-        return value.get("val")
-    if kind == "categorical" and len(value.get("vals") or []) == 1:
-        return value["vals"][0]
-    choices = f" over {value.get('vals')}" if kind == "categorical" else ""
+        if "val" not in value:
+            raise ConfigError(f"{where} is type: const without a val; add val: <the value>")
+        return value["val"]
+    if kind not in _SEARCHES:
+        raise ConfigError(
+            f"{where} has type: {kind!r}, which is no Determined hyperparameter type (const, "
+            f"{', '.join(_SEARCHES)}); a mapping with a key named type must be written "
+            "{type: const, val: {...}}"
+        )
+    vals: list[Any] = list(value.get("vals") or []) if kind == "categorical" else []
+    if kind == "categorical" and not vals:
+        raise ConfigError(f"{where} is categorical with no vals; list its values or make it const")
+    if len(vals) == 1:
+        return vals[0]
+    count = f" over {len(vals)} values" if vals else ""
     raise ConfigError(
-        f"--hparams {path}: hyperparameter {name} is a search ({kind}{choices}), and a local run is one "
-        f"trial; set it to one value (type: const, val: ...) in a copy of the file"
+        f"{where} is a search ({kind}{count}), and a local run is one trial; set it to one value "
+        "(type: const, val: ...) in a copy of the file"
     )
 
 

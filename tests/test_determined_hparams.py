@@ -266,7 +266,7 @@ def test_the_hyperparameters_must_be_a_mapping():
 def test_an_unknown_key_is_reported_before_the_missing_one_it_explains():
     message = refusal({"task_args": {"name": "ARC"}})
     assert message.startswith("unknown hyperparameter task_args.name")
-    assert "(and 1 more problem)" in message
+    assert "; also: hyperparameter task_args.task_name is missing" in message  # every problem said
 
 
 # Precedence --------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def test_the_seed_example_runs_as_a_local_trial(cli, trial_dir, arc_data, caplog
     assert meta["task"]["name"] == "ARC"
     assert meta["task"]["num_fewshot"] == 3  # the hyperparameter, as written
     assert meta["config"]["context"] == "determined"
-    assert meta["environment"]["cluster"] == {"determined": "local"}
+    assert meta["environment"]["cluster"] == {"determined": "local", "experiment_name": "my_experiment"}
     # num_samples: 100 is the hyperparameter; set, it wins over --num-samples 4 (12 samples exist)
     assert meta["task"]["num_samples"] == 12
     # the metrics went to Determined's Core API (its local stand-in logs what it is given)
@@ -99,7 +99,12 @@ def test_a_set_hyperparameter_wins_over_flags_false_and_zero_included(cli, trial
          "task_args[1].num_fewshot"),
         ("task_args: {task_name: tiny-letters}\nllm_nmae: embedded", "llm_nmae"),
         ("task_args: {task_name: tiny-letters, num_samples: {type: categorical, vals: [5, 10]}}",
-         "task_args.num_samples is a search (categorical over [5, 10])"),
+         "task_args.num_samples is a search (categorical over 2 values)"),
+        ("llm_args: {api_key: {type: categorical, vals: [sk-TOPSECRET1, sk-OTHER12]}}\n"
+         "task_args: {task_name: tiny-letters}", "llm_args.api_key is a search (categorical over 2 values)"),
+        ("task_args: {task_name: tiny-letters, num_samples: {type: const}}", "type: const without a val"),
+        ("task_args: {task_name: tiny-letters}\nllm_args: {version: v1, type: foo}",
+         "no Determined hyperparameter type"),
     ],
 )  # fmt: skip
 def test_a_wrong_hyperparameter_is_refused_before_anything_runs(cli, trial_dir, hparams, said):
@@ -107,6 +112,7 @@ def test_a_wrong_hyperparameter_is_refused_before_anything_runs(cli, trial_dir, 
     result = cli("--context", "determined", "--hparams", "trial.yaml", "--output-dir", "out")
     assert result.code == 2, result.err
     assert said in result.err
+    assert "TOPSECRET" not in result.err
     assert not (trial_dir / "out").exists()
 
 
@@ -156,3 +162,28 @@ def test_the_trial_is_recorded_in_its_w_and_b_run(cli, trial_dir, monkeypatch, t
     assert log.config["determined"] == "local"
     assert log.config["determined_experiment_name"] == "nightly-letters"
     assert log.run.notes == "the nightly check"
+
+
+def test_null_model_arguments_leave_the_flags_and_the_context_is_any_case(cli, trial_dir):
+    (trial_dir / "trial.yaml").write_text(
+        "llm_name: embedded\nllm_args: {version: null}\n"
+        "task_args: {task_name: tiny-letters, num_samples: 3}\n"
+    )
+    result = cli("--context", "Determined", "--hparams", "trial.yaml", "--llm-args", "version=v1",
+                 "--output-dir", "out")  # fmt: skip
+    assert result.code == 0, result.err
+    assert "Determined validation metrics (step 1): tiny-letters/acc=" in result.err  # a local run shows them
+    (meta,) = [json.loads(p.read_text()) for p in (trial_dir / "out").glob("*/metadata.json")]
+    assert meta["config"]["llm_args"]["version"] == "v1"
+
+
+def test_an_experiment_of_several_slots_is_refused_locally_as_on_the_cluster(cli, trial_dir):
+    (trial_dir / "exp.yaml").write_text(
+        "entrypoint: eval_framework --context determined\nresources: {slots_per_trial: 2}\n"
+        "hyperparameters: {llm_name: embedded, task_args: {task_name: tiny-letters}}\n"
+    )
+    result = cli("--context", "determined", "--hparams", "exp.yaml")
+    assert result.code == 2
+    assert "slots_per_trial is 2" in result.err
+    (trial_dir / "bare.yaml").write_text("entrypoint: eval_framework --context determined\nname: x\n")
+    assert "without a hyperparameters block" in cli("--context", "determined", "--hparams", "bare.yaml").err

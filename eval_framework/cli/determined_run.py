@@ -94,10 +94,15 @@ def _run_in(
         metrics = metrics_of(outcome.metadata.task.name, outcome.results.metrics.overall)
         context.train.report_validation_metrics(steps_completed=index + 1, metrics=metrics)
         finished.append(index)
+        if run.trial.local:  # what the web UI would chart, shown where a local run can see it
+            from eval_framework.reporting import stderr
+
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+            stderr.print(f"Determined validation metrics (step {index + 1}): {shown}", markup=False)
 
     try:
         with cleanup.stop_checks(preemption_check(context)):
-            run_invocation(plans, _with_trial(sinks, run), auto, after_task=report, cluster=run.trial.ids())
+            run_invocation(plans, _with_trial(sinks, run), auto, after_task=report, cluster=_recorded(run))
     except cleanup.Preempted as exc:
         from eval_framework.reporting import stderr
 
@@ -119,6 +124,12 @@ def _restore(context: Any, trial: Trial, output_dir: Path) -> None:
     )
     if restored:
         log.warning("continuing from checkpoint %s: %s", trial.latest_checkpoint, ", ".join(restored))
+
+
+def _recorded(run: TrialRun) -> dict[str, Any]:
+    """What a bundle's metadata says of the trial (environment.cluster)."""
+    described = {"experiment_name": run.experiment_name, "description": run.description}
+    return {**run.trial.ids(), **{k: v for k, v in described.items() if v}}
 
 
 def _with_trial(sinks: PublishOptions, run: TrialRun) -> PublishOptions:

@@ -177,7 +177,7 @@ def evaluate_command(
     has_block = "auto_export" in file_values
     auto = auto_export_settings(file_values.pop("auto_export", None), export_config)
     trial = None
-    if (context or file_values.get("context")) == "determined":
+    if str(context or file_values.get("context") or "").strip().lower() == "determined":
         from eval_framework.cli.determined_run import apply_trial
 
         trial, file_values, flags, sink_flags, auto = apply_trial(
