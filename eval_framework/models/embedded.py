@@ -36,9 +36,12 @@ class EmbeddedTinyLLM(HuggingFaceLLM):
                 f"--llm-name embedded evaluates the shipped checkpoints and takes no --llm-args "
                 f"{', '.join(fixed)}; drop it, or use --llm-name hf --llm-args checkpoint=<dir> for your own"
             )
-        rest = {k: v for k, v in llm_args.items() if k != "version"}
+        # The class's own named parameters are its own (a user's subclass may add some, checked
+        # against its signature already); the rest reach HuggingFaceLLM.
+        own = _named_parameters(cls.__init__) | {"version"}
+        rest = {k: v for k, v in llm_args.items() if k not in own}
         rest = check_signature(
-            HuggingFaceLLM, rest, owner=cls.__name__, hidden=NOT_FOR_EMBEDDED, own=["version"]
+            HuggingFaceLLM, rest, owner=cls.__name__, hidden=NOT_FOR_EMBEDDED, own=sorted(own)
         )
         HuggingFaceLLM.validate_args({"checkpoint": "embedded", **rest})
         version = str(llm_args.get("version", "latest"))
@@ -63,3 +66,15 @@ class EmbeddedTinyLLM(HuggingFaceLLM):
     @classmethod
     def display_name_for(cls, llm_args: dict[str, Any]) -> str:
         return str(llm_args.get("name") or f"tiny-letters-{cls._version_dir(llm_args)['version']}")
+
+
+def _named_parameters(function: Any) -> set[str]:
+    """The parameters a function names (not *args, **kwargs or self)."""
+    import inspect
+
+    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return {
+        name
+        for name, param in inspect.signature(function).parameters.items()
+        if name != "self" and param.kind not in skip
+    }

@@ -132,3 +132,20 @@ def test_a_standalone_models_file_sees_its_project_root(tmp_path, monkeypatch):
     )
     monkeypatch.setattr(sys, "path", list(sys.path))
     assert find_model_class("M", project / "scripts" / "models.py").name == "lib-model"
+
+
+def test_a_subclass_of_the_embedded_model_takes_its_own_arguments(cli, tmp_path):
+    models = tmp_path / "keyed.py"
+    models.write_text(
+        "from eval_framework.models.embedded import EmbeddedTinyLLM\n\n\n"
+        "class Keyed(EmbeddedTinyLLM):\n"
+        "    def __init__(self, version: str = 'latest', api_key: str = '', **kwargs):\n"
+        "        super().__init__(version=version, **kwargs)\n"
+        "        self._key = api_key\n"
+    )
+    base = ("--models", models, "--llm-name", "Keyed", "--task-name", "tiny-letters", "--num-samples", "2")
+    ok = cli(*base, "--llm-args", "api_key=sk-12345678", "--output-dir", tmp_path / "out")
+    assert ok.code == 0, ok.err
+    wrong = cli(*base, "--llm-args", "nosuch=1", "--output-dir", tmp_path / "out")
+    assert wrong.code == 2
+    assert "Keyed does not accept --llm-args nosuch; use the names it accepts: api_key, version" in wrong.err
