@@ -83,7 +83,6 @@ class SharedModel:
         self.model = given
         self.registry_details: dict[str, Any] | None = None
         self.load_s: float | None = None
-        self.loads = 0  #: how many times the model was built (0 or 1)
         self._files = contextlib.ExitStack()
 
     def get(self) -> BaseLLM:
@@ -92,7 +91,6 @@ class SharedModel:
             start = time.time()
             self.model, self.registry_details = build_model(self.plan, self.batch_size, self._files)
             self.load_s = round(time.time() - start, 3)
-            self.loads += 1
         return self.model
 
     def close(self) -> None:
@@ -345,12 +343,11 @@ def _write_metadata(job: _Job, metadata: MetadataFile) -> None:
 def _load_and_run(job: _Job) -> EvalOutcome:
     bundle = job.bundle
     pending = job.pending
-    loads_before = job.source.loads
-    # Before the bundle directory exists: a model that fails to load leaves nothing behind.
-    model = job.source.get() if pending else job.source.model
     # The load time belongs to the bundle whose run built the model (an invocation's other tasks
     # paid none); the registry checkpoint's details belong to every bundle evaluated with it.
-    loaded_here = job.source.loads > loads_before
+    loaded_here = bool(pending) and job.source.model is None
+    # Before the bundle directory exists: a model that fails to load leaves nothing behind.
+    model = job.source.get() if pending else job.source.model
     load_s = job.source.load_s if loaded_here else None
     registry_details = job.source.registry_details
     try:

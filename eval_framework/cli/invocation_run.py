@@ -83,12 +83,11 @@ def _say(failure: ExportError) -> None:
 
 
 def _record(plans: list[EvalPlan], auto: AutoExport | None) -> Invocation:
+    from eval_framework.bundle_io import ensure_writable
     from eval_framework.invocations import Invocation, InvocationEntry
 
     entries = [InvocationEntry(task=p.task.name, bundle=p.bundle_name, natural_key=p.key) for p in plans]
     configs = dict(auto.configs) if auto is not None else {}
-    from eval_framework.bundle_io import ensure_writable
-
     ensure_writable(plans[0].config.output_dir)  # a file in its place is named as such, first
     invocation = Invocation(plans[0].config.output_dir, entries, command_line(), configs)
     invocation.save()  # written before the model loads: a stop at any point leaves it saying so
