@@ -5,12 +5,14 @@ what to evaluate (``determined_hparams``). Off a cluster, ``--hparams FILE`` run
 hyperparameters on this machine: FILE is an experiment file (its ``hyperparameters`` block, every
 value fixed) or a mapping of hyperparameters. Either way the Core API context is Determined's own
 (``core.init()``, which off-cluster is its local stand-in): finished tasks report their metrics
-as validation metrics (``<task>/<metric>``), and only the chief process evaluates and writes.
+as validation metrics (``<task>/<metric>``), and when a trial runs several processes (a
+launcher's) only the chief evaluates and writes (``distributed_context``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,20 +73,13 @@ def current_trial(hparams_file: Path | None) -> Trial:
 def read_hparams_file(path: Path) -> dict[str, Any]:
     """The hyperparameters of an experiment file (or a file holding only them), every one a fixed
     value: a ``const`` is its ``val``; a search (``categorical``, ``int``, ...) is refused, naming
-    it, since one local run is one trial. The experiment's resources are checked as the cluster
-    would run them (one slot)."""
+    it, since one local run is one trial."""
     data = read_yaml_mapping(path, f"--hparams {path}", ConfigError, "hyperparameters")
     experiment = "entrypoint" in data or "searcher" in data or "resources" in data
     if experiment and "hyperparameters" not in data:
         raise ConfigError(
             f"--hparams {path} is an experiment file without a hyperparameters block; add one "
             "(llm_name, task_args, ...: see configs/README.md)"
-        )
-    slots = (data.get("resources") or {}).get("slots_per_trial") if experiment else None
-    if isinstance(slots, int) and slots > 1:
-        raise ConfigError(
-            f"--hparams {path}: resources.slots_per_trial is {slots}, and --context determined "
-            "evaluates on one process per trial; set it to 1 (a grid runs trials in parallel)"
         )
     block = data.get("hyperparameters", data)
     if not isinstance(block, Mapping):
@@ -126,23 +121,69 @@ def _fixed(value: Any, name: str, path: Path) -> Any:
     )
 
 
+#: The variables a launcher sets for each process it starts, by launcher (Determined's
+#: ``DistributedContext.from_<launcher>`` reads them).
+_LAUNCHER_VARIABLES = {
+    "torch_distributed": (
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "LOCAL_WORLD_SIZE",
+        "GROUP_RANK",
+        "GROUP_WORLD_SIZE",
+    ),
+    "deepspeed": ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE", "CROSS_RANK", "CROSS_SIZE"),
+}
+
+
+def distributed_context(
+    trial: Trial, environ: Mapping[str, str] | None = None, info: Any = None
+) -> Any | None:
+    """The trial's processes as Determined's ``DistributedContext``, or None for a lone process.
+
+    Several processes come from a launcher (``determined.launch.torch_distributed`` or
+    ``.deepspeed``, read from the variables it sets) or, without one, from a trial spanning
+    several containers (one process each, ranked by container). A single process holding several
+    slots gets a context of one, which ``core.init()`` requires of a multi-slot trial. ``environ``
+    and ``info`` (the cluster info) are the process's own by default."""
+    environ = os.environ if environ is None else environ
+    core = _determined().core
+    for launcher, names in _LAUNCHER_VARIABLES.items():
+        if all(name in environ for name in names):
+            return getattr(core.DistributedContext, f"from_{launcher}")()
+    if "RANK" in environ:
+        expected = "; ".join(f"{k}: {', '.join(v)}" for k, v in _LAUNCHER_VARIABLES.items())
+        raise ConfigError(
+            f"RANK is set ({environ['RANK']}) but not the other variables of a launcher this knows "
+            f"({expected}); start the trial's processes with python3 -m "
+            "determined.launch.torch_distributed (or deepspeed), or unset RANK for one process"
+        )
+    if trial.local:
+        return None
+    info = info or _determined().get_cluster_info()
+    containers = list(info.container_addrs) if info is not None else []
+    if len(containers) > 1:
+        rank = int(info.container_rank)
+        return core.DistributedContext(
+            rank=rank, size=len(containers), local_rank=0, local_size=1, cross_rank=rank,
+            cross_size=len(containers), chief_ip=containers[0],
+        )  # fmt: skip
+    if info is not None and len(info.slot_ids) > 1:
+        return core.DistributedContext(rank=0, size=1, local_rank=0, local_size=1, cross_rank=0, cross_size=1)
+    return None
+
+
 @contextlib.contextmanager
-def core_context(trial: Trial, local_storage: Path) -> Iterator[Any]:
+def core_context(trial: Trial, local_storage: Path, distributed: Any | None = None) -> Iterator[Any]:
     """Determined's Core API context: the cluster's inside a trial (its checkpoint storage is the
-    experiment's), its local stand-in off one (checkpoints go to ``local_storage``)."""
+    experiment's), its local stand-in off one (checkpoints go to ``local_storage``). Every process
+    of the trial enters it (``core.init()`` is a step they take together)."""
     core = _determined().core
     storage = str(local_storage) if trial.local else None
-    # Only the chief asks about preemption (the other workers of a trial return at once).
-    try:
-        context = core.init(checkpoint_storage=storage, preempt_mode=core.PreemptMode.ChiefOnly)
-    except ValueError as exc:
-        if "DistributedContext" not in str(exc):
-            raise
-        raise ConfigError(
-            "--context determined evaluates on one process per trial, and this trial has several "
-            "slots; set resources.slots_per_trial: 1 in the experiment file (a grid runs trials in "
-            "parallel instead)"
-        ) from exc
+    # Only the chief asks about preemption: the others wait for it and do nothing to interrupt.
+    context = core.init(
+        distributed=distributed, checkpoint_storage=storage, preempt_mode=core.PreemptMode.ChiefOnly
+    )
     with context:
         yield context
 
@@ -183,7 +224,8 @@ def restore(context: Any, storage_id: str, output_dir: Path, staging: Path) -> l
     import shutil
 
     shutil.rmtree(staging, ignore_errors=True)
-    context.checkpoint.download(storage_id, staging)
+    mode = _determined().core.DownloadMode.NoSharedDownload  # only the chief restores
+    context.checkpoint.download(storage_id, staging, download_mode=mode)
     restored = []
     for entry in sorted(staging.iterdir()):
         if entry.name == "metadata.json":  # Determined's own file for the checkpoint
