@@ -4,8 +4,10 @@ reported per task, only the chief process evaluating and writing."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,32 +63,52 @@ def apply_trial(
     )
 
 
+_CHIEF_DONE = "eval_framework: the chief is done"
+
+
+@contextlib.contextmanager
+def trial_processes(trial: Trial, output_dir: Path) -> Iterator[Any | None]:
+    """Every process of the trial enters Determined's Core API context; the chief (rank 0) gets
+    it and evaluates, logs, exports and writes, while the others get None and wait until the chief
+    is done, however it ends (so that none of them exits before the trial does, or hangs after).
+
+    The chief's release is a broadcast of ``_CHIEF_DONE`` that the others wait for, reading past
+    any other broadcast: off a cluster, Determined's stand-in preemption check broadcasts its answer
+    on every call whatever the preemption mode, and a plain barrier would match the first one."""
+    from eval_framework.determined_trial import core_context, distributed_context, is_chief
+
+    distributed = distributed_context(trial)
+    with core_context(trial, output_dir / LOCAL_CHECKPOINTS, distributed) as context:
+        if is_chief(context):
+            try:
+                yield context
+            finally:
+                context.distributed.broadcast(_CHIEF_DONE)  # the others are released
+            return
+        from eval_framework.reporting import stderr
+
+        rank, size = context.distributed.rank, context.distributed.size
+        stderr.print(
+            f"Process {rank} of the trial's {size}: the chief (process 0) evaluates, logs, exports "
+            "and writes; this one waits for it.",
+            markup=False,
+        )
+        while context.distributed.broadcast(None) != _CHIEF_DONE:
+            pass
+        yield None
+
+
 def run_trial(
-    run: TrialRun, plans: list[EvalPlan], sinks: PublishOptions, auto: AutoExport | None, context: Any = None
+    run: TrialRun, plans: list[EvalPlan], sinks: PublishOptions, auto: AutoExport | None, context: Any
 ) -> None:
-    """The invocation inside the trial's Core API context (``context``: one already entered; by
-    default ``core.init()``'s): continued from the trial's latest checkpoint, stopped between
-    batches when Determined preempts it, its partial bundles then saved as a checkpoint."""
-    from eval_framework.determined_trial import core_context
-
-    if context is None:
-        with core_context(run.trial, plans[0].config.output_dir / LOCAL_CHECKPOINTS) as entered:
-            _run_in(entered, run, plans, sinks, auto)
-    else:
-        _run_in(context, run, plans, sinks, auto)
-
-
-def _run_in(
-    context: Any, run: TrialRun, plans: list[EvalPlan], sinks: PublishOptions, auto: AutoExport | None
-) -> None:
+    """The invocation inside the trial's Core API context (the chief's, entered by
+    ``trial_processes``): continued from the trial's latest checkpoint, stopped between batches
+    when Determined preempts it, its partial bundles then saved as a checkpoint."""
     from eval_framework import cleanup
     from eval_framework.cli.invocation_run import run_invocation
-    from eval_framework.determined_trial import is_chief, metrics_of, preemption_check, save_partial
+    from eval_framework.determined_trial import metrics_of, preemption_check, save_partial
 
     output_dir = plans[0].config.output_dir
-    if not is_chief(context):
-        log.info("worker %s of the trial: the chief evaluates and writes", context.distributed.rank)
-        return
     _restore(context, run.trial, output_dir)
     finished: list[int] = []
 

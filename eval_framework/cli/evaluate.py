@@ -17,6 +17,7 @@ from eval_framework.llm_args import parse_llm_args
 from eval_framework.sinks.settings import SinkSettings, build_sink_settings, is_sink_key
 
 if TYPE_CHECKING:
+    from eval_framework.cli.determined_run import TrialRun
     from eval_framework.exporting import AutoExport
     from eval_framework.sinks.publish import PublishOptions
 
@@ -145,7 +146,6 @@ def evaluate_command(
         return
     from eval_framework.registry.progress import set_download_bar_factory
     from eval_framework.reporting import download_bar
-    from eval_framework.sinks.publish import preflight
 
     set_download_bar_factory(download_bar)
 
@@ -196,29 +196,60 @@ def evaluate_command(
             "--wandb-run-id names one W&B run, and these tasks are logged as one run each; drop it "
             "(each run's id is derived from its evaluation) or evaluate one task"
         )
+    shown = _Shown(configured, settings, auto, file_values, sink_flags, export_config, has_block)
+    if trial is None or show_config:
+        _evaluate(shown, show_config)
+        return
+    from eval_framework.cli.determined_run import trial_processes
+
+    with trial_processes(trial.trial, configs[0].output_dir) as context:
+        if context is not None:  # the chief: the others wait for it
+            _evaluate(shown, show_config, trial, context)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shown:
+    """The command's merged settings, as evaluated or shown by --show-config."""
+
+    configured: list[Any]
+    settings: SinkSettings
+    auto: AutoExport | None
+    file_values: dict[str, Any]
+    sink_flags: dict[str, Any]
+    export_config: Path | None
+    has_block: bool
+
+
+def _evaluate(shown: _Shown, show_config: bool, trial: TrialRun | None = None, context: Any = None) -> None:
+    """Show the settings, or evaluate every task and export (inside a trial: in its Core API
+    context)."""
+    configured, settings, auto = shown.configured, shown.settings, shown.auto
     if show_config:
         import sys
 
         from eval_framework.cli.show_config import settings_text
 
-        auto_source = " over ".join(
-            where for where, given in (("--export-config", export_config), ("--config", has_block)) if given
+        given = (("--export-config", shown.export_config), ("--config", shown.has_block))
+        auto_source = " over ".join(where for where, value in given if value)
+        sys.stdout.write(
+            settings_text(configured, settings, auto, auto_source, shown.file_values, shown.sink_flags)
         )
-        sys.stdout.write(settings_text(configured, settings, auto, auto_source, file_values, sink_flags))
         return
+    from eval_framework.sinks.publish import preflight
+
     sinks = settings.publish_options()
     preflight(sinks)  # a missing extra or token costs seconds, not an evaluation
     if auto is not None:
         auto.check()
     from eval_framework.runner import plan_all
 
-    plans = plan_all(configs)  # every task checked before the model loads
-    output_dir = configs[0].output_dir
+    plans = plan_all([config for config, _ in configured])  # every task checked before the model loads
+    output_dir = plans[0].config.output_dir
     say_on_interrupt(f"whatever finished is saved under {output_dir}; rerun the same command to resume")
     if trial is not None:
         from eval_framework.cli.determined_run import run_trial
 
-        run_trial(trial, plans, sinks, auto)
+        run_trial(trial, plans, sinks, auto, context)
         return
     from eval_framework.cli.invocation_run import run_invocation
 
