@@ -215,12 +215,13 @@ def load_hparams(hparams: Any) -> DeterminedHparams:
         return DeterminedHparams.model_validate(dict(hparams))
     except ValidationError as exc:
         # an unknown key first: a misspelt name explains the "missing" error that comes with it
-        first = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
         conflict = (first.get("ctx") or {}).get("error")
         if isinstance(conflict, _Conflict):
             raise ConfigError(scrub(f"hyperparameter {conflict.path}: {conflict.why}")) from exc
         single = isinstance(hparams.get("task_args"), Mapping)
-        others = [e for e in exc.errors() if e is not first]
+        others = errors[1:]
         message = _message(first, single, 1)
         if others:  # each said, not counted: a user fixes them in one go
             message += "; also: " + "; ".join(_message(e, single, 1) for e in others[:3])
@@ -248,6 +249,10 @@ def _message(error: ErrorDetails, single_task: bool, count: int) -> str:
         part = "" if len(loc) == 1 else str(loc[0])
         known = _KNOWN.get(part, [])
         close = difflib.get_close_matches(str(loc[-1]), known, n=2)
+        if not close and not part:  # a task's key written at the top level: where it belongs
+            for owner in ("task_args", "auto_export"):
+                near = difflib.get_close_matches(str(loc[-1]), _KNOWN[owner], n=1, cutoff=0.85)
+                close += [f"{owner}.{key}" for key in near]
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         takes = _TAKES.get(part, f"{part} takes")
         return f"unknown hyperparameter {path}{hint}; {takes} {', '.join(known)}: rename or remove it{more}"

@@ -152,11 +152,14 @@ def distributed_context(
         if all(name in environ for name in names):
             return getattr(core.DistributedContext, f"from_{launcher}")()
     if "RANK" in environ:
-        expected = "; ".join(f"{k}: {', '.join(v)}" for k, v in _LAUNCHER_VARIABLES.items())
+        lacking = {k: [n for n in v if n not in environ] for k, v in _LAUNCHER_VARIABLES.items()}
+        said = "; ".join(
+            f"for {k}, {', '.join(v)}" for k, v in sorted(lacking.items(), key=lambda i: len(i[1]))
+        )
         raise ConfigError(
-            f"RANK is set ({environ['RANK']}) but not the other variables of a launcher this knows "
-            f"({expected}); start the trial's processes with python3 -m "
-            "determined.launch.torch_distributed (or deepspeed), or unset RANK for one process"
+            f"RANK is set ({environ['RANK']}) but not the other variables a launcher sets ({said}); "
+            "start the trial's processes with python3 -m determined.launch.torch_distributed (or "
+            "deepspeed), or unset RANK for one process"
         )
     if trial.local:
         return None

@@ -161,6 +161,11 @@ def test_an_unknown_key_is_named_with_the_key_meant_and_the_valid_ones(hparams, 
     assert meant in message.split(";", 1)[1]  # the keys it takes are listed
 
 
+def test_a_tasks_key_written_at_the_top_level_is_pointed_to_where_it_belongs():
+    message = refusal({"num_fewshots": 2})
+    assert message.startswith("unknown hyperparameter num_fewshots (did you mean task_args.num_fewshot?)")
+
+
 def test_an_unknown_key_lists_every_hyperparameter_read():
     message = refusal({"global_batch_size": 32})
     assert "unknown hyperparameter global_batch_size;" in message
@@ -267,6 +272,12 @@ def test_an_unknown_key_is_reported_before_the_missing_one_it_explains():
     message = refusal({"task_args": {"name": "ARC"}})
     assert message.startswith("unknown hyperparameter task_args.name")
     assert "; also: hyperparameter task_args.task_name is missing" in message  # every problem said
+
+
+def test_every_problem_is_said_once():
+    message = refusal({"num_fewshots": 2, "task_args": [{"task_name": "A", "num_fewshot": -1}]})
+    assert message.count("num_fewshots") == 1
+    assert message.count("task_args[0].num_fewshot: must be 0 or more") == 1
 
 
 # Precedence --------------------------------------------------------------------------------------

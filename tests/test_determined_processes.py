@@ -81,6 +81,8 @@ def test_only_the_chief_evaluates_logs_and_writes(tmp_path):
     assert code == 0, err
     assert worker_code == 0, worker_err
     assert "Process 1 of the trial's 2: the chief (process 0) evaluates" in worker_err
+    assert "Process 0 of the trial's 2: joining the others" in err  # said before the wait for them
+    assert "stopped early" not in worker_err
     assert "Determined validation metrics" in err
     assert "Determined validation metrics" not in worker_err
     assert worker_out == ""  # no results table: the worker evaluated nothing
@@ -99,6 +101,7 @@ def test_a_chief_that_fails_lets_the_others_go_and_its_error_is_the_trials(tmp_p
     assert code == 4, err  # a task that cannot be found
     assert "unknown task 'no-such-task'" in err
     assert worker_code == 0, worker_err  # released, not hanging: the trial ends with the chief's error
+    assert "Process 1: the chief (process 0) stopped early (its log says why)" in worker_err
     assert not (work / "out").exists() or not any((work / "out").glob("*/results.json"))
 
 
@@ -122,7 +125,9 @@ def test_a_partial_launcher_environment_is_refused_naming_what_is_missing():
         distributed_context(Trial({}, local=True), {"RANK": "1", "WORLD_SIZE": "2"})
     message = str(caught.value)
     assert "RANK is set (1)" in message
-    assert "LOCAL_WORLD_SIZE" in message
+    # what is missing, not what is there
+    assert "for torch_distributed, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, GROUP_WORLD_SIZE;" in message
+    assert "WORLD_SIZE, LOCAL_RANK" not in message
     assert "determined.launch.torch_distributed" in message
 
 

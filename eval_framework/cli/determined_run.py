@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,29 +73,42 @@ def trial_processes(trial: Trial, output_dir: Path) -> Iterator[Any | None]:
     it and evaluates, logs, exports and writes, while the others get None and wait until the chief
     is done, however it ends (so that none of them exits before the trial does, or hangs after).
 
-    The chief's release is a broadcast of ``_CHIEF_DONE`` that the others wait for, reading past
-    any other broadcast: off a cluster, Determined's stand-in preemption check broadcasts its answer
-    on every call whatever the preemption mode, and a plain barrier would match the first one."""
+    The chief's release is a broadcast of ``_CHIEF_DONE`` (and how it ended) that the others wait
+    for, reading past any other broadcast: off a cluster, Determined's stand-in preemption check
+    broadcasts its answer on every call whatever the preemption mode, and a plain barrier would
+    match the first one."""
     from eval_framework.determined_trial import core_context, distributed_context, is_chief
+    from eval_framework.reporting import stderr
 
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):  # joining blocks until all have started
+        stderr.print(
+            f"Process {os.environ.get('RANK', '?')} of the trial's {os.environ['WORLD_SIZE']}: joining "
+            "the others (the launcher starts them all; this waits until each has started).",
+            markup=False,
+        )
     distributed = distributed_context(trial)
     with core_context(trial, output_dir / LOCAL_CHECKPOINTS, distributed) as context:
         if is_chief(context):
+            ended = "failed"
             try:
                 yield context
+                ended = "finished"
             finally:
-                context.distributed.broadcast(_CHIEF_DONE)  # the others are released
+                context.distributed.broadcast((_CHIEF_DONE, ended))  # the others are released
             return
-        from eval_framework.reporting import stderr
-
         rank, size = context.distributed.rank, context.distributed.size
         stderr.print(
             f"Process {rank} of the trial's {size}: the chief (process 0) evaluates, logs, exports "
             "and writes; this one waits for it.",
             markup=False,
         )
-        while context.distributed.broadcast(None) != _CHIEF_DONE:
+        while not (isinstance(said := context.distributed.broadcast(None), tuple) and said[0] == _CHIEF_DONE):
             pass
+        if said[1] != "finished":
+            stderr.print(
+                f"Process {rank}: the chief (process 0) stopped early (its log says why); this one ends too.",
+                markup=False,
+            )
         yield None
 
 
