@@ -47,7 +47,7 @@ from eval_framework.model_plan import ModelPlan, build_model
 from eval_framework.models.base import BaseLLM
 from eval_framework.redact import redact
 from eval_framework.results import Bundle
-from eval_framework.scoring import row_problem, score_generation, score_mc
+from eval_framework.scoring import row_problem, scored_chunks
 from eval_framework.tasks.fewshot import PreparedSample
 from eval_framework.version import __version__
 
@@ -382,24 +382,19 @@ def _score_all(job: _Job, model: BaseLLM | None, metadata: MetadataFile) -> Eval
     total, finished = len(plan.prepared), len(done)
     if job.progress:
         job.progress(finished, total)
-    # One model batch of samples at a time, each written as soon as it is scored: a kill loses at
-    # most the batch in flight (larger chunks sort better, but a slow batch would cost them all).
-    chunk = plan.config.batch_size
+    # One model batch of samples at a time (longest prompts first), each chunk written as soon as
+    # it is scored: a kill loses at most the batch in flight.
     max_tokens = plan.config.max_tokens or task.max_tokens
-    for start in range(0, len(pending), chunk):
-        cleanup.raise_if_stopped()  # a stop Python dropped (it landed in a finaliser) is acted on here
+    cleanup.raise_if_stopped()  # a stop Python dropped (it landed in a finaliser) is acted on here
+    if pending:
         assert model is not None  # loaded whenever a sample is pending
-        batch = pending[start : start + chunk]
-        rows = (
-            score_mc(task, model, batch)
-            if task.kind == "multiple_choice"
-            else score_generation(task, model, batch, max_tokens)
-        )
-        bundle.append_samples(rows)
-        done.update((row["index"], row) for row in rows)
-        finished += len(rows)
-        if job.progress:
-            job.progress(finished, total)
+        for rows in scored_chunks(task, model, pending, plan.config.batch_size, max_tokens):
+            bundle.append_samples(rows)
+            done.update((row["index"], row) for row in rows)
+            finished += len(rows)
+            if job.progress:
+                job.progress(finished, total)
+            cleanup.raise_if_stopped()
     results = ResultsFile.model_validate(
         {
             "schema_version": SCHEMA_VERSION,

@@ -185,6 +185,29 @@ def score_generation(
     return rows
 
 
+def longest_first(
+    task: Task, pending: Sequence[tuple[int, PreparedSample]]
+) -> list[tuple[int, PreparedSample]]:
+    """``pending`` ordered by prompt length, longest first, across the whole evaluation (as
+    lm-evaluation-harness orders its requests): each model batch then holds prompts of about one
+    length, so little of it is padding, and the first batch shows a memory shortage at once."""
+    return sorted(pending, key=lambda item: -max(map(len, item[1].contexts(task))))
+
+
+def scored_chunks(
+    task: Task, model: Any, pending: Sequence[tuple[int, PreparedSample]], batch_size: int, max_tokens: int
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows of ``pending``, one model batch of samples at a time, longest prompts first: the
+    caller writes each chunk as it comes, so a kill loses at most the batch in flight."""
+    ordered = longest_first(task, pending)
+    for start in range(0, len(ordered), batch_size):
+        batch = ordered[start : start + batch_size]
+        if task.kind == "multiple_choice":
+            yield score_mc(task, model, batch)
+        else:
+            yield score_generation(task, model, batch, max_tokens)
+
+
 def row_problem(
     task: Task, prepared: Sequence[PreparedSample], row: dict[str, Any], done: dict[int, Any]
 ) -> str | None:
