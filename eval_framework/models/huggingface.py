@@ -16,6 +16,7 @@ from eval_framework.models.base import (
     LoglikelihoodResult,
     apply_stop,
 )
+from eval_framework.models.shared_context import ContextGroup, cache_argument, score_groups
 
 log = logging.getLogger(__name__)
 
@@ -233,36 +234,68 @@ class HuggingFaceLLM(BaseLLM):
             )
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
-        torch = self._torch
-        encoded = []
+        """As lm-eval's HF model scores them (the same tokens, the same numbers), faster: requests
+        that share a context are scored from one pass over it (``shared_context``); a request
+        longer than the model's context, or a model that takes no cache, gets a full pass."""
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = {}
+        whole: list[tuple[int, list[int], list[int]]] = []
+        cache_arg = cache_argument(self.model)
         for i, req in enumerate(requests):
             ctx, cont = self._encode_pair(req.context, req.continuation)
-            tokens = (ctx + cont)[-(self.max_length + 1) :]
             if len(ctx) + len(cont) > self.max_length + 1:
                 self._say_truncated()
-            encoded.append((i, tokens[:-1], tokens[-len(cont) :]))
-        # Longest first: the first batch shows memory problems early and padding stays minimal.
-        encoded.sort(key=lambda item: -len(item[1]))
-        results: list[LoglikelihoodResult | None] = [None] * len(requests)
-        pad = self.tokenizer.pad_token_id or 0
-        with torch.inference_mode():
-            for start in range(0, len(encoded), self.batch_size):
-                batch = encoded[start : start + self.batch_size]
-                width = max(len(inp) for _, inp, _ in batch)
-                ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, (_, inp, _) in enumerate(batch):
-                    ids[row, : len(inp)] = torch.tensor(inp)
-                    mask[row, : len(inp)] = 1
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-                logprobs = torch.log_softmax(logits.float(), dim=-1)
-                for row, (index, inp, cont) in enumerate(batch):
-                    span = logprobs[row, len(inp) - len(cont) : len(inp)]
-                    target = torch.tensor(cont, device=span.device)
-                    total = span.gather(-1, target.unsqueeze(-1)).sum().item()
-                    greedy = bool((span.argmax(-1) == target).all().item())
-                    results[index] = LoglikelihoodResult(float(total), greedy, len(cont))
+                tokens = (ctx + cont)[-(self.max_length + 1) :]
+                whole.append((i, tokens[:-1], tokens[-len(cont) :]))
+            elif cache_arg:
+                groups.setdefault(tuple(ctx), {}).setdefault(tuple(cont), []).append(i)
+            else:
+                whole.append((i, (ctx + cont)[:-1], cont))
+        with self._torch.inference_mode():
+            if cache_arg:
+                self._score_shared(groups, results, cache_arg)
+            self._score_whole(whole, results)
         return [r for r in results if r is not None]
+
+    def _score_shared(
+        self,
+        groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]],
+        results: list[LoglikelihoodResult | None],
+        cache_arg: str,
+    ) -> None:
+        # Longest contexts first: the first batch shows memory problems early, padding stays small.
+        ordered = [(ContextGroup(ctx, list(conts)), conts) for ctx, conts in groups.items()]
+        ordered.sort(key=lambda item: -len(item[0].context))
+        pad = self.tokenizer.pad_token_id or 0
+        for start in range(0, len(ordered), self.batch_size):
+            batch = ordered[start : start + self.batch_size]
+            scored = score_groups(self.model, self._torch, [g for g, _ in batch], pad, self.device, cache_arg)
+            for (group, conts), group_scores in zip(batch, scored, strict=True):
+                for cont, score in zip(group.continuations, group_scores, strict=True):
+                    for index in conts[cont]:
+                        results[index] = LoglikelihoodResult(score.logprob, score.is_greedy, len(cont))
+
+    def _score_whole(
+        self, encoded: list[tuple[int, list[int], list[int]]], results: list[LoglikelihoodResult | None]
+    ) -> None:
+        """One full pass per request, right-padded and without an attention mask, as lm-eval does
+        (padding after a causal sequence changes nothing before it)."""
+        torch = self._torch
+        encoded = sorted(encoded, key=lambda item: -len(item[1]))
+        pad = self.tokenizer.pad_token_id or 0
+        for start in range(0, len(encoded), self.batch_size):
+            batch = encoded[start : start + self.batch_size]
+            width = max(len(inp) for _, inp, _ in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            for row, (_, inp, _) in enumerate(batch):
+                ids[row, : len(inp)] = torch.tensor(inp)
+            logprobs = torch.log_softmax(self.model(input_ids=ids.to(self.device)).logits.float(), dim=-1)
+            for row, (index, inp, cont) in enumerate(batch):
+                span = logprobs[row, len(inp) - len(cont) : len(inp)]
+                target = torch.tensor(cont, device=span.device)
+                total = span.gather(-1, target.unsqueeze(-1)).sum().item()
+                greedy = bool((span.argmax(-1) == target).all().item())
+                results[index] = LoglikelihoodResult(float(total), greedy, len(cont))
 
     # generation -----------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
