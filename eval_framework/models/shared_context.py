@@ -73,16 +73,16 @@ def score_groups(
         # is most of a small model's work, and its memory is batch x length x vocabulary.
         kept, last = torch.unique(last, return_inverse=True)
         extra["logits_to_keep"] = kept.to(device)
-    out = model(input_ids=ids.to(device), use_cache=True, **extra)
+    rows = [(g, c) for g, group in enumerate(groups) for c in group.continuations]
+    tail_width = max(len(c) for _, c in rows) - 1  # 0: single tokens, read from this pass alone
+    out = model(input_ids=ids.to(device), use_cache=bool(tail_width), **extra)
     first = torch.log_softmax(out.logits[torch.arange(len(groups)), last.to(device)].float(), dim=-1)
 
-    rows = [(g, c) for g, group in enumerate(groups) for c in group.continuations]
     rows_group = torch.tensor([g for g, _ in rows], device=device)
     heads = torch.tensor([c[0] for _, c in rows], device=device)
     head_lp = first[rows_group, heads]
     head_greedy = first.argmax(-1)[rows_group] == heads
-    tail_width = max(len(c) for _, c in rows) - 1
-    if tail_width:  # else every continuation is one token: the contexts' pass scored them all
+    if tail_width:
         step = _TailStep(model, torch, cache_arg, getattr(out, cache_arg), pad_id, device)
         tails = step.run(groups, rows, tail_width, width)
         targets = torch.zeros((len(rows), tail_width), dtype=torch.long)
