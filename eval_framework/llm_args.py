@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import yaml
@@ -25,10 +26,26 @@ def _typed(raw: str) -> Any:
     return value if isinstance(value, str | int | float | bool | list | dict | type(None)) else raw
 
 
-def parse_llm_args(pairs: Iterable[str]) -> dict[str, Any]:
-    """``["a=1", "b.c=x"]`` -> ``{"a": 1, "b": {"c": "x"}}``; raises ConfigError on bad syntax."""
-    result: dict[str, Any] = {}
+#: A comma that starts another NAME=VALUE: lm-eval's ``--model_args a=1,b=2`` form.
+_NEXT_PAIR = re.compile(r",(?=\s*[A-Za-z_][\w.]*=)")
+
+
+def _split_commas(pairs: Iterable[str]) -> Iterator[str]:
+    """``a=1,b=2`` as ``a=1`` and ``b=2`` (lm-eval's form, which users bring along); a list or
+    mapping value (``a=[1, 2]``) and a comma not followed by NAME= stay in their value."""
     for pair in pairs:
+        _, _, raw = pair.partition("=")
+        if raw.lstrip().startswith(("[", "{")):
+            yield pair
+        else:
+            yield from _NEXT_PAIR.split(pair)
+
+
+def parse_llm_args(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["a=1", "b.c=x"]`` -> ``{"a": 1, "b": {"c": "x"}}`` (``"a=1,b.c=x"`` too); raises
+    ConfigError on bad syntax."""
+    result: dict[str, Any] = {}
+    for pair in _split_commas(pairs):
         key, sep, raw = pair.partition("=")
         key = key.strip()
         parts = key.split(".")

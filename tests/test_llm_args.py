@@ -18,6 +18,19 @@ def test_typed_and_nested_values():
     }
 
 
+def test_lm_evals_comma_form_gives_several_arguments():
+    assert parse_llm_args(["checkpoint=/m/ckpt,dtype=float32, device=cpu", "x.y=1,z=a,b"]) == {
+        "checkpoint": "/m/ckpt",
+        "dtype": "float32",
+        "device": "cpu",
+        "x": {"y": 1},
+        "z": "a,b",  # a comma not followed by NAME= is part of the value
+    }
+    assert parse_llm_args(["e=[1, 2]", "f={a: 1, b: 2}"]) == {"e": [1, 2], "f": {"a": 1, "b": 2}}
+    with pytest.raises(ConfigError, match="dtype is given twice"):
+        parse_llm_args(["dtype=float32,dtype=bfloat16"])
+
+
 @pytest.mark.parametrize("bad", ["novalue", "=1", "a..b=1", "1a=2", "a b=1"])
 def test_bad_syntax(bad):
     with pytest.raises(ConfigError, match="NAME=VALUE"):
