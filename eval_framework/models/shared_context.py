@@ -56,6 +56,22 @@ def _keeps_logits(model: Any) -> bool:
         return False
 
 
+#: A prefix shared by every context of a batch shorter than this is run with each (not worth a pass).
+MIN_SHARED_PREFIX = 32
+
+
+def _shared_prefix(groups: Sequence[ContextGroup]) -> int:
+    """How many leading tokens every context of the batch has in common, leaving each at least
+    one of its own (whose logits score its choices' first tokens); 0 when not worth a pass."""
+    if len(groups) < 2:
+        return 0
+    first, shortest = groups[0].context, min(len(g.context) for g in groups)
+    length = 0
+    while length < shortest - 1 and all(g.context[length] == first[length] for g in groups):
+        length += 1
+    return length if length >= MIN_SHARED_PREFIX else 0
+
+
 def score_groups(
     model: Any, torch: Any, groups: Sequence[ContextGroup], pad_id: int, device: str, cache_arg: str
 ) -> list[list[Scored]]:
@@ -66,16 +82,25 @@ def score_groups(
     ids = torch.full((len(groups), width), pad_id, dtype=torch.long)
     for row, group in enumerate(groups):
         ids[row, : len(group.context)] = torch.tensor(group.context)
-    last = torch.tensor([w - 1 for w in widths])
+    rows = [(g, c) for g, group in enumerate(groups) for c in group.continuations]
+    tail_width = max(len(c) for _, c in rows) - 1  # 0: single tokens, read from this pass alone
     extra: dict[str, Any] = {}
+    shared = _shared_prefix(groups)
+    if shared:
+        # The same few-shot examples before every question (MMLU's first dev examples): run once,
+        # their keys and values copied to every row, the rest of each context run after them.
+        keep_one = {"logits_to_keep": 1} if _keeps_logits(model) else {}
+        head = model(input_ids=ids[:1, :shared].to(device), use_cache=True, **keep_one)
+        cache = getattr(head, cache_arg)
+        cache.batch_select_indices(torch.zeros(len(groups), dtype=torch.long, device=device))
+        extra[cache_arg] = cache
+    last = torch.tensor([w - 1 - shared for w in widths])
     if _keeps_logits(model):
         # Only the last real position of each row is read: the vocabulary projection of the others
         # is most of a small model's work, and its memory is batch x length x vocabulary.
         kept, last = torch.unique(last, return_inverse=True)
         extra["logits_to_keep"] = kept.to(device)
-    rows = [(g, c) for g, group in enumerate(groups) for c in group.continuations]
-    tail_width = max(len(c) for _, c in rows) - 1  # 0: single tokens, read from this pass alone
-    out = model(input_ids=ids.to(device), use_cache=bool(tail_width), **extra)
+    out = model(input_ids=ids[:, shared:].to(device), use_cache=bool(tail_width), **extra)
     first = torch.log_softmax(out.logits[torch.arange(len(groups)), last.to(device)].float(), dim=-1)
 
     rows_group = torch.tensor([g for g, _ in rows], device=device)

@@ -16,22 +16,24 @@ from eval_framework.models.shared_context import cache_argument
 WORDS = ("planet", "moon", " sun", "comet", "river", "Zürich", "温度", "CO₂", "stone", "\n\n", "A.", " B")
 
 
-def _requests(seed: int) -> list[LoglikelihoodRequest]:
+def _requests(seed: int, fewshot: str = "") -> list[LoglikelihoodRequest]:
     """Questions of varied context lengths, each with 4 choices: multi-token endings of varied
     lengths, single-token letters, an ending repeated, a choice that is a prefix of another, an
-    empty context, and contexts ending in whitespace (moved into the continuation)."""
+    empty context, and contexts ending in whitespace (moved into the continuation). ``fewshot``
+    comes before every question (the same examples for all, as MMLU's)."""
     rng = random.Random(seed)
     out: list[LoglikelihoodRequest] = []
     for q in range(7):
-        context = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 40))) + (" " if q % 3 == 0 else "")
+        question = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 40)))
+        context = fewshot + question + (" " if q % 3 == 0 else "")
         if q % 2:
             choices = [" A", " B", " C", " D"]
         else:
             choices = [" " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 9))) for _ in range(3)]
             choices.append(choices[0])  # the same continuation twice
         out += [LoglikelihoodRequest(context, c) for c in choices]
-    out += [LoglikelihoodRequest("", " moon river"), LoglikelihoodRequest("planet", " moon")]
-    out.append(LoglikelihoodRequest("planet", " moon river stone"))  # a longer one sharing a prefix
+    out += [LoglikelihoodRequest("", " moon river"), LoglikelihoodRequest(fewshot + "planet", " moon")]
+    out.append(LoglikelihoodRequest(fewshot + "planet", " moon river stone"))  # a longer one sharing a prefix
     return out
 
 
@@ -45,15 +47,19 @@ def _direct(llm: HuggingFaceLLM, model, req: LoglikelihoodRequest) -> tuple[floa
     return float(span.gather(-1, target.unsqueeze(-1)).sum()), bool((span.argmax(-1) == target).all())
 
 
+FEWSHOT = " ".join(WORDS * 4) + "\n\n"  # tokens enough to be run once for the batch
+
+
+@pytest.mark.parametrize("fewshot", ["", FEWSHOT])
 @pytest.mark.parametrize("batch_size", [1, 3, 8, 64])
 @pytest.mark.parametrize("max_length", [None, 24])  # 24: some requests are cut, a full pass each
-def test_loglikelihoods_equal_a_direct_forward_pass(bos_llama_dir, batch_size, max_length):
+def test_loglikelihoods_equal_a_direct_forward_pass(bos_llama_dir, batch_size, max_length, fewshot):
     llm = HuggingFaceLLM(
         str(bos_llama_dir), dtype="float32", device="cpu", batch_size=batch_size, max_length=max_length
     )
     assert cache_argument(llm.model) is not None  # the shared-context path is the one tested
     model = AutoModelForCausalLM.from_pretrained(bos_llama_dir, dtype=torch.float32).eval()
-    requests = _requests(seed=batch_size)
+    requests = _requests(seed=batch_size, fewshot=fewshot)
     results = llm.loglikelihood(requests)
     assert len(results) == len(requests)
     for req, res in zip(requests, results, strict=True):
