@@ -16,7 +16,13 @@ from eval_framework.models.base import (
     LoglikelihoodResult,
     apply_stop,
 )
-from eval_framework.models.shared_context import ContextGroup, cache_argument, score_groups
+from eval_framework.models.shared_context import (
+    ContextGroup,
+    cache_argument,
+    prefix_cache,
+    score_groups,
+    shared_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +304,28 @@ class HuggingFaceLLM(BaseLLM):
                 results[index] = LoglikelihoodResult(float(total), greedy, len(cont))
 
     # generation -----------------------------------------------------------------------------
+    def _generation_inputs(self, prompts: list[list[int]]) -> tuple[Any, Any, dict[str, Any]]:
+        """Input ids and attention mask for a batch of prompts, and the cache to pass along.
+
+        Left padding keeps new tokens aligned. When every prompt starts with the same few-shot
+        examples (GSM8K's first eight), they run once: the layout is then prefix, padding, rest,
+        the prefix's keys and values given as the cache (positions follow the attention mask, so
+        each token sits where it would in a left-padded batch)."""
+        torch, pad = self._torch, self.tokenizer.pad_token_id or 0
+        cache_arg = cache_argument(self.model)
+        shared = shared_prefix(prompts) if cache_arg else 0
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            ids[row, :shared], mask[row, :shared] = torch.tensor(p[:shared]), 1
+            ids[row, width - len(p) + shared :] = torch.tensor(p[shared:])
+            mask[row, width - len(p) + shared :] = 1
+        if not shared or cache_arg is None:
+            return ids, mask, {}
+        cache = prefix_cache(self.model, torch, prompts[0][:shared], len(prompts), self.device, cache_arg)
+        return ids, mask, {cache_arg: cache}
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         torch = self._torch
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i].context))
@@ -315,12 +343,8 @@ class HuggingFaceLLM(BaseLLM):
                     if len(ids) > self.max_length - max_new:
                         self._say_truncated()
                     prompts.append(ids[-max(1, self.max_length - max_new) :])
-                width = max(len(p) for p in prompts)
-                ids_t = torch.full((len(prompts), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(prompts), width), dtype=torch.long)
-                for row, p in enumerate(prompts):  # left padding keeps new tokens aligned
-                    ids_t[row, width - len(p) :] = torch.tensor(p)
-                    mask[row, width - len(p) :] = 1
+                ids_t, mask, cached = self._generation_inputs(prompts)
+                width = ids_t.shape[1]
                 # lm-eval also stops at the end-of-sequence text, for models whose generation config
                 # names another end token
                 eos = [self.tokenizer.eos_token] if self.tokenizer.eos_token else []
@@ -333,6 +357,7 @@ class HuggingFaceLLM(BaseLLM):
                     do_sample=False,
                     pad_token_id=pad,
                     **extra,
+                    **cached,
                 )
                 for row, i in enumerate(idx):
                     new = generated[row, width : width + requests[i].max_tokens].tolist()

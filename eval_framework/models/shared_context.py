@@ -60,16 +60,27 @@ def _keeps_logits(model: Any) -> bool:
 MIN_SHARED_PREFIX = 32
 
 
-def _shared_prefix(groups: Sequence[ContextGroup]) -> int:
-    """How many leading tokens every context of the batch has in common, leaving each at least
-    one of its own (whose logits score its choices' first tokens); 0 when not worth a pass."""
-    if len(groups) < 2:
+def shared_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every sequence of a batch has in common, leaving each at least one
+    of its own (whose logits are read); 0 when not worth a pass of its own."""
+    if len(sequences) < 2:
         return 0
-    first, shortest = groups[0].context, min(len(g.context) for g in groups)
+    first, shortest = sequences[0], min(len(s) for s in sequences)
     length = 0
-    while length < shortest - 1 and all(g.context[length] == first[length] for g in groups):
+    while length < shortest - 1 and all(s[length] == first[length] for s in sequences):
         length += 1
     return length if length >= MIN_SHARED_PREFIX else 0
+
+
+def prefix_cache(
+    model: Any, torch: Any, prefix: Sequence[int], rows: int, device: str, cache_arg: str
+) -> Any:
+    """The keys and values of ``prefix`` run once, copied to ``rows`` rows."""
+    keep_one = {"logits_to_keep": 1} if _keeps_logits(model) else {}
+    head = model(input_ids=torch.tensor([list(prefix)], device=device), use_cache=True, **keep_one)
+    cache = getattr(head, cache_arg)
+    cache.batch_select_indices(torch.zeros(rows, dtype=torch.long, device=device))
+    return cache
 
 
 def score_groups(
@@ -85,15 +96,13 @@ def score_groups(
     rows = [(g, c) for g, group in enumerate(groups) for c in group.continuations]
     tail_width = max(len(c) for _, c in rows) - 1  # 0: single tokens, read from this pass alone
     extra: dict[str, Any] = {}
-    shared = _shared_prefix(groups)
+    shared = shared_prefix([g.context for g in groups])
     if shared:
         # The same few-shot examples before every question (MMLU's first dev examples): run once,
         # their keys and values copied to every row, the rest of each context run after them.
-        keep_one = {"logits_to_keep": 1} if _keeps_logits(model) else {}
-        head = model(input_ids=ids[:1, :shared].to(device), use_cache=True, **keep_one)
-        cache = getattr(head, cache_arg)
-        cache.batch_select_indices(torch.zeros(len(groups), dtype=torch.long, device=device))
-        extra[cache_arg] = cache
+        extra[cache_arg] = prefix_cache(
+            model, torch, groups[0].context[:shared], len(groups), device, cache_arg
+        )
     last = torch.tensor([w - 1 - shared for w in widths])
     if _keeps_logits(model):
         # Only the last real position of each row is read: the vocabulary projection of the others

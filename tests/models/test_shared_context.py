@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from eval_framework.models import LoglikelihoodRequest
+from eval_framework.models import GenerationRequest, LoglikelihoodRequest
 from eval_framework.models.huggingface import HuggingFaceLLM
-from eval_framework.models.shared_context import cache_argument
+from eval_framework.models.shared_context import cache_argument, shared_prefix
 
 WORDS = ("planet", "moon", " sun", "comet", "river", "Zürich", "温度", "CO₂", "stone", "\n\n", "A.", " B")
 
@@ -88,3 +88,23 @@ def test_a_model_without_a_cache_is_scored_one_full_pass_per_request(bos_llama_d
     plain = llm.loglikelihood(_requests(seed=5))
     assert [r.logprob for r in plain] == pytest.approx([r.logprob for r in reference], abs=1e-4)
     assert [r.is_greedy for r in plain] == [r.is_greedy for r in reference]
+
+
+@pytest.mark.parametrize("fewshot", ["", FEWSHOT])
+def test_batched_generation_equals_each_prompt_alone(bos_llama_dir, fewshot):
+    """Left-padded batches, and batches whose prompts share their few-shot examples (run once as a
+    cache), generate what each prompt generates alone."""
+    rng = random.Random(3)
+    requests = [
+        GenerationRequest(
+            fewshot + " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 30))), 24, ("\n\n",)
+        )
+        for _ in range(6)
+    ]
+    alone = HuggingFaceLLM(str(bos_llama_dir), dtype="float32", device="cpu", batch_size=1)
+    batched = HuggingFaceLLM(str(bos_llama_dir), dtype="float32", device="cpu", batch_size=4)
+    prompts = [batched._encode_context(r.context) for r in requests]
+    assert (shared_prefix(prompts) > 0) == bool(fewshot)  # the path under test
+    expected = alone.generate(requests)
+    assert sum(len(text) for text in expected) > 50  # text was generated, not stopped at once
+    assert batched.generate(requests) == expected
