@@ -116,6 +116,7 @@ class HuggingFaceLLM(BaseLLM):
         if self._prefix_id is None:
             self._prefix_id = self.tokenizer.eos_token_id
         self._bos = self._bos_prefix(add_bos_token)
+        self._cache_not_shared = False
 
     def _bos_prefix(self, add_bos_token: bool | None) -> list[int]:
         """The tokens put once before every context: BOS when the tokenizer adds it by default
@@ -246,7 +247,7 @@ class HuggingFaceLLM(BaseLLM):
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = {}
         whole: list[tuple[int, list[int], list[int]]] = []
-        cache_arg = cache_argument(self.model)
+        cache_arg = self._cache_arg()
         for i, req in enumerate(requests):
             ctx, cont = self._encode_pair(req.context, req.continuation)
             if len(ctx) + len(cont) > self.max_length + 1:
@@ -259,7 +260,7 @@ class HuggingFaceLLM(BaseLLM):
                 whole.append((i, (ctx + cont)[:-1], cont))
         with self._torch.inference_mode():
             if cache_arg:
-                self._score_shared(groups, results, cache_arg)
+                whole += self._score_shared(groups, results, cache_arg)
             self._score_whole(whole, results)
         return [r for r in results if r is not None]
 
@@ -268,18 +269,48 @@ class HuggingFaceLLM(BaseLLM):
         groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]],
         results: list[LoglikelihoodResult | None],
         cache_arg: str,
-    ) -> None:
+    ) -> list[tuple[int, list[int], list[int]]]:
+        """Scores ``groups`` into ``results``; returns the requests left for a full pass each (all
+        those not yet scored, when the model's cache turns out not to be shareable)."""
         # Longest contexts first: the first batch shows memory problems early, padding stays small.
         ordered = [(ContextGroup(ctx, list(conts)), conts) for ctx, conts in groups.items()]
         ordered.sort(key=lambda item: -len(item[0].context))
         pad = self.tokenizer.pad_token_id or 0
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
-            scored = score_groups(self.model, self._torch, [g for g, _ in batch], pad, self.device, cache_arg)
+            try:
+                scored = score_groups(
+                    self.model, self._torch, [g for g, _ in batch], pad, self.device, cache_arg
+                )
+            except (AttributeError, NotImplementedError, TypeError) as exc:
+                self._no_shared_cache(exc)
+                return [
+                    (index, list(group.context + cont)[:-1], list(cont))
+                    for group, conts in ordered[start:]
+                    for cont in group.continuations
+                    for index in conts[cont]
+                ]
             for (group, conts), group_scores in zip(batch, scored, strict=True):
                 for cont, score in zip(group.continuations, group_scores, strict=True):
                     for index in conts[cont]:
                         results[index] = LoglikelihoodResult(score.logprob, score.is_greedy, len(cont))
+        return []
+
+    def _cache_arg(self) -> str | None:
+        """The model's cache argument, or None when its cache cannot be shared (see below)."""
+        return None if self._cache_not_shared else cache_argument(self.model)
+
+    def _no_shared_cache(self, exc: Exception) -> None:
+        """A model whose forward takes a cache that cannot be copied between rows (an older cache
+        format, a custom one) is scored one full pass per request from then on: slower, the same
+        numbers. Said once."""
+        self._cache_not_shared = True
+        log.warning(
+            "the cache of %s cannot be shared between choices (%s); scoring one full pass per request "
+            "instead (slower, the same scores)",
+            self.checkpoint,
+            brief(exc, with_type=True),
+        )
 
     def _score_whole(
         self, encoded: list[tuple[int, list[int], list[int]]], results: list[LoglikelihoodResult | None]
@@ -312,7 +343,7 @@ class HuggingFaceLLM(BaseLLM):
         the prefix's keys and values given as the cache (positions follow the attention mask, so
         each token sits where it would in a left-padded batch)."""
         torch, pad = self._torch, self.tokenizer.pad_token_id or 0
-        cache_arg = cache_argument(self.model)
+        cache_arg = self._cache_arg()
         shared = shared_prefix(prompts) if cache_arg else 0
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), pad, dtype=torch.long)
@@ -323,7 +354,11 @@ class HuggingFaceLLM(BaseLLM):
             mask[row, width - len(p) + shared :] = 1
         if not shared or cache_arg is None:
             return ids, mask, {}
-        cache = prefix_cache(self.model, torch, prompts[0][:shared], len(prompts), self.device, cache_arg)
+        try:
+            cache = prefix_cache(self.model, torch, prompts[0][:shared], len(prompts), self.device, cache_arg)
+        except (AttributeError, NotImplementedError, TypeError) as exc:
+            self._no_shared_cache(exc)
+            return self._generation_inputs(prompts)
         return ids, mask, {cache_arg: cache}
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:

@@ -61,6 +61,7 @@ def test_loglikelihoods_equal_a_direct_forward_pass(bos_llama_dir, batch_size, m
     model = AutoModelForCausalLM.from_pretrained(bos_llama_dir, dtype=torch.float32).eval()
     requests = _requests(seed=batch_size, fewshot=fewshot)
     results = llm.loglikelihood(requests)
+    assert not llm._cache_not_shared  # no fallback to full passes happened
     assert len(results) == len(requests)
     for req, res in zip(requests, results, strict=True):
         expected, greedy = _direct(llm, model, req)
@@ -108,3 +109,34 @@ def test_batched_generation_equals_each_prompt_alone(bos_llama_dir, fewshot):
     expected = alone.generate(requests)
     assert sum(len(text) for text in expected) > 50  # text was generated, not stopped at once
     assert batched.generate(requests) == expected
+    assert not batched._cache_not_shared
+
+
+def test_a_cache_that_cannot_be_shared_falls_back_to_full_passes_and_says_so(bos_llama_dir, caplog):
+    """A remote-code model that takes a cache but returns it in a form that cannot be copied
+    between rows (here: the legacy tuple of tuples) is scored with full passes, same numbers."""
+    llm = HuggingFaceLLM(str(bos_llama_dir), dtype="float32", device="cpu", batch_size=4)
+    requests = _requests(seed=7, fewshot=FEWSHOT)
+    reference = llm.loglikelihood(requests)
+    inner = llm.model
+
+    class TupleCache(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=None):
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+            out.cache = tuple((layer.keys, layer.values) for layer in (cache or []))
+            return out
+
+    llm.model = TupleCache()
+    with caplog.at_level("WARNING"):
+        plain = llm.loglikelihood(requests)
+        again = llm.loglikelihood(requests)
+    assert llm._cache_not_shared
+    assert [r.logprob for r in plain] == pytest.approx([r.logprob for r in reference], abs=1e-4)
+    assert [r.logprob for r in again] == pytest.approx([r.logprob for r in reference], abs=1e-4)
+    said = [r.getMessage() for r in caplog.records if "cannot be shared" in r.getMessage()]
+    assert len(said) == 1  # said once
+    assert "scoring one full pass per request instead (slower, the same scores)" in said[0]
