@@ -236,7 +236,8 @@ class HuggingFaceLLM(BaseLLM):
             log.warning(
                 "some prompts are longer than the model's context (%d tokens) and lose their first "
                 "tokens (left truncation, as lm-evaluation-harness does); scores may drop: use fewer "
-                "few-shot examples (--num-fewshot) or a model with a longer context",
+                "few-shot examples (--num-fewshot), fewer new tokens for generation (--max-tokens), "
+                "or a model with a longer context",
                 self.max_length,
             )
 
@@ -275,7 +276,7 @@ class HuggingFaceLLM(BaseLLM):
         # Longest contexts first: the first batch shows memory problems early, padding stays small.
         ordered = [(ContextGroup(ctx, list(conts)), conts) for ctx, conts in groups.items()]
         ordered.sort(key=lambda item: -len(item[0].context))
-        pad = self.tokenizer.pad_token_id or 0
+        pad = self._fill_id()
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
             try:
@@ -312,6 +313,12 @@ class HuggingFaceLLM(BaseLLM):
             brief(exc, with_type=True),
         )
 
+    def _fill_id(self) -> int:
+        """What pads right-padded rows: never read (causality hides it from every real token), and
+        not the model's pad token, which makes some models (GPT-2) warn about a missing mask."""
+        pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
+        return 1 if pad == 0 else 0
+
     def _score_whole(
         self, encoded: list[tuple[int, list[int], list[int]]], results: list[LoglikelihoodResult | None]
     ) -> None:
@@ -319,7 +326,7 @@ class HuggingFaceLLM(BaseLLM):
         (padding after a causal sequence changes nothing before it)."""
         torch = self._torch
         encoded = sorted(encoded, key=lambda item: -len(item[1]))
-        pad = self.tokenizer.pad_token_id or 0
+        pad = self._fill_id()
         for start in range(0, len(encoded), self.batch_size):
             batch = encoded[start : start + self.batch_size]
             width = max(len(inp) for _, inp, _ in batch)
@@ -370,6 +377,12 @@ class HuggingFaceLLM(BaseLLM):
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 max_new = max(requests[i].max_tokens for i in idx)
+                if max_new >= self.max_length:
+                    raise ConfigError(
+                        f"{max_new} new tokens leave no room for the prompt in the model's context of "
+                        f"{self.max_length} tokens; pass a smaller --max-tokens (at most "
+                        f"{self.max_length - 1}, less to keep more of the prompt)"
+                    )
                 prompts = []
                 for i in idx:
                     ids = self._encode_context(requests[i].context)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from eval_framework.embedded import checkpoint_dir
 from eval_framework.errors import ConfigError
 from eval_framework.models import GenerationRequest, LoglikelihoodRequest
 from eval_framework.models.huggingface import HuggingFaceLLM
@@ -172,3 +173,24 @@ def test_a_prompt_longer_than_the_context_is_cut_from_the_left_and_said_once(tin
     assert cut[0].logprob == pytest.approx(kept, abs=1e-5)
     llm.generate([GenerationRequest(long, max_tokens=4, stop=("\n",))])
     assert caplog.text.count("longer than the model's context") == 1
+
+
+def test_more_new_tokens_than_the_context_holds_are_refused_naming_the_flag(tiny_model_dir):
+    llm = HuggingFaceLLM(str(tiny_model_dir), dtype="float32", device="cpu", batch_size=2)  # 128 positions
+    with pytest.raises(
+        ConfigError, match=r"200 new tokens leave no room .* context of 128 tokens; pass a smaller"
+    ):
+        llm.generate([GenerationRequest("ab", max_tokens=200)])
+    assert llm.generate([GenerationRequest("ab", max_tokens=8)])  # below it: generates
+
+
+def test_padded_batches_raise_no_attention_mask_warning(capfd):
+    """GPT-2 warns when its pad token pads an unmasked batch; right padding needs no mask (causality
+    hides it), so rows are padded with another token and nothing alarming is printed."""
+    model_dir = checkpoint_dir("v2")  # the shipped model: a GPT-2 whose config names its pad token
+    llm = HuggingFaceLLM(str(model_dir), dtype="float32", device="cpu", batch_size=4)
+    requests = [LoglikelihoodRequest("ab" * n, " cd") for n in (1, 5, 9)]
+    llm.loglikelihood(requests)
+    llm.max_length = 8  # the contexts are now cut: the full-pass path, padded as well
+    llm.loglikelihood(requests)
+    assert "attention_mask" not in capfd.readouterr().err
