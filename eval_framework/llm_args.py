@@ -26,19 +26,32 @@ def _typed(raw: str) -> Any:
     return value if isinstance(value, str | int | float | bool | list | dict | type(None)) else raw
 
 
-#: A comma that starts another NAME=VALUE: lm-eval's ``--model_args a=1,b=2`` form.
-_NEXT_PAIR = re.compile(r",(?=\s*[A-Za-z_][\w.]*=)")
+#: What follows a comma that ends one NAME=VALUE: another NAME=, or nothing (a trailing comma).
+_NEXT_PAIR = re.compile(r"[\s,]*(?:[A-Za-z_][\w.]*=|$)")
+_OPEN, _CLOSE = "[{(", "]})"
 
 
 def _split_commas(pairs: Iterable[str]) -> Iterator[str]:
-    """``a=1,b=2`` as ``a=1`` and ``b=2`` (lm-eval's form, which users bring along); a list or
-    mapping value (``a=[1, 2]``) and a comma not followed by NAME= stay in their value."""
+    """``a=1,b=2`` as ``a=1`` and ``b=2`` (lm-eval's form, which users bring along). A comma
+    inside brackets or quotes (``a=[1, 2]``) or not followed by NAME= (``a=x,y``) stays in its
+    value; empty entries (``a=1,,b=2``, a trailing comma) are dropped, as lm-eval drops them."""
     for pair in pairs:
-        _, _, raw = pair.partition("=")
-        if raw.lstrip().startswith(("[", "{")):
-            yield pair
-        else:
-            yield from _NEXT_PAIR.split(pair)
+        depth, quote, start = 0, "", 0
+        for i, char in enumerate(pair):
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char in _OPEN:
+                depth += 1
+            elif char in _CLOSE:
+                depth = max(0, depth - 1)
+            elif char == "," and depth == 0 and _NEXT_PAIR.match(pair, i + 1):
+                if pair[start:i].strip():
+                    yield pair[start:i].strip()
+                start = i + 1
+        if pair[start:].strip() or start == 0:
+            yield pair[start:].strip() if start else pair
 
 
 def parse_llm_args(pairs: Iterable[str]) -> dict[str, Any]:

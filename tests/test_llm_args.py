@@ -27,6 +27,13 @@ def test_lm_evals_comma_form_gives_several_arguments():
         "z": "a,b",  # a comma not followed by NAME= is part of the value
     }
     assert parse_llm_args(["e=[1, 2]", "f={a: 1, b: 2}"]) == {"e": [1, 2], "f": {"a": 1, "b": 2}}
+    # brackets and quotes keep their commas wherever they are; empty entries are dropped
+    assert parse_llm_args(["e=[1, 2],c=x,,d='p,q=r',", "g=1,"]) == {
+        "e": [1, 2],
+        "c": "x",
+        "d": "p,q=r",
+        "g": 1,
+    }
     with pytest.raises(ConfigError, match="dtype is given twice"):
         parse_llm_args(["dtype=float32,dtype=bfloat16"])
 

@@ -83,7 +83,13 @@ def evaluate_command(
     seed: Annotated[
         int | None, typer.Option(help="Seed for subset and few-shot selection. [default: 1234]")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size. [default: 8]")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Samples (questions) per model batch, each batch written as it finishes; a question's "
+            "choices are scored together. [default: 8]"
+        ),
+    ] = None,
     max_tokens: Annotated[
         int | None, typer.Option(help="Max new tokens for generation tasks. [default: the task's]")
     ] = None,
