@@ -345,10 +345,10 @@ class HuggingFaceLLM(BaseLLM):
     def _generation_inputs(self, prompts: list[list[int]]) -> tuple[Any, Any, dict[str, Any]]:
         """Input ids and attention mask for a batch of prompts, and the cache to pass along.
 
-        Left padding keeps new tokens aligned. When every prompt starts with the same few-shot
-        examples (GSM8K's first eight), they run once: the layout is then prefix, padding, rest,
-        the prefix's keys and values given as the cache (positions follow the attention mask, so
-        each token sits where it would in a left-padded batch)."""
+        Left padding keeps new tokens aligned. When every prompt starts with the same tokens (fixed
+        few-shot examples, a common instruction), they run once: the layout is then prefix,
+        padding, rest, the prefix's keys and values given as the cache (positions follow the
+        attention mask, so each token sits where it would in a left-padded batch)."""
         torch, pad = self._torch, self.tokenizer.pad_token_id or 0
         cache_arg = self._cache_arg()
         shared = shared_prefix(prompts) if cache_arg else 0
