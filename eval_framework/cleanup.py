@@ -277,18 +277,25 @@ def finished(code: int = 0) -> None:
 STOP_GRACE_S = 10.0
 
 
+def flush_wandb(grace_s: float = STOP_GRACE_S) -> None:
+    """Let the W&B SDK's service write out the runs' transaction logs (it flushes when it shuts
+    down, not at ``run.finish()``), waiting at most ``grace_s``: a hung server must not hold up a
+    stop. Copies of a run's log taken after this (a Determined checkpoint) are whole."""
+    wandb = sys.modules.get("wandb")
+    teardown = getattr(wandb, "teardown", None)
+    if callable(teardown):
+        flusher = threading.Thread(target=teardown, daemon=True)
+        flusher.start()
+        flusher.join(grace_s)
+
+
 def exit_now(code: int) -> None:
     """Leave promptly after SIGTERM or a failure: a scheduler's stop must not wait on services.
     The W&B SDK's exit handler joins its service process, which waits out the service's idle
     timeout (minutes) when the server hangs; it gets ``STOP_GRACE_S`` to flush, then the process
     and the helper processes it started (the SDK's service) exit."""
     remove_all()
-    wandb = sys.modules.get("wandb")
-    teardown = getattr(wandb, "teardown", None)
-    if callable(teardown):
-        flusher = threading.Thread(target=teardown, daemon=True)
-        flusher.start()
-        flusher.join(STOP_GRACE_S)
+    flush_wandb()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

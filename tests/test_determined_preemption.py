@@ -107,6 +107,10 @@ def test_a_preempted_trial_resumes_elsewhere_with_the_results_of_an_uninterrupte
     assert 0 < len(rows) < 12  # the partial bundle
     (first_log,) = [read_run(p) for p in run_files(out / saved.name / "wandb")]
     assert first_log.preempting == 1  # the W&B run says it was preempted
+    # the checkpoint's copy of that log was taken after the SDK's service wrote it out
+    (saved_log,) = [read_run(p) for p in (saved / "wandb").rglob("offline-run-*/run-*.wandb")]
+    assert saved_log.run is not None
+    assert saved_log.preempting == 1
     before = _calls(setting["calls"])
 
     shutil.rmtree(tmp_path / "node-a")  # another node: none of the files

@@ -143,6 +143,7 @@ def run_trial(
         from eval_framework.reporting import stderr
 
         names = [p.bundle_name for p in plans] + ["invocations"]
+        cleanup.flush_wandb()  # the checkpoint carries the preempted run's whole W&B log
         storage_id = save_partial(context, output_dir, names, steps_completed=len(finished))
         exc.reason += f"; the bundles so far are checkpoint {storage_id}, which the trial resumes from"
         stderr.print(f"Saved checkpoint {storage_id} ({len(finished)} of {len(plans)} tasks finished).")
