@@ -1,0 +1,1 @@
+"""``compare``: versions x tasks from finished bundles, with paired significance against a baseline."""

@@ -1,0 +1,1 @@
+"""``sweep`` and ``watch``: evaluate every selected (or every new) version of a checkpoint collection."""
