@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from eval_framework import env
 from eval_framework.errors import ConfigError, EvalFrameworkError
+from eval_framework.models.auto_batch import BatchSizeField
 from eval_framework.redact import redact, refuse_masked, register_secrets_in
 from eval_framework.textfiles import load_yaml, read_text, yaml_error
 
@@ -50,7 +51,8 @@ class EvalConfig(BaseModel):
     num_samples: int | None = Field(None, ge=1, strict=True)
     subjects: tuple[str, ...] = ()
     seed: int = Field(1234, strict=True)
-    batch_size: int = Field(8, ge=1, strict=True)
+    #: samples per model batch, or "auto": the largest that fits in memory (models/auto_batch.py)
+    batch_size: BatchSizeField = 8
     max_tokens: int | None = Field(None, ge=1, strict=True)
     output_dir: Path = Path("outputs")
     task_data_dir: Path | None = None

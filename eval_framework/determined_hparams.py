@@ -52,6 +52,7 @@ from pydantic_core import ErrorDetails
 from eval_framework.errors import ConfigError
 from eval_framework.exporting import AutoExport
 from eval_framework.invocation_config import PER_TASK
+from eval_framework.models.auto_batch import BatchSizeField
 from eval_framework.redact import register_secrets_in, scrub
 from eval_framework.registry.reference import parse_reference
 from eval_framework.sinks.settings import SinkSettings
@@ -79,7 +80,7 @@ class TaskArgs(BaseModel):
     num_fewshot: int | None = Field(None, ge=0, strict=True)
     num_samples: int | None = Field(None, ge=1, strict=True)
     max_tokens: int | None = Field(None, ge=1, strict=True)
-    batch_size: int | None = Field(None, ge=1, strict=True)
+    batch_size: BatchSizeField | None = None
     #: a list, or one comma-separated string
     task_subjects: tuple[str, ...] | None = None
 

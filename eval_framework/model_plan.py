@@ -10,6 +10,7 @@ from typing import Any
 
 from eval_framework.config import EvalConfig
 from eval_framework.errors import ConfigError
+from eval_framework.models.auto_batch import BatchSizeSetting
 from eval_framework.models.base import BaseLLM
 from eval_framework.models.loading import check_llm_args, instantiate, model_identity
 from eval_framework.registry.pinned import PinnedCheckpoint, split_registry_args
@@ -91,7 +92,7 @@ def _display(model_cls: type, llm_args: dict[str, Any]) -> str:
 
 
 def build_model(
-    plan: ModelPlan, batch_size: int, stack: contextlib.ExitStack
+    plan: ModelPlan, batch_size: BatchSizeSetting, stack: contextlib.ExitStack
 ) -> tuple[BaseLLM, dict[str, Any] | None]:
     """The model (any class with ``BaseLLM``'s methods, subclass or not), and the registry
     checkpoint's details for the bundle (None without one). The checkpoint's temporary files live

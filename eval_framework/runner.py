@@ -44,6 +44,7 @@ from eval_framework.errors import OutputError
 from eval_framework.eval_plan import EvalPlan, make_plan
 from eval_framework.metrics import aggregate
 from eval_framework.model_plan import ModelPlan, build_model
+from eval_framework.models.auto_batch import BatchSizeSetting, chunk_size
 from eval_framework.models.base import BaseLLM
 from eval_framework.redact import redact
 from eval_framework.results import Bundle
@@ -77,7 +78,7 @@ class SharedModel:
     """The model of one or more evaluations (an invocation's tasks), built at most once, when the
     first of them has a sample to score; a registry checkpoint's files live until ``close``."""
 
-    def __init__(self, plan: ModelPlan, batch_size: int, given: BaseLLM | None = None) -> None:
+    def __init__(self, plan: ModelPlan, batch_size: BatchSizeSetting, given: BaseLLM | None = None) -> None:
         self.plan = plan
         self.batch_size = batch_size
         self.model = given
@@ -388,7 +389,7 @@ def _score_all(job: _Job, model: BaseLLM | None, metadata: MetadataFile) -> Eval
     cleanup.raise_if_stopped()  # a stop Python dropped (it landed in a finaliser) is acted on here
     if pending:
         assert model is not None  # loaded whenever a sample is pending
-        for rows in scored_chunks(task, model, pending, plan.config.batch_size, max_tokens):
+        for rows in scored_chunks(task, model, pending, chunk_size(plan.config.batch_size), max_tokens):
             bundle.append_samples(rows)
             done.update((row["index"], row) for row in rows)
             finished += len(rows)

@@ -257,6 +257,12 @@ def test_tasks_of_one_trial_share_one_batch_size():
     assert "separate trials" in message
 
 
+def test_a_batch_size_may_be_auto():
+    hparams = load_hparams({"task_args": [{"task_name": "A", "batch_size": "auto"}, {"task_name": "B"}]})
+    assert layers(hparams).evaluation["batch_size"] == "auto"
+    assert "batch_size: must be a whole number, not 'big'" in refusal(one_task(batch_size="big"))
+
+
 def test_a_checkpoint_and_another_artifact_name_are_refused():
     message = refusal({"checkpoint": "llama-sft:v3", "llm_args": {"artifact_name": "llama-sft:v4"}})
     assert message.startswith("hyperparameter checkpoint: llm_args.artifact_name names another checkpoint")

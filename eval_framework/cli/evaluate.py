@@ -14,6 +14,7 @@ from eval_framework.config import load_env, read_config_file, split_list
 from eval_framework.errors import ConfigError, ExportError
 from eval_framework.invocation_config import configs_with_sources
 from eval_framework.llm_args import parse_llm_args
+from eval_framework.models.auto_batch import parse_batch_size
 from eval_framework.sinks.settings import SinkSettings, build_sink_settings, is_sink_key
 
 if TYPE_CHECKING:
@@ -84,10 +85,11 @@ def evaluate_command(
         int | None, typer.Option(help="Seed for subset and few-shot selection. [default: 1234]")
     ] = None,
     batch_size: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             help="Samples (questions) per model batch, each batch written as it finishes; a question's "
-            "choices are scored together. [default: 8]"
+            "choices are scored together. 'auto': the largest batch that fits in memory, found by "
+            "halving from 64 on running out of it. [default: 8]"
         ),
     ] = None,
     max_tokens: Annotated[
@@ -170,7 +172,7 @@ def evaluate_command(
         "num_samples": num_samples,
         "subjects": split_list(subjects or None, "subjects"),
         "seed": seed,
-        "batch_size": batch_size,
+        "batch_size": parse_batch_size(batch_size),
         "max_tokens": max_tokens,
         "output_dir": output_dir,
         "task_data_dir": task_data_dir,

@@ -54,12 +54,15 @@ class BaseLLM:
     """Subclass this and implement ``loglikelihood`` and/or ``generate``.
 
     Constructor keyword arguments come from ``--llm-args``; ``batch_size`` is passed when the
-    constructor accepts it. A model that cannot do one of the two raises NotImplementedError and
+    constructor accepts it (``--batch-size auto`` passes ``"auto"`` only to a class that sets
+    ``sizes_own_batches``; others get 8). A model that cannot do one of the two raises NotImplementedError and
     tasks that need it fail with a clear message.
     """
 
     #: Name used in bundle paths and summaries; defaults to the class name.
     name: str = ""
+    #: The constructor takes ``batch_size="auto"`` and finds the largest batch that fits itself.
+    sizes_own_batches: ClassVar[bool] = False
     #: --llm-args that never change outputs, kept out of the result identity.
     non_result_args: ClassVar[frozenset[str]] = frozenset(
         {"batch_size", "device", "timeout", "max_retries", "api_key", "name", "artifact_dir"}

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from eval_framework.errors import ConfigError, ModelError, brief, missing_extra
 from eval_framework.fingerprint import directory_fingerprint
+from eval_framework.models.auto_batch import BatchSize, BatchSizeSetting, parse_batch_size
 from eval_framework.models.base import (
     BaseLLM,
     GenerationRequest,
@@ -47,6 +48,7 @@ class HuggingFaceLLM(BaseLLM):
     """
 
     default_checkpoint: ClassVar[str | None] = None
+    sizes_own_batches: ClassVar[bool] = True
 
     def __init__(  # noqa: PLR0913  (each parameter is an --llm-args name)
         self,
@@ -55,7 +57,7 @@ class HuggingFaceLLM(BaseLLM):
         revision: str | None = None,
         dtype: str = "auto",
         device: str = "auto",
-        batch_size: int = 8,
+        batch_size: BatchSizeSetting = 8,
         max_length: int | None = None,
         trust_remote_code: bool = False,
         add_bos_token: bool | None = None,
@@ -65,7 +67,8 @@ class HuggingFaceLLM(BaseLLM):
         HuggingFaceLLM.validate_args({"checkpoint": checkpoint, "dtype": dtype})  # not a subclass's rules
         self.checkpoint = str(checkpoint)
         self.revision = revision
-        self.batch_size = int(batch_size)
+        setting = parse_batch_size(batch_size, "batch_size")
+        self.batch_size: BatchSizeSetting = 8 if setting is None else setting
         self.trust_remote_code = bool(trust_remote_code)
         self.name = name or self.name or type(self).display_name_for({"checkpoint": self.checkpoint})
         torch = _import_torch()
@@ -74,6 +77,7 @@ class HuggingFaceLLM(BaseLLM):
         except ImportError as exc:
             raise missing_extra("transformers", "hf") from exc
         self._torch = torch
+        self._batches = BatchSize(self.batch_size, torch)
         # Our own progress bar covers the evaluation; per-shard loading bars are noise in logs.
         transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -156,6 +160,7 @@ class HuggingFaceLLM(BaseLLM):
                 f"{cls.__name__} needs a checkpoint: pass --checkpoint <registry ref> or "
                 "--llm-args checkpoint=<dir or hub id>"
             )
+        parse_batch_size(llm_args.get("batch_size"), "--llm-args batch_size")
         dtype = llm_args.get("dtype", "auto")
         if dtype not in _DTYPES:
             raise ConfigError(f"unknown --llm-args dtype={dtype!r}; use one of {', '.join(_DTYPES)}")
@@ -277,25 +282,35 @@ class HuggingFaceLLM(BaseLLM):
         ordered = [(ContextGroup(ctx, list(conts)), conts) for ctx, conts in groups.items()]
         ordered.sort(key=lambda item: -len(item[0].context))
         pad = self._fill_id()
-        for start in range(0, len(ordered), self.batch_size):
-            batch = ordered[start : start + self.batch_size]
+        left: list[tuple[int, list[int], list[int]]] = []
+        scored_groups = 0
+
+        def score(batch: Sequence[tuple[ContextGroup, dict[tuple[int, ...], list[int]]]]) -> None:
+            nonlocal scored_groups
+            if left:  # the cache turned out not to be shareable: the rest goes to full passes
+                return
             try:
                 scored = score_groups(
                     self.model, self._torch, [g for g, _ in batch], pad, self.device, cache_arg
                 )
             except (AttributeError, NotImplementedError, TypeError) as exc:
                 self._no_shared_cache(exc)
-                return [
+                left.extend(
                     (index, list(group.context + cont)[:-1], list(cont))
-                    for group, conts in ordered[start:]
+                    for group, conts in ordered[scored_groups:]
                     for cont in group.continuations
                     for index in conts[cont]
-                ]
+                )
+                return
             for (group, conts), group_scores in zip(batch, scored, strict=True):
-                for cont, score in zip(group.continuations, group_scores, strict=True):
+                for cont, one in zip(group.continuations, group_scores, strict=True):
                     for index in conts[cont]:
-                        results[index] = LoglikelihoodResult(score.logprob, score.is_greedy, len(cont))
-        return []
+                        results[index] = LoglikelihoodResult(one.logprob, one.is_greedy, len(cont))
+            scored_groups += len(batch)
+
+        for _ in self._batches.batches(ordered, score, lambda b: sum(len(g.context) for g, _ in b)):
+            pass
+        return left
 
     def _cache_arg(self) -> str | None:
         """The model's cache argument, or None when its cache cannot be shared (see below)."""
@@ -327,8 +342,8 @@ class HuggingFaceLLM(BaseLLM):
         torch = self._torch
         encoded = sorted(encoded, key=lambda item: -len(item[1]))
         pad = self._fill_id()
-        for start in range(0, len(encoded), self.batch_size):
-            batch = encoded[start : start + self.batch_size]
+
+        def score(batch: Sequence[tuple[int, list[int], list[int]]]) -> None:
             width = max(len(inp) for _, inp, _ in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             for row, (_, inp, _) in enumerate(batch):
@@ -340,6 +355,9 @@ class HuggingFaceLLM(BaseLLM):
                 total = span.gather(-1, target.unsqueeze(-1)).sum().item()
                 greedy = bool((span.argmax(-1) == target).all().item())
                 results[index] = LoglikelihoodResult(float(total), greedy, len(cont))
+
+        for _ in self._batches.batches(encoded, score, lambda b: sum(len(inp) for _, inp, _ in b)):
+            pass
 
     # generation -----------------------------------------------------------------------------
     def _generation_inputs(self, prompts: list[list[int]]) -> tuple[Any, Any, dict[str, Any]]:
@@ -373,42 +391,50 @@ class HuggingFaceLLM(BaseLLM):
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i].context))
         outputs: list[str] = [""] * len(requests)
         pad = self.tokenizer.pad_token_id or 0
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                max_new = max(requests[i].max_tokens for i in idx)
-                if max_new >= self.max_length:
-                    raise ConfigError(
-                        f"{max_new} new tokens leave no room for the prompt in the model's context of "
-                        f"{self.max_length} tokens; pass a smaller --max-tokens (at most "
-                        f"{self.max_length - 1}, less to keep more of the prompt)"
-                    )
-                prompts = []
-                for i in idx:
-                    ids = self._encode_context(requests[i].context)
-                    if not ids and self._prefix_id is not None:
-                        ids = [self._prefix_id]
-                    if len(ids) > self.max_length - max_new:
-                        self._say_truncated()
-                    prompts.append(ids[-max(1, self.max_length - max_new) :])
-                ids_t, mask, cached = self._generation_inputs(prompts)
-                width = ids_t.shape[1]
-                # lm-eval also stops at the end-of-sequence text, for models whose generation config
-                # names another end token
-                eos = [self.tokenizer.eos_token] if self.tokenizer.eos_token else []
-                stops = sorted({s for i in idx for s in (*requests[i].stop, *eos) if s})
-                extra: dict[str, Any] = {"stop_strings": stops, "tokenizer": self.tokenizer} if stops else {}
-                generated = self.model.generate(
-                    input_ids=ids_t.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    max_new_tokens=max_new,
-                    do_sample=False,
-                    pad_token_id=pad,
-                    **extra,
-                    **cached,
+        encoded: dict[int, list[int]] = {}
+
+        def run(idx: Sequence[int]) -> None:
+            max_new = max(requests[i].max_tokens for i in idx)
+            if max_new >= self.max_length:
+                raise ConfigError(
+                    f"{max_new} new tokens leave no room for the prompt in the model's context of "
+                    f"{self.max_length} tokens; pass a smaller --max-tokens (at most "
+                    f"{self.max_length - 1}, less to keep more of the prompt)"
                 )
-                for row, i in enumerate(idx):
-                    new = generated[row, width : width + requests[i].max_tokens].tolist()
-                    text = self.tokenizer.decode(new, skip_special_tokens=True)
-                    outputs[i] = apply_stop(text, requests[i].stop)
+            prompts = []
+            for i in idx:
+                ids = self._encode_context(requests[i].context)
+                if not ids and self._prefix_id is not None:
+                    ids = [self._prefix_id]
+                if len(ids) > self.max_length - max_new:
+                    self._say_truncated()
+                prompts.append(ids[-max(1, self.max_length - max_new) :])
+                encoded[i] = prompts[-1]
+            ids_t, mask, cached = self._generation_inputs(prompts)
+            width = ids_t.shape[1]
+            # lm-eval also stops at the end-of-sequence text, for models whose generation config
+            # names another end token
+            eos = [self.tokenizer.eos_token] if self.tokenizer.eos_token else []
+            stops = sorted({s for i in idx for s in (*requests[i].stop, *eos) if s})
+            extra: dict[str, Any] = {"stop_strings": stops, "tokenizer": self.tokenizer} if stops else {}
+            generated = self.model.generate(
+                input_ids=ids_t.to(self.device),
+                attention_mask=mask.to(self.device),
+                max_new_tokens=max_new,
+                do_sample=False,
+                pad_token_id=pad,
+                **extra,
+                **cached,
+            )
+            for row, i in enumerate(idx):
+                new = generated[row, width : width + requests[i].max_tokens].tolist()
+                text = self.tokenizer.decode(new, skip_special_tokens=True)
+                outputs[i] = apply_stop(text, requests[i].stop)
+
+        def tokens(idx: Sequence[int]) -> int:
+            return sum(len(encoded.get(i, ())) for i in idx)
+
+        with torch.inference_mode():
+            for _ in self._batches.batches(order, run, tokens):
+                pass
         return outputs

@@ -17,6 +17,7 @@ import inspect
 import io
 import logging
 import sys
+import types
 import typing
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from eval_framework import cleanup
 from eval_framework.errors import ConfigError, EvalFrameworkError, ModelError, brief
 from eval_framework.models.arg_identity import identity_args
+from eval_framework.models.auto_batch import FIXED_FALLBACK, BatchSizeSetting
 from eval_framework.models.base import BaseLLM
 from eval_framework.redact import redact
 
@@ -224,8 +226,15 @@ def _type_hints(cls: type) -> dict[str, Any]:
 
 
 def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    return text or str(annotation).replace("typing.", "")
+    """A type as a user reads it: ``int or 'auto'``, not ``Union[int, Literal['auto']]``."""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin is typing.Union or origin is types.UnionType:
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    return str(annotation).replace("typing.", "")
 
 
 def _what_to_pass(annotation: Any) -> str:
@@ -336,13 +345,21 @@ def class_source_digest(cls: type) -> str | None:
     return digest.hexdigest()
 
 
-def instantiate(cls: type, llm_args: dict[str, Any], batch_size: int) -> Any:
+def instantiate(cls: type, llm_args: dict[str, Any], batch_size: BatchSizeSetting) -> Any:
     """Build the model from checked arguments; batch_size is passed when the constructor takes it
-    and it was not given."""
+    and it was not given. ``auto`` goes only to models that size their own batches
+    (``sizes_own_batches``); others get ``FIXED_FALLBACK``, said once."""
     params = inspect.signature(cls).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = dict(llm_args)
     if "batch_size" not in kwargs and ("batch_size" in params or takes_any):
+        if batch_size == "auto" and not getattr(cls, "sizes_own_batches", False):
+            log.warning(
+                "%s does not size its own batches; --batch-size auto means %d for it",
+                cls.__name__,
+                FIXED_FALLBACK,
+            )
+            batch_size = FIXED_FALLBACK
         kwargs["batch_size"] = batch_size
     log.info("loading model %s", cls.__qualname__)
     try:
@@ -366,6 +383,8 @@ def instantiate(cls: type, llm_args: dict[str, Any], batch_size: int) -> Any:
         ) from exc
 
 
-def load_model(llm_name: str, models_file: Path | None, llm_args: dict[str, Any], batch_size: int) -> Any:
+def load_model(
+    llm_name: str, models_file: Path | None, llm_args: dict[str, Any], batch_size: BatchSizeSetting
+) -> Any:
     cls = find_model_class(llm_name, models_file)
     return instantiate(cls, check_llm_args(cls, llm_args), batch_size)

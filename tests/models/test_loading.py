@@ -48,7 +48,7 @@ def test_values_are_converted_to_the_constructor_types():
             r"unknown --llm-args version='v9'; use one of the embedded versions: v0, v1, v2, latest",
         ),
         ("embedded", {"dtype": "float8"}, r"unknown --llm-args dtype='float8'"),
-        ("embedded", {"batch_size": "abc"}, r"batch_size='abc' for EmbeddedTinyLLM: expected int"),
+        ("embedded", {"batch_size": "abc"}, r"batch_size='abc' for EmbeddedTinyLLM: expected int or 'auto'"),
         (
             "embedded",
             {"vresion": "v1"},
