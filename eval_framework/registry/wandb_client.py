@@ -135,6 +135,19 @@ class WandbRegistry:
             aliases = sorted(latest.aliases)
         return f"{text}, aliases: {', '.join(aliases)}"
 
+    def versions(self, ref: CheckpointRef) -> list[tuple[int, tuple[str, ...]]]:
+        """Every version of ``ref``'s collection (its alias is ignored) as (index, aliases), oldest
+        first. The latest version is looked up first: it names the artifact type the listing needs,
+        and a collection that does not exist fails as any lookup does."""
+        latest = self.artifact(replace(ref, alias="latest"))
+        try:
+            listed = self.api.artifacts(latest.type, ref.path.rpartition(":")[0], per_page=VERSIONS_PER_PAGE)
+            # the name carries the collection's own version (vN); .version may be the source's
+            found = [(int(str(a.name).rpartition(":v")[2]), tuple(a.aliases)) for a in listed]
+        except Exception as exc:
+            raise self._translate(exc, ref) from exc
+        return sorted(found)
+
     def exists(self, ref: CheckpointRef, shown: CheckpointRef | None = None) -> bool:
         """Whether ``ref`` exists; a failure is reported under ``shown`` (the reference the user
         typed, when ``ref`` is its ``-local`` twin)."""
@@ -179,6 +192,9 @@ def manifest_entry(entry: Any, url: str | None = None) -> ManifestEntry:
         algorithm=str(extra.get("alg") or "MD5") if not entry.ref else "MD5",
     )
 
+
+#: Versions asked for per page when a collection is listed (the SDK's default is 50).
+VERSIONS_PER_PAGE = 100
 
 #: Signed file URLs asked for per page (the SDK's own page size).
 FILE_URLS_PER_PAGE = 5000

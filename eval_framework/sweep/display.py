@@ -1,0 +1,102 @@
+"""What a sweep shows: one progress line for the whole sweep on a terminal (``version 3/12 v7 ·
+ARC``), one line per finished version when piped (CI logs), and the summary table at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from eval_framework.sweep.runner import SweepSummary, VersionResult
+from eval_framework.sweep.versions import Version
+
+
+def _score(value: float | str | None) -> str:
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return f"{100 * value:.1f}"
+    return "-" if value is None else str(value)
+
+
+def _task_cell(result: VersionResult, index: int) -> str:
+    task = result.tasks[index]
+    if task.status in ("evaluated", "reused"):
+        first = next(iter(task.scores.items()), None)
+        shown = f"{first[0]} {_score(first[1])}" if first else "done"
+        return shown + (" (reused)" if task.status == "reused" else "")
+    return task.status
+
+
+def version_line(result: VersionResult) -> str:
+    """One line for a finished version: each task's first metric, or why the version failed."""
+    cells = ", ".join(f"{t.task} {_task_cell(result, i)}" for i, t in enumerate(result.tasks))
+    if result.error is not None:
+        return f"{result.version.shown}: failed: {result.error} ({cells})"
+    return f"{result.version.shown}: {cells}"
+
+
+class SweepDisplay:
+    """A ``SweepObserver`` that draws the sweep's progress on stderr."""
+
+    def __init__(self) -> None:
+        from eval_framework.reporting import stderr
+
+        self.console = stderr
+        self.position, self.count, self.version = 0, 0, ""
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            disable=not stderr.is_terminal,
+            transient=True,
+        )
+        self.task_id: TaskID = self.bar.add_task("sweep", total=None)
+
+    def version_started(self, position: int, count: int, version: Version) -> None:
+        self.position, self.count, self.version = position, count, version.shown
+        self.bar.update(self.task_id, description=self._prefix() + ": planning", completed=0, total=None)
+
+    def task_progress(self, task: str, done: int, total: int) -> None:
+        self.bar.update(
+            self.task_id, description=f"{self._prefix()}: task {task}", completed=done, total=total
+        )
+
+    def version_finished(self, result: VersionResult) -> None:
+        line = f"{self._prefix()}:{version_line(result).removeprefix(result.version.shown + ':')}"
+        self.console.print(line, markup=False, highlight=False)
+
+    def _prefix(self) -> str:
+        return f"version {self.position}/{self.count} {self.version}"
+
+
+@contextmanager
+def sweep_display() -> Iterator[SweepDisplay]:
+    display = SweepDisplay()
+    with display.bar:
+        yield display
+
+
+def summary_table(summary: SweepSummary) -> Table:
+    """Versions as rows, tasks as columns: each cell the task's first metric, or its status."""
+    tasks = [t.task for t in summary.results[0].tasks] if summary.results else []
+    table = Table(title="Sweep", title_justify="left")
+    table.add_column("version")
+    for task in tasks:
+        table.add_column(task, justify="right")
+    for result in summary.results:
+        table.add_row(result.version.shown, *(_task_cell(result, i) for i in range(len(tasks))))
+    return table
+
+
+def summary_line(summary: SweepSummary) -> str:
+    tasks = len(summary.results[0].tasks) if summary.results else 0
+    parts = [
+        f"{summary.count(s)} {s}" for s in ("evaluated", "reused", "failed", "not run") if summary.count(s)
+    ]
+    failed = f"; {len(summary.failed)} version(s) failed" if summary.failed else ""
+    return (
+        f"Sweep: {len(summary.results)} version(s) x {tasks} task(s): {', '.join(parts) or 'nothing'}{failed}"
+    )
