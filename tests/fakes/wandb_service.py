@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.wandb_aliases import AliasSide
 from tests.fakes.wandb_runs import RunSide
 
 ORG_NAME = "acme"  # the org's display name users type
@@ -62,9 +63,10 @@ class FakeCollection:
     members: list[tuple[FakeVersion, set[str]]] = field(default_factory=list)
 
 
-class FakeWandb(RunSide):
+class FakeWandb(RunSide, AliasSide):
     def __init__(self, s3: Any, bucket: str) -> None:
         self._init_runs()
+        self._init_aliases()
         self.s3, self.bucket = s3, bucket
         s3.create_bucket(Bucket=bucket)
         self.collections: dict[tuple[str, str, str], FakeCollection] = {}
@@ -226,6 +228,37 @@ class FakeWandb(RunSide):
             "name": coll.name, "description": "", "createdAt": "2026-11-01T00:00:00", "updatedAt": None,
             "project": self._project(coll, coll.project, coll.entity), "type": {"name": v["type"]},
             "tags": {"edges": []}}}}}  # fmt: skip
+
+    def _op_ProjectArtifacts(self, v: dict[str, Any]) -> dict[str, Any]:
+        """The versions of a collection (``Api.artifacts``), newest first, paged by an opaque
+        cursor; each edge carries the collection's own version name and the node its aliases."""
+        if not any(k[0] == v["entity"] and k[1] == v["project"] for k in self.collections):
+            return {"project": None}
+        coll = self.collections.get((v["entity"], v["project"], v["collection"]))
+        if coll is None or v["type"] != coll.members[0][0].type:
+            return {"project": {"artifactType": None if coll is None else {"artifactCollection": None}}}
+        newest_first = list(reversed(list(enumerate(coll.members))))
+        start = int(base64.b64decode(v["cursor"]).decode().partition(":")[2]) if v.get("cursor") else 0
+        page = newest_first[start : start + int(v.get("perPage") or 50)]
+        end = start + len(page)
+        with_aliases = v.get("includeAliases", True)
+        edges = [
+            {"version": f"v{index}", "node": self._listed(coll, version, aliases if with_aliases else None)}
+            for index, (version, aliases) in page
+        ]
+        cursor = base64.b64encode(f"offset:{end}".encode()).decode()
+        page_info = {"__typename": "PageInfo", "endCursor": cursor, "hasNextPage": end < len(newest_first)}
+        connection = {"totalCount": len(newest_first), "edges": edges, "pageInfo": page_info}
+        collection = {"__typename": "ArtifactPortfolio", "artifacts": connection}
+        return {"project": {"artifactType": {"artifactCollection": collection}}}
+
+    def _listed(self, coll: FakeCollection, version: FakeVersion, aliases: set[str] | None) -> dict[str, Any]:
+        """A version as a listing shows it: its fragment with its aliases in this collection."""
+        info = {"__typename": "ArtifactPortfolio", "name": coll.name,
+                "project": self._project(coll, coll.project, coll.entity)}  # fmt: skip
+        shown = [{"__typename": "ArtifactAlias", "id": f"A:{a}", "alias": a, "artifactCollection": info}
+                 for a in sorted(aliases or ())]  # fmt: skip
+        return {**self._artifact_fragment(version), "aliases": shown if aliases is not None else None}
 
     def _op_ArtifactCollectionAliases(self, v: dict[str, Any]) -> dict[str, Any]:
         coll = self.collections[tuple(v["id"].removeprefix("C:").split("/"))]  # type: ignore[index]
