@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -130,20 +130,4 @@ def summary_table(outcome: EvalOutcome) -> Table:
     for subject, block in blocks:
         for name, m in block.items():
             table.add_row(subject, name, _fmt(m.value), _fmt(m.stderr), str(m.n))
-    return table
-
-
-def comparison_table(outcomes: Sequence[tuple[str, EvalOutcome]]) -> Table:
-    """One row per model version: the overall metrics side by side."""
-    table = Table(title="tiny-letters checkpoints compared", title_justify="left")
-    table.add_column("version")
-    metric_names = list(outcomes[0][1].results.metrics.overall) if outcomes else []
-    for name in metric_names:
-        table.add_column(f"{name} (%)", justify="right")
-    table.add_column("n", justify="right")
-    for label, outcome in outcomes:
-        overall = outcome.results.metrics.overall
-        cells = [f"{_fmt(overall[m].value)} ± {_fmt(overall[m].stderr)}" for m in metric_names]
-        n = str(overall[metric_names[0]].n) if metric_names else "0"
-        table.add_row(label, *cells, n)
     return table

@@ -124,7 +124,13 @@ def test_shipped_checkpoints_differ_clearly(cli, tmp_path, monkeypatch):
     assert (
         accs["tiny-letters-v0"]["value"] < accs["tiny-letters-v1"]["value"] < accs["tiny-letters-v2"]["value"]
     )
-    assert "compared" in result.out
+    # it ends with the comparison: each version against its predecessor, and the plot
+    assert "tiny-letters: 3 versions, each against its predecessor" in result.out
+    lines = [line for line in result.out.splitlines() if "McNemar, n=200" in line]
+    assert len(lines) == 4  # v1 vs v0 and v2 vs v1, on acc and acc_norm
+    assert all("<0.001" in line for line in lines)
+    plot = tmp_path / "outputs" / "demo" / "comparison.html"
+    assert "<svg" in plot.read_text()
 
 
 def test_root_command_on_an_embedded_checkpoint_and_generation_task(cli, tmp_path):

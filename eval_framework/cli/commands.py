@@ -103,10 +103,14 @@ def demo_command(
     num_fewshot: Annotated[int, typer.Option(help="Few-shot examples per prompt.")] = 3,
     overwrite: Annotated[bool, typer.Option(help="Recompute finished evaluations.")] = False,
 ) -> None:
-    """Evaluate every shipped tiny-letters checkpoint version offline and compare them."""
+    """Evaluate every shipped tiny-letters checkpoint version offline, then compare them: each
+    version against its predecessor on the samples both scored, and a plot of the trajectory."""
+    from eval_framework.compare import compare
+    from eval_framework.compare.plot_html import write_html
+    from eval_framework.compare.render import tables
     from eval_framework.config import EvalConfig
     from eval_framework.embedded import checkpoint_versions
-    from eval_framework.reporting import comparison_table, progress_bar, stdout, summary_table
+    from eval_framework.reporting import progress_bar, stdout, summary_table
     from eval_framework.runner import evaluate
 
     outcomes = []
@@ -123,6 +127,13 @@ def demo_command(
             outcome = evaluate(cfg, progress=update)
         outcomes.append((version, outcome))
     stdout.print(summary_table(outcomes[-1][1]))
-    stdout.print(comparison_table(outcomes))
     for version, outcome in outcomes:
         stdout.print(f"{version}: {outcome.bundle_dir}")
+    bundles = [outcome.bundle_dir for _, outcome in outcomes]
+    comparison = compare(bundles)
+    for table in tables(comparison):
+        stdout.print(table)
+    plot = output_dir / "comparison.html"
+    write_html(comparison, plot)
+    stdout.print(f"plot of the versions: {plot}")
+    stdout.print(f"again, or with more bundles: eval_framework compare {output_dir} --plot {plot}")
