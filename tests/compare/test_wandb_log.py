@@ -8,6 +8,7 @@ import pytest
 
 from eval_framework.sinks import wandb_mode
 from tests.compare.bundles import restamp
+from tests.registry.conftest import fake_wandb, s3, s3_server  # noqa: F401  (fixtures, by request)
 from tests.wandb_log_reader import read_run, run_files
 
 REGISTRY = "acme/wandb-registry-model/llama-sft"
@@ -103,3 +104,26 @@ def test_wandb_flags_are_checked_before_any_work(cli, copy_bundles):
     alone = cli("compare", out, "--wandb-entity", "acme")
     assert alone.code == 2
     assert "--wandb-entity and --wandb-mode need --wandb-project" in alone.err
+
+
+def test_online_the_comparison_reaches_the_server_in_the_collections_group(cli, evaluated, tmp_path, request):
+    """The real SDK online against the fake W&B server: the run, its group, the table (a run file)
+    and the summary as the W&B UI would read them."""
+    fake = request.getfixturevalue("fake_wandb")  # sets WANDB_BASE_URL and a valid key
+    out = tmp_path / "evals"
+    for number, name in ((3, "v0"), (4, "v1")):
+        restamp(evaluated[name], out / name, qualified_name=f"{REGISTRY}:v{number}")
+    result = cli(
+        "compare", "llama-sft", "--output-dir", out, "--wandb-project", "evals", "--wandb-mode", "online"
+    )
+    assert result.code == 0, result.err
+    (run,) = fake.runs.values()
+    assert run.project == "evals"
+    assert run.group == "llama-sft"
+    assert run.job_type == "compare"
+    assert run.exit_code == 0
+    assert run.config["versions"] == ["v3", "v4"]
+    assert run.summary["comparison"]["nrows"] == 4  # 2 versions x (acc, acc_norm)
+    assert any(name.startswith("media/table/comparison") for name in run.files), list(run.files)
+    assert "W&B: " in result.err
+    assert "logged offline" not in result.err
