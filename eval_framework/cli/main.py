@@ -18,7 +18,7 @@ import typer
 
 # Importing them registers the commands, in the order --help lists them.
 # isort: off
-from eval_framework.cli import evaluate, upload, export, sweep, compare, commands  # noqa: F401
+from eval_framework.cli import evaluate, upload, export, sweep, watch, compare, commands  # noqa: F401
 
 # isort: on
 from eval_framework.bundle_io import IN_THE_WAY, in_the_way

@@ -21,6 +21,7 @@ from eval_framework.errors import ConfigError, ExportError
 
 if TYPE_CHECKING:
     from eval_framework.config import EvalConfig
+    from eval_framework.exporting import AutoExport
     from eval_framework.runner import EvalOutcome
     from eval_framework.sinks.publish import PublishOptions
 
@@ -116,7 +117,7 @@ def sweep_command(
     selection, chosen_shard = Selection.parse(versions), Shard.parse(shard)  # bad input: before any lookup
     if every is not None and every < 1:
         raise ConfigError(f"invalid --every {every}: give a whole number of 1 or more")
-    configs, sinks = _configs(eval_flags, sink_flags)
+    configs, sinks, _ = sweep_configs(eval_flags, sink_flags)
     listed = list_versions(source)
     chosen = choose(listed, selection, every, chosen_shard)
     if print_grid:
@@ -137,7 +138,7 @@ def sweep_command(
     from eval_framework.sweep.display import summary_line, summary_table, sweep_display
     from eval_framework.sweep.runner import SweepFailed, run_sweep
 
-    exports = _Exports(sinks)
+    exports = Exports(sinks)
     with sweep_display() as display:
         summary = run_sweep(chosen, configs, display, exports if sinks.any else None)
     stdout.print(summary_table(summary))
@@ -147,11 +148,17 @@ def sweep_command(
     exports.raise_failures()
 
 
-def _configs(
-    eval_flags: dict[str, Any], sink_flags: dict[str, Any]
-) -> tuple[list[EvalConfig], PublishOptions]:
-    """One config per task (the checkpoint left out: each version sets its own), and the sinks."""
+def sweep_configs(
+    eval_flags: dict[str, Any],
+    sink_flags: dict[str, Any],
+    command: str = "sweep",
+    export_config: Path | None = None,
+) -> tuple[list[EvalConfig], PublishOptions, AutoExport | None]:
+    """One config per task (the checkpoint left out: each version sets its own), the sinks, and
+    (for ``watch``, which exports as evaluations finish) the auto_export of --config and
+    --export-config."""
     from eval_framework.config import read_config_file, split_list
+    from eval_framework.exporting import auto_export_settings
     from eval_framework.invocation_config import configs_with_sources
     from eval_framework.llm_args import parse_llm_args
     from eval_framework.sinks.settings import SinkSettings, build_sink_settings, is_sink_key
@@ -159,10 +166,13 @@ def _configs(
     given = dict(eval_flags)
     config_file = given.pop("config")
     file_values = read_config_file(config_file) if config_file else {}
+    auto = None
+    if command == "watch":  # a sweep refuses the block (below)
+        auto = auto_export_settings(file_values.pop("auto_export", None), export_config)
     for key in ("checkpoint", "auto_export", "context"):
         if key in file_values:
-            raise ConfigError(f"'{key}' in the --config file does not apply to sweep; remove it "
-                              "(the sweep's argument names the checkpoints)")  # fmt: skip
+            raise ConfigError(f"'{key}' in the --config file does not apply to {command}; remove it "
+                              f"(the {command}'s argument names the checkpoints)")  # fmt: skip
     llm_args = parse_llm_args(given["llm_args"]) if given["llm_args"] else {}
     artifact_dir = given.pop("artifact_dir")
     if artifact_dir:
@@ -183,39 +193,63 @@ def _configs(
         "overwrite": given["overwrite"] or None,
     }
     if not flags["task_name"] and not file_values.get("task_name") and not file_values.get("tasks"):
-        raise ConfigError("sweep needs tasks: pass --task-name (e.g. --task-name ARC,MMLU)")
+        raise ConfigError(f"{command} needs tasks: pass --task-name (e.g. --task-name ARC,MMLU)")
     evaluation = {k: v for k, v in file_values.items() if not is_sink_key(k)}
     configured = configs_with_sources(evaluation, flags, also_known=[*SinkSettings.model_fields])
-    settings = build_sink_settings(file_values, sink_flags, "eval_framework sweep")
+    settings = build_sink_settings(file_values, sink_flags, f"eval_framework {command}")
     if settings.wandb_run_id:
-        raise ConfigError("--wandb-run-id names one W&B run; a sweep logs one run per evaluation: drop it")
-    return [config for config, _ in configured], settings.publish_options()
+        raise ConfigError(f"--wandb-run-id names one W&B run; a {command} logs one run per evaluation: "
+                          "drop it")  # fmt: skip
+    return [config for config, _ in configured], settings.publish_options(), auto
 
 
-class _Exports:
+class Exports:
     """After each evaluation: publish its bundle to the --wandb-*/--hf-* sinks (the same records as
-    live logging); a failure is said and the sweep goes on (exit 7 at the end)."""
+    live logging) and to the auto_export destinations, if any; a failure is said and the sweep goes
+    on (exit 7 at the end)."""
 
-    def __init__(self, sinks: PublishOptions) -> None:
+    def __init__(self, sinks: PublishOptions, auto: AutoExport | None = None) -> None:
         self.sinks = sinks
+        self.auto = auto
         self.failures: list[ExportError] = []
-        self.failed: list[Path] = []  #: the bundles whose export failed
+        self.failed: list[Path] = []  #: the bundles whose --wandb-*/--hf-* export failed
+        self.auto_failures: list[ExportError] = []
+
+    @property
+    def any(self) -> bool:
+        return self.sinks.any or self.auto is not None
 
     def __call__(self, outcome: EvalOutcome) -> None:
         from eval_framework.cli.evaluate import publish_and_report
         from eval_framework.reporting import stderr
 
-        try:
-            publish_and_report([outcome.bundle_dir], self.sinks)
-        except ExportError as exc:
-            stderr.print(f"error: {exc}", markup=False, highlight=False)
-            self.failures.append(exc)
-            self.failed.append(outcome.bundle_dir)
+        if self.sinks.any:
+            try:
+                publish_and_report([outcome.bundle_dir], self.sinks)
+            except ExportError as exc:
+                stderr.print(f"error: {exc}", markup=False, highlight=False)
+                self.failures.append(exc)
+                self.failed.append(outcome.bundle_dir)
+        if self.auto is not None:
+            from eval_framework.cli.common import on_interrupt
+            from eval_framework.cli.evaluate import auto_export_bundle
+
+            said = on_interrupt()  # auto_export_bundle says its own; the command's stands after it
+            try:
+                auto_export_bundle(outcome.bundle_dir, self.auto)
+            except ExportError as exc:
+                stderr.print(f"error: {exc}", markup=False, highlight=False)
+                self.auto_failures.append(exc)
+            finally:
+                say_on_interrupt(said)
 
     def raise_failures(self) -> None:
         from eval_framework.sinks.publish import upload_command
 
-        if len(self.failures) == 1:
-            raise self.failures[0]
-        if self.failures:
-            raise ExportError.gathered(self.failures, upload_command(self.failed, self.sinks))
+        failures = self.failures + self.auto_failures
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            commands = [upload_command(self.failed, self.sinks)] if self.failures else []
+            commands += [f.command for f in self.auto_failures if f.command]
+            raise ExportError.gathered(failures, " && ".join(commands))

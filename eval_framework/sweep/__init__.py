@@ -2,7 +2,8 @@
 
 ``list_versions`` and ``choose`` decide what is evaluated; ``evaluate_version`` evaluates one
 version on every task with one model load (the step a watcher of new versions reuses);
-``run_sweep`` runs it over the chosen versions.
+``run_sweep`` runs it over the chosen versions; ``eval_framework.sweep.watch.watch`` runs it on each
+version as it lands.
 """
 
 from eval_framework.sweep.runner import (
@@ -15,6 +16,7 @@ from eval_framework.sweep.runner import (
     version_configs,
 )
 from eval_framework.sweep.versions import Selection, Shard, Version, choose, list_versions
+from eval_framework.sweep.watch_options import Until, WatchOptions
 
 __all__ = [
     "Selection",
@@ -22,8 +24,10 @@ __all__ = [
     "SweepFailed",
     "SweepSummary",
     "TaskResult",
+    "Until",
     "Version",
     "VersionResult",
+    "WatchOptions",
     "choose",
     "evaluate_version",
     "list_versions",
