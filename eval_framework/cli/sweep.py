@@ -17,7 +17,17 @@ import typer
 from eval_framework.cli.common import app, say_on_interrupt
 from eval_framework.cli.evaluate import evaluate_command
 from eval_framework.cli.options import sink_options
+from eval_framework.cli.promote_options import (
+    ALPHA_OPTION,
+    DRY_RUN_OPTION,
+    PROMOTE_OPTION,
+    WHEN_OPTION,
+    checked_rule,
+    promote_now,
+)
 from eval_framework.errors import ConfigError, ExportError
+from eval_framework.models.auto_batch import parse_batch_size
+from eval_framework.promotion import DEFAULT_ALPHA
 
 if TYPE_CHECKING:
     from eval_framework.config import EvalConfig
@@ -109,6 +119,10 @@ def sweep_command(
             "per version) and exit without evaluating."
         ),
     ] = False,
+    promote: Annotated[str | None, PROMOTE_OPTION] = None,
+    when: Annotated[str | None, WHEN_OPTION] = None,
+    alpha: Annotated[float, ALPHA_OPTION] = DEFAULT_ALPHA,
+    dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
 ) -> None:
     """Evaluate each selected version (oldest first) on every task: one model load per version,
     finished evaluations reused, a failed version reported without stopping the others."""
@@ -118,6 +132,7 @@ def sweep_command(
     if every is not None and every < 1:
         raise ConfigError(f"invalid --every {every}: give a whole number of 1 or more")
     configs, sinks, _ = sweep_configs(eval_flags, sink_flags)
+    rule = checked_rule(source, [c.task_name for c in configs], promote, when, alpha)
     listed = list_versions(source)
     chosen = choose(listed, selection, every, chosen_shard)
     if print_grid:
@@ -143,6 +158,8 @@ def sweep_command(
         summary = run_sweep(chosen, configs, display, exports if sinks.any else None)
     stdout.print(summary_table(summary))
     stdout.print(summary_line(summary), markup=False, highlight=False)
+    if rule is not None:  # on what finished, failed versions aside
+        promote_now(source, output_dir, rule, dry_run)
     if summary.failed:
         raise SweepFailed(summary)
     exports.raise_failures()
@@ -189,7 +206,7 @@ def sweep_configs(
         "task_name": split_list(given["task_name"] or None, "task_name"),
         "subjects": split_list(given["subjects"] or None, "subjects"),
         "llm_args": llm_args or None,
-        "batch_size": int(batch) if isinstance(batch, str) and batch.strip().isdigit() else batch,
+        "batch_size": parse_batch_size(batch),
         "overwrite": given["overwrite"] or None,
     }
     if not flags["task_name"] and not file_values.get("task_name") and not file_values.get("tasks"):

@@ -5,14 +5,28 @@ See docs/sweeps.md."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from eval_framework.cli.common import app, parse_path, say_on_interrupt
 from eval_framework.cli.options import sink_options
+from eval_framework.cli.promote_options import (
+    ALPHA_OPTION,
+    DRY_RUN_OPTION,
+    PROMOTE_OPTION,
+    WHEN_OPTION,
+    checked_rule,
+    promote_now,
+)
 from eval_framework.cli.sweep import Exports, evaluate_options, sweep_configs
 from eval_framework.errors import ConfigError
+from eval_framework.promotion import DEFAULT_ALPHA
+
+if TYPE_CHECKING:
+    from eval_framework.promotion import PromotionRule
+    from eval_framework.sweep.runner import VersionResult
+    from eval_framework.sweep.watch import AfterVersionFn
 
 
 @app.command("watch")
@@ -53,6 +67,10 @@ def watch_command(
             "evaluation there (see 'eval_framework export').",
         ),
     ] = None,
+    promote: Annotated[str | None, PROMOTE_OPTION] = None,
+    when: Annotated[str | None, WHEN_OPTION] = None,
+    alpha: Annotated[float, ALPHA_OPTION] = DEFAULT_ALPHA,
+    dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
 ) -> None:
     """Poll SOURCE every --interval and evaluate each version not yet evaluated on every task
     (oldest first, one model load per version); other watchers sharing the output directory
@@ -68,6 +86,7 @@ def watch_command(
         raise ConfigError("watch never recomputes a finished evaluation: drop --overwrite (recompute"
                           " one: 'eval_framework sweep SOURCE --versions vN..vN --overwrite')")  # fmt: skip
     configs, sinks, auto = sweep_configs(eval_flags, sink_flags, "watch", export_config)
+    rule = checked_rule(source, [c.task_name for c in configs], promote, when, alpha)
     from eval_framework.sinks.publish import preflight
 
     preflight(sinks)  # a missing extra or token costs seconds, not a night of watching
@@ -82,8 +101,27 @@ def watch_command(
     exports = Exports(sinks, auto)
     options = WatchOptions(interval=seconds, until=stop, selection=selection)
     with watch_display(source) as display:
-        summary = watch(source, configs, options, display, exports if exports.any else None)
+        after = _promoter(source, output_dir, rule, dry_run) if rule is not None else None
+        summary = watch(source, configs, options, display, exports if exports.any else None, after)
     stdout.print(summary_line(summary), markup=False, highlight=False)
     if summary.failed:
         raise WatchFailed(summary)
     exports.raise_failures()
+
+
+def _promoter(source: str, output_dir: Path, rule: PromotionRule, dry_run: bool) -> AfterVersionFn:
+    """After each version that finished: apply the promotion rule. A failure (the registry down)
+    is said and the watch goes on; the next finished version tries again."""
+    from eval_framework.errors import EvalFrameworkError
+    from eval_framework.reporting import stderr
+
+    def after(result: VersionResult) -> None:
+        if result.failed:
+            return
+        try:
+            promote_now(source, output_dir, rule, dry_run)
+        except EvalFrameworkError as exc:
+            stderr.print(f"warning: promotion after {result.version.shown} failed: {exc}", markup=False,
+                         highlight=False, soft_wrap=True)  # fmt: skip
+
+    return after
