@@ -134,6 +134,13 @@ def test_local_checkpoints_have_no_alias_to_move(evaluated, tmp_path):
         decide(comparison, _rule(), holder=None)
 
 
+def test_compare_promote_on_local_checkpoints_is_refused_before_the_tables(cli, evaluated, tmp_path):
+    result = cli("compare", evaluated["v0"], evaluated["v2"], "--promote", ALIAS, "--when", RULE)
+    assert result.code == 2
+    assert "--promote moves a registry alias, but the compared versions are local" in result.err
+    assert result.out == ""
+
+
 def test_an_unknown_task_or_metric_is_named(evaluated, tmp_path):
     _registry_bundles(evaluated, tmp_path / "out")
     comparison = compare([tmp_path / "out"])

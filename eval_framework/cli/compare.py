@@ -88,6 +88,10 @@ def compare_command(
         print(f"skipped {path}: {why}", file=sys.stderr)
     for warning in comparison.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if rule is not None:  # refused before the tables: local folders have no alias to move
+        from eval_framework.promotion import collection_of
+
+        collection_of(list(comparison.cells.values()))
     _print(comparison, format)
     if plot is not None:
         _write_plot(comparison, plot, kind)

@@ -42,7 +42,7 @@ def checked_rule(
         return None
     if is_local_source(source):
         raise ConfigError(
-            f"--promote moves a registry alias, but {source} names local checkpoint folders; sweep a "
+            f"--promote moves a registry alias, but {source} names local checkpoint folders; name a "
             "registry collection (e.g. wandb-registry-model/llama-sft), or drop --promote"
         )
     if not any(rule.task == name or rule.task.startswith(f"{name} (") for name in task_names):

@@ -93,6 +93,11 @@ def check_plot_path(path: Path) -> str:
         )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write --plot {path}: {parent} is not writable; pick a writable path")
+    try:  # a real try: root passes os.access, and some file systems refuse anyway (/sys, read-only mounts)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".plot-check-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write --plot {path}: {exc.strerror or exc}; pick a writable path") from exc
     if kind == ".png":
         import importlib.util
 

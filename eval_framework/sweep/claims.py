@@ -62,6 +62,8 @@ class Holder:
 
     @property
     def shown(self) -> str:
+        if self.pid < 0:  # created, not yet written (or its writer died in between)
+            return "another watcher (its claim is being written)"
         return f"host {self.host} (pid {self.pid}, since {self.started})"
 
 

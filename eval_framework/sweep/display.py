@@ -3,8 +3,10 @@ ARC``), one line per finished version when piped (CI logs), and the summary tabl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -33,7 +35,32 @@ def version_line(result: VersionResult) -> str:
     cells = ", ".join(f"{t.task} {_task_cell(result, i)}" for i, t in enumerate(result.tasks))
     if result.error is not None:
         return f"{result.version.shown}: failed: {result.error} ({cells})"
+    twin = same_files_as(result)
+    if twin is not None:
+        cells += (
+            f"; the same files as {twin}, whose evaluations these are (one bundle for both: compare "
+            "shows it once)"
+        )
     return f"{result.version.shown}: {cells}"
+
+
+def same_files_as(result: VersionResult) -> str | None:
+    """Another checkpoint folder whose bundles this one reused: its files are identical (the
+    evaluation's identity is the files' fingerprint, not the path), so its results are the same."""
+    if not result.version.local:
+        return None
+    here = Path(result.version.reference).resolve()
+    for task in result.tasks:
+        if task.status != "reused" or task.bundle_dir is None:
+            continue
+        try:
+            meta = json.loads((task.bundle_dir / "metadata.json").read_text(encoding="utf-8"))
+            recorded = meta["config"]["llm_args"]["checkpoint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(recorded, str) and Path(recorded).resolve() != here:
+            return recorded
+    return None
 
 
 class SweepDisplay:

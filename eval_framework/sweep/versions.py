@@ -89,8 +89,8 @@ def registry_versions(source: str) -> list[Version]:
     ref = resolver.parse(source)
     if ":" in source.strip():
         raise ConfigError(
-            f"sweep takes a collection, not one version: drop ':{ref.alias}' from {source!r} and choose "
-            "versions with --versions (e.g. --versions since:v3)"
+            f"sweep and watch take a collection, not one version: drop ':{ref.alias}' from {source!r} and "
+            "choose versions with --versions (e.g. --versions since:v3)"
         )
     listed = resolver.client.versions(ref)
     if not listed:
@@ -227,11 +227,13 @@ class Shard:
         if not (sep and index.isdigit() and count.isdigit()):
             raise ConfigError(f"invalid --shard {text!r}: write i/n, e.g. 0/4 (i counts from 0 to n-1)")
         shard = cls(int(index), int(count))
-        if shard.count < 1 or shard.index >= shard.count:
+        n = shard.count
+        if n < 1:
+            raise ConfigError(f"invalid --shard {text!r}: n must be 1 or more, e.g. 0/4")
+        if shard.index >= n:
             raise ConfigError(
-                f"invalid --shard {text!r}: i must be from 0 to n-1 (shards of 4 are 0/4 .. 3/4)"
-                if shard.count >= 1
-                else f"invalid --shard {text!r}: n must be 1 or more"
+                f"invalid --shard {text!r}: i must be from 0 to n-1 "
+                f"(the shards of {n} are 0/{n} .. {n - 1}/{n})"
             )
         return shard
 

@@ -28,7 +28,10 @@ class WatchDisplay(SweepDisplay):
 
     def found(self, new: Sequence[Version], pending: int, first: bool) -> None:
         if first:
-            self.say(f"watching {self.source}: {len(new)} version(s), {pending} to evaluate")
+            self.say(
+                f"watching {self.source}: {len(new)} version(s), {pending} to look at (finished evaluations "
+                "are reused, not redone)"
+            )
             return
         for version in new:
             self.say(f"new version {version.shown}")
@@ -82,4 +85,6 @@ def summary_line(summary: SweepSummary) -> str:
         f"{summary.count(s)} {s}" for s in ("evaluated", "reused", "failed", "not run") if summary.count(s)
     ]
     failed = f"; {len(summary.failed)} version(s) failed" if summary.failed else ""
-    return f"Watch: {len(summary.results)} version(s): {', '.join(parts) or 'nothing evaluated'}{failed}"
+    tasks = len(summary.results[0].tasks) if summary.results else 0
+    done = ", ".join(parts) or "nothing evaluated"
+    return f"Watch: {len(summary.results)} version(s) x {tasks} task(s): {done}{failed}"

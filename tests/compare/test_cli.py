@@ -97,6 +97,13 @@ def test_an_unwritable_plot_path(cli, copy_bundles, tmp_path, monkeypatch):
         locked.chmod(0o700)
 
 
+def test_a_directory_that_refuses_files_even_to_root_is_said_before_any_work(cli, copy_bundles):
+    """/proc passes os.access for root, but no file can be created there: the up-front try says so."""
+    result = cli("compare", copy_bundles("v0", "v1"), "--plot", "/proc/versions.html")
+    _one_line(result, 5, "cannot write --plot /proc/versions.html", "pick a writable path")
+    assert result.out == ""  # before the tables
+
+
 def test_a_plot_that_cannot_be_written_leaves_nothing_behind(cli, copy_bundles, tmp_path, monkeypatch):
     """A write that fails midway (a full disk) is one line, and no partial file stays."""
     import eval_framework.compare.plot_data as plot_data

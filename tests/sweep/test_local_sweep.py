@@ -178,3 +178,25 @@ def test_each_finished_evaluation_is_published_to_the_sinks(cli, runs, tmp_path,
         (entry,) = [json.loads(line) for line in ledger.read_text().splitlines()]
         assert entry["destination"] == "wandb"
         assert entry["status"] == "offline"
+
+
+def test_a_folder_with_the_same_files_as_another_says_whose_results_it_shares(cli, tmp_path):
+    """A trainer's final/ folder is often a copy of its last step: the files are the evaluation's
+    identity, so one bundle serves both, and the sweep says so instead of losing a version."""
+    import shutil
+
+    from eval_framework.embedded import checkpoint_dir
+
+    for name, shipped in (("step-1", "v1"), ("step-2", "v2"), ("step-3", "v2")):  # step-3: step-2's files
+        shutil.copytree(checkpoint_dir(shipped), tmp_path / "runs" / name)
+    result = cli(
+        "sweep", "runs/step-*", "--task-name", "tiny-letters", "--num-samples", "4", "--output-dir", "out"
+    )
+    assert result.code == 0, result.err
+    lines = {x.split(":")[0]: x for x in result.err.splitlines() if x.startswith("version ")}
+    assert "the same files" not in lines["version 2/3 runs/step-2"]
+    assert lines["version 3/3 runs/step-3"].endswith(
+        "(reused); the same files as runs/step-2, whose evaluations these are (one bundle for both: compare "
+        "shows it once)"
+    )
+    assert len(list((tmp_path / "out").glob("*/metadata.json"))) == 2

@@ -84,7 +84,7 @@ def test_a_collection_that_does_not_exist(cli, three_versions, tmp_path):
 def test_an_alias_is_refused_before_any_evaluation(cli, three_versions, tmp_path):
     result = cli("sweep", "tiny:prod", *LETTERS)
     assert result.code == 2, result.err
-    assert "sweep takes a collection, not one version: drop ':prod'" in result.err
+    assert "sweep and watch take a collection, not one version: drop ':prod'" in result.err
 
 
 def test_a_range_with_no_versions_says_which_there_are(cli, three_versions, tmp_path):

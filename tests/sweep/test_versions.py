@@ -97,7 +97,8 @@ def test_shards_cover_every_version_exactly_once(count):
 
 @pytest.mark.parametrize(
     ("text", "why"),
-    [("3/2", "i must be from 0 to n-1"), ("2/2", "i must be from 0 to n-1"), ("0/0", "n must be 1 or more"),
+    [("3/2", r"i must be from 0 to n-1 \(the shards of 2 are 0/2 .. 1/2\)"),
+     ("10/3", r"\(the shards of 3 are 0/3 .. 2/3\)"), ("0/0", "n must be 1 or more"),
      ("1", "write i/n"), ("a/b", "write i/n"), ("-1/2", "write i/n")],
 )  # fmt: skip
 def test_bad_shards_are_refused(text, why):

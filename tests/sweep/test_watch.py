@@ -110,11 +110,11 @@ def test_versions_are_evaluated_as_they_land(cli, fake_wandb, tmp_path, counting
     assert result.code == 0, result.err
     assert _complete(tmp_path) == {"v0": 1, "v1": 1, "v2": 1}
     assert len(_loads(tmp_path)) == 3  # one model load per version, none repeated
-    assert "watching tiny: 1 version(s), 1 to evaluate" in result.err
+    assert "watching tiny: 1 version(s), 1 to look at" in result.err
     assert "new version v1" in result.err
     assert "new version v2 (prod)" in result.err
     assert "v2 (prod): tiny-letters acc" in result.err
-    assert "Watch: 3 version(s): 3 evaluated" in result.out
+    assert "Watch: 3 version(s) x 1 task(s): 3 evaluated" in result.out
     assert _claims(tmp_path) == []  # every claim released
 
 
@@ -156,7 +156,7 @@ def test_last_n_is_the_newest_at_start_then_every_new_one(cli, fake_wandb, tmp_p
                  "--until", "v3")  # fmt: skip
     trainer.join(5)
     assert result.code == 0, result.err
-    assert "watching tiny: 1 version(s), 1 to evaluate" in result.err
+    assert "watching tiny: 1 version(s), 1 to look at" in result.err
     assert _complete(tmp_path) == {"v1": 1, "v2": 1, "v3": 1}  # v0 was not among the newest at start
 
 
