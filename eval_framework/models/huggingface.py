@@ -38,6 +38,23 @@ def _import_torch() -> Any:
     return torch
 
 
+class _NoPaddingMaskWarning(logging.Filter):
+    """Drops transformers' "We strongly recommend passing in an `attention_mask`": during batched
+    generation, rows that have stopped are fed the pad token and some models' decoding steps run
+    without an explicit mask, which sets it off. The mask is applied (batched generation equals each
+    prompt alone: tests/models/test_shared_context.py), and right-padded scoring passes never read
+    their padding, so the warning only alarms."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "recommend passing in an `attention_mask`" not in record.getMessage()
+
+
+def _quiet_padding_warning() -> None:
+    target = logging.getLogger("transformers.modeling_utils")
+    if not any(isinstance(f, _NoPaddingMaskWarning) for f in target.filters):
+        target.addFilter(_NoPaddingMaskWarning())
+
+
 class HuggingFaceLLM(BaseLLM):
     """A causal LM loaded with transformers.
 
@@ -80,6 +97,7 @@ class HuggingFaceLLM(BaseLLM):
         self._batches = BatchSize(self.batch_size, torch)
         # Our own progress bar covers the evaluation; per-shard loading bars are noise in logs.
         transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        _quiet_padding_warning()
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.dtype_name = self._pick_dtype(dtype)
         local = Path(self.checkpoint).expanduser()

@@ -194,3 +194,22 @@ def test_padded_batches_raise_no_attention_mask_warning(capfd):
     llm.max_length = 8  # the contexts are now cut: the full-pass path, padded as well
     llm.loglikelihood(requests)
     assert "attention_mask" not in capfd.readouterr().err
+
+
+def test_batched_generation_says_nothing_about_attention_masks(tmp_path):
+    """Stopped rows are fed the pad token while others generate, and transformers then warns about
+    a missing attention mask: it would alarm users for nothing (the mask is applied: batched
+    generation equals each prompt alone, tests/models/test_shared_context.py). A process of its own:
+    transformers says it once per process."""
+    import subprocess
+    import sys
+
+    from eval_framework.embedded import checkpoint_dir
+
+    command = [sys.executable, "-m", "eval_framework", "--llm-name", "hf", "--llm-args",
+               f"checkpoint={checkpoint_dir('v1')}", "--task-name", "tiny-letters-gen", "--num-fewshot", "3",
+               "--num-samples", "16", "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Results:" in done.stdout
+    assert "attention_mask" not in done.stderr
