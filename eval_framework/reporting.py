@@ -36,10 +36,10 @@ stdout = _console()
 stderr = _console(to_stderr=True)
 
 
-@contextmanager
-def progress_bar(description: str) -> Iterator[ProgressFn]:
-    """A progress callback; draws a bar only when stderr is a terminal."""
-    with Progress(
+def evaluation_progress() -> Progress:
+    """The evaluation bar (description, bar, done/total, elapsed) on stderr; drawn only when
+    stderr is a terminal, and gone once finished."""
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -47,7 +47,13 @@ def progress_bar(description: str) -> Iterator[ProgressFn]:
         console=stderr,
         disable=not stderr.is_terminal,
         transient=True,
-    ) as bar:
+    )
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[ProgressFn]:
+    """A progress callback; draws a bar only when stderr is a terminal."""
+    with evaluation_progress() as bar:
         task_id = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

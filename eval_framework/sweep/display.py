@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import TaskID
 from rich.table import Table
 
 from eval_framework.sweep.runner import SweepSummary, VersionResult
@@ -67,19 +67,11 @@ class SweepDisplay:
     """A ``SweepObserver`` that draws the sweep's progress on stderr."""
 
     def __init__(self) -> None:
-        from eval_framework.reporting import stderr
+        from eval_framework.reporting import evaluation_progress, stderr
 
         self.console = stderr
         self.position, self.count, self.version = 0, 0, ""
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=stderr,
-            disable=not stderr.is_terminal,
-            transient=True,
-        )
+        self.bar = evaluation_progress()
         self.task_id: TaskID = self.bar.add_task("sweep", total=None)
 
     def version_started(self, position: int, count: int, version: Version) -> None:
