@@ -300,35 +300,34 @@ class HuggingFaceLLM(BaseLLM):
         ordered = [(ContextGroup(ctx, list(conts)), conts) for ctx, conts in groups.items()]
         ordered.sort(key=lambda item: -len(item[0].context))
         pad = self._fill_id()
-        left: list[tuple[int, list[int], list[int]]] = []
-        scored_groups = 0
 
-        def score(batch: Sequence[tuple[ContextGroup, dict[tuple[int, ...], list[int]]]]) -> None:
-            nonlocal scored_groups
-            if left:  # the cache turned out not to be shareable: the rest goes to full passes
-                return
+        def score(batch: Sequence[tuple[ContextGroup, dict[tuple[int, ...], list[int]]]]) -> int:
+            """The groups of ``batch`` scored into ``results``: all of them, or 0 when the model's
+            cache turns out not to be shareable."""
             try:
                 scored = score_groups(
                     self.model, self._torch, [g for g, _ in batch], pad, self.device, cache_arg
                 )
             except (AttributeError, NotImplementedError, TypeError) as exc:
                 self._no_shared_cache(exc)
-                left.extend(
-                    (index, list(group.context + cont)[:-1], list(cont))
-                    for group, conts in ordered[scored_groups:]
-                    for cont in group.continuations
-                    for index in conts[cont]
-                )
-                return
+                return 0
             for (group, conts), group_scores in zip(batch, scored, strict=True):
                 for cont, one in zip(group.continuations, group_scores, strict=True):
                     for index in conts[cont]:
                         results[index] = LoglikelihoodResult(one.logprob, one.is_greedy, len(cont))
-            scored_groups += len(batch)
+            return len(batch)
 
-        for _ in self._batches.batches(ordered, score, lambda b: sum(len(g.context) for g, _ in b)):
-            pass
-        return left
+        done = 0
+        for count in self._batches.batches(ordered, score, lambda b: sum(len(g.context) for g, _ in b)):
+            if not count:  # the rest goes to full passes
+                return [
+                    (index, list(group.context + cont)[:-1], list(cont))
+                    for group, conts in ordered[done:]
+                    for cont in group.continuations
+                    for index in conts[cont]
+                ]
+            done += count
+        return []
 
     def _cache_arg(self) -> str | None:
         """The model's cache argument, or None when its cache cannot be shared (see below)."""
