@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from eval_framework.cli.common import app, parse_path
-from eval_framework.cli.promote_options import ALPHA_OPTION, DRY_RUN_OPTION, PROMOTE_OPTION, WHEN_OPTION
-from eval_framework.promotion import DEFAULT_ALPHA, parse_rule
+from eval_framework.cli.promote_options import PromotionFlags, promotion_options
 
 if TYPE_CHECKING:
     from eval_framework.compare import Comparison
@@ -19,6 +18,7 @@ FORMATS = ("table", "json", "md")
 
 
 @app.command("compare")
+@promotion_options
 def compare_command(
     inputs: Annotated[
         list[str],
@@ -59,10 +59,7 @@ def compare_command(
     wandb_mode: Annotated[
         str | None, typer.Option(help="online, offline or disabled. [default: online when a key is set]")
     ] = None,
-    promote: Annotated[str | None, PROMOTE_OPTION] = None,
-    when: Annotated[str | None, WHEN_OPTION] = None,
-    alpha: Annotated[float, ALPHA_OPTION] = DEFAULT_ALPHA,
-    dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
+    promotion: PromotionFlags = PromotionFlags(),  # --promote ... --dry-run (@promotion_options)
 ) -> None:
     """Compare checkpoint versions across tasks: mean, stderr and n of each metric, and each version
     against its baseline on the samples both evaluated (McNemar's exact test for accuracy, a
@@ -74,7 +71,7 @@ def compare_command(
     if format not in FORMATS:
         raise ConfigError(f"--format {format} is not one of {', '.join(FORMATS)}; pass one of them")
     kind = check_plot_path(plot) if plot is not None else None  # before any work
-    rule = parse_rule(promote, when, alpha)
+    rule = promotion.rule()
     _check_wandb_flags(wandb_project, wandb_entity, wandb_mode)
     comparison = compare(
         inputs,
@@ -107,7 +104,7 @@ def compare_command(
     if rule is not None:
         from eval_framework.promotion import promote_in, said
 
-        print(said(promote_in(comparison, rule, dry_run), dry_run), file=sys.stderr)
+        print(said(promote_in(comparison, rule, promotion.dry_run), promotion.dry_run), file=sys.stderr)
 
 
 def _check_wandb_flags(project: str | None, entity: str | None, mode: str | None) -> None:

@@ -54,28 +54,45 @@ PARAMETER = "sink_flags"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def sink_options(command: F) -> F:
-    """Add the SINK_OPTIONS to ``command`` where its ``sink_flags`` parameter is (that is their place
-    in --help); the command gets ``sink_flags``: the options given, by name (None: not given)."""
+def option_group(
+    command: F,
+    parameter: str,
+    options: list[inspect.Parameter],
+    given: Callable[[dict[str, Any]], Any] = dict,
+) -> F:
+    """``command`` with ``options`` in place of its ``parameter`` (that is their place in --help);
+    the command gets ``parameter``: ``given`` of the options' values by name. Typer reads the
+    signature, so a group of options is defined once for every command that takes it."""
     signature = inspect.signature(command, eval_str=True)
-    if PARAMETER not in signature.parameters:
-        raise TypeError(f"{command.__name__} takes no {PARAMETER} parameter")
+    if parameter not in signature.parameters:
+        raise TypeError(f"{command.__name__} takes no {parameter} parameter")
     params: list[inspect.Parameter] = []
     for param in signature.parameters.values():
-        if param.name == PARAMETER:
-            params += [
-                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
-                for name, kind in SINK_OPTIONS.items()
-            ]
+        if param.name == parameter:
+            params += [option.replace(kind=inspect.Parameter.KEYWORD_ONLY) for option in options]
         else:
             params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+    names = [option.name for option in options]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name) for name in SINK_OPTIONS}
-        given["wandb_tags"] = given["wandb_tags"] or None  # no --wandb-tags: not given
-        return command(**kwargs, **{PARAMETER: given})
+        values = {name: kwargs.pop(name) for name in names}
+        return command(**kwargs, **{parameter: given(values)})
 
     wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]  # typer reads it
     wrapper.__annotations__ = {p.name: p.annotation for p in params}
     return wrapper  # type: ignore[return-value]
+
+
+def sink_options(command: F) -> F:
+    """Add the SINK_OPTIONS to ``command`` where its ``sink_flags`` parameter is; the command gets
+    ``sink_flags``: the options given, by name (None: not given)."""
+
+    def given(values: dict[str, Any]) -> dict[str, Any]:
+        return {**values, "wandb_tags": values["wandb_tags"] or None}  # no --wandb-tags: not given
+
+    options = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, kind in SINK_OPTIONS.items()
+    ]
+    return option_group(command, PARAMETER, options, given)

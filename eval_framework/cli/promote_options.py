@@ -2,42 +2,85 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+
+from eval_framework.cli.options import option_group
+from eval_framework.promotion import DEFAULT_ALPHA, parse_rule
 
 if TYPE_CHECKING:
     from eval_framework.promotion import PromotionRule
 
-PROMOTE_OPTION = typer.Option(
-    "--promote",
-    help="Move this registry alias (e.g. best-arc) to a version that beats its holder per --when.",
-    rich_help_panel="Promotion",
-)
-WHEN_OPTION = typer.Option(
-    "--when",
-    help='The rule of --promote: "<task>/<metric> improves", tested on the samples both versions share.',
-    rich_help_panel="Promotion",
-)
-ALPHA_OPTION = typer.Option(
-    "--alpha", help="The p-value a promotion's paired test must be under.", rich_help_panel="Promotion"
-)
-DRY_RUN_OPTION = typer.Option(
-    "--dry-run", help="Say what --promote would move; change nothing.", rich_help_panel="Promotion"
-)
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Option name -> its type, typer option and default.
+PROMOTION_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "promote": (
+        Annotated[str | None, typer.Option(
+            "--promote", rich_help_panel="Promotion",
+            help="Move this registry alias (e.g. best-arc) to a version that beats its holder per --when.",
+        )],
+        None,
+    ),
+    "when": (
+        Annotated[str | None, typer.Option(
+            "--when", rich_help_panel="Promotion",
+            help='The rule of --promote: "<task>/<metric> improves", tested on the samples both versions '
+                 "share.",
+        )],
+        None,
+    ),
+    "alpha": (
+        Annotated[float, typer.Option(
+            "--alpha", rich_help_panel="Promotion",
+            help="The p-value a promotion's paired test must be under.",
+        )],
+        DEFAULT_ALPHA,
+    ),
+    "dry_run": (
+        Annotated[bool, typer.Option(
+            "--dry-run", rich_help_panel="Promotion", help="Say what --promote would move; change nothing.",
+        )],
+        False,
+    ),
+}  # fmt: skip
 
 
-def checked_rule(
-    source: str, task_names: list[str], promote: str | None, when: str | None, alpha: float
-) -> PromotionRule | None:
+@dataclass(frozen=True)
+class PromotionFlags:
+    """The promotion options as given (checked by ``rule``, when the command is ready to say so)."""
+
+    promote: str | None = None
+    when: str | None = None
+    alpha: float = DEFAULT_ALPHA
+    dry_run: bool = False
+
+    def rule(self) -> PromotionRule | None:
+        return parse_rule(self.promote, self.when, self.alpha)
+
+
+def promotion_options(command: F) -> F:
+    """Add the PROMOTION_OPTIONS to ``command`` where its ``promotion`` parameter is; the command
+    gets them as ``PromotionFlags``."""
+    options = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, (kind, default) in PROMOTION_OPTIONS.items()
+    ]
+    return option_group(command, "promotion", options, lambda given: PromotionFlags(**given))
+
+
+def checked_rule(source: str, task_names: list[str], flags: PromotionFlags) -> PromotionRule | None:
     """The --promote rule of a ``sweep`` or ``watch`` of ``source``, refused before any work when it
     cannot apply: local checkpoint folders have no alias, and the rule's task must be swept."""
     from eval_framework.errors import ConfigError
-    from eval_framework.promotion import parse_rule
     from eval_framework.sweep.versions import is_local_source
 
-    rule = parse_rule(promote, when, alpha)
+    rule = flags.rule()
     if rule is None:
         return None
     if is_local_source(source):

@@ -4,7 +4,6 @@ directories) on every task, one model load per version; see docs/sweeps.md."""
 from __future__ import annotations
 
 import copy
-import functools
 import inspect
 import sys
 import typing
@@ -16,18 +15,10 @@ import typer
 
 from eval_framework.cli.common import app, say_on_interrupt
 from eval_framework.cli.evaluate import evaluate_command
-from eval_framework.cli.options import sink_options
-from eval_framework.cli.promote_options import (
-    ALPHA_OPTION,
-    DRY_RUN_OPTION,
-    PROMOTE_OPTION,
-    WHEN_OPTION,
-    checked_rule,
-    promote_now,
-)
+from eval_framework.cli.options import option_group, sink_options
+from eval_framework.cli.promote_options import PromotionFlags, checked_rule, promote_now, promotion_options
 from eval_framework.errors import ConfigError, ExportError
 from eval_framework.models.auto_batch import parse_batch_size
-from eval_framework.promotion import DEFAULT_ALPHA
 
 if TYPE_CHECKING:
     from eval_framework.config import EvalConfig
@@ -52,24 +43,7 @@ def evaluate_options(command: F) -> F:
         "Model constructor arguments as key=value (typed; nested a.b=v): repeat the flag or separate "
         "pairs with commas (a=1,b=2).",
     )
-    signature = inspect.signature(command, eval_str=True)
-    params: list[inspect.Parameter] = []
-    for param in signature.parameters.values():
-        if param.name == "eval_flags":
-            params += [
-                borrowed[name].replace(kind=inspect.Parameter.KEYWORD_ONLY) for name in EVALUATE_OPTIONS
-            ]
-        else:
-            params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
-
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name) for name in EVALUATE_OPTIONS}
-        return command(**kwargs, eval_flags=given)
-
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]  # typer reads it
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper  # type: ignore[return-value]
+    return option_group(command, "eval_flags", [borrowed[name] for name in EVALUATE_OPTIONS])
 
 
 def _with_help(param: inspect.Parameter, text: str) -> inspect.Parameter:
@@ -82,6 +56,7 @@ def _with_help(param: inspect.Parameter, text: str) -> inspect.Parameter:
 
 
 @app.command("sweep")
+@promotion_options
 @sink_options
 @evaluate_options
 def sweep_command(
@@ -119,10 +94,7 @@ def sweep_command(
             "per version) and exit without evaluating."
         ),
     ] = False,
-    promote: Annotated[str | None, PROMOTE_OPTION] = None,
-    when: Annotated[str | None, WHEN_OPTION] = None,
-    alpha: Annotated[float, ALPHA_OPTION] = DEFAULT_ALPHA,
-    dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
+    promotion: PromotionFlags = PromotionFlags(),  # --promote ... --dry-run (@promotion_options)
 ) -> None:
     """Evaluate each selected version (oldest first) on every task: one model load per version,
     finished evaluations reused, a failed version reported without stopping the others."""
@@ -132,7 +104,7 @@ def sweep_command(
     if every is not None and every < 1:
         raise ConfigError(f"invalid --every {every}: give a whole number of 1 or more")
     configs, sinks, _ = sweep_configs(eval_flags, sink_flags)
-    rule = checked_rule(source, [c.task_name for c in configs], promote, when, alpha)
+    rule = checked_rule(source, [c.task_name for c in configs], promotion)
     listed = list_versions(source)
     chosen = choose(listed, selection, every, chosen_shard)
     if print_grid:
@@ -159,7 +131,7 @@ def sweep_command(
     stdout.print(summary_table(summary))
     stdout.print(summary_line(summary), markup=False, highlight=False)
     if rule is not None:  # on what finished, failed versions aside
-        promote_now(source, output_dir, rule, dry_run)
+        promote_now(source, output_dir, rule, promotion.dry_run)
     if summary.failed:
         raise SweepFailed(summary)
     exports.raise_failures()

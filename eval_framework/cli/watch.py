@@ -11,17 +11,9 @@ import typer
 
 from eval_framework.cli.common import app, parse_path, say_on_interrupt
 from eval_framework.cli.options import sink_options
-from eval_framework.cli.promote_options import (
-    ALPHA_OPTION,
-    DRY_RUN_OPTION,
-    PROMOTE_OPTION,
-    WHEN_OPTION,
-    checked_rule,
-    promote_now,
-)
+from eval_framework.cli.promote_options import PromotionFlags, checked_rule, promote_now, promotion_options
 from eval_framework.cli.sweep import Exports, evaluate_options, sweep_configs
 from eval_framework.errors import ConfigError
-from eval_framework.promotion import DEFAULT_ALPHA
 
 if TYPE_CHECKING:
     from eval_framework.promotion import PromotionRule
@@ -30,6 +22,7 @@ if TYPE_CHECKING:
 
 
 @app.command("watch")
+@promotion_options
 @sink_options
 @evaluate_options
 def watch_command(
@@ -67,10 +60,7 @@ def watch_command(
             "evaluation there (see 'eval_framework export').",
         ),
     ] = None,
-    promote: Annotated[str | None, PROMOTE_OPTION] = None,
-    when: Annotated[str | None, WHEN_OPTION] = None,
-    alpha: Annotated[float, ALPHA_OPTION] = DEFAULT_ALPHA,
-    dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
+    promotion: PromotionFlags = PromotionFlags(),  # --promote ... --dry-run (@promotion_options)
 ) -> None:
     """Poll SOURCE every --interval and evaluate each version not yet evaluated on every task
     (oldest first, one model load per version); other watchers sharing the output directory
@@ -86,7 +76,7 @@ def watch_command(
         raise ConfigError("watch never recomputes a finished evaluation: drop --overwrite (recompute"
                           " one: 'eval_framework sweep SOURCE --versions vN..vN --overwrite')")  # fmt: skip
     configs, sinks, auto = sweep_configs(eval_flags, sink_flags, "watch", export_config)
-    rule = checked_rule(source, [c.task_name for c in configs], promote, when, alpha)
+    rule = checked_rule(source, [c.task_name for c in configs], promotion)
     from eval_framework.sinks.publish import preflight
 
     preflight(sinks)  # a missing extra or token costs seconds, not a night of watching
@@ -101,7 +91,7 @@ def watch_command(
     exports = Exports(sinks, auto)
     options = WatchOptions(interval=seconds, until=stop, selection=selection)
     with watch_display(source) as display:
-        after = _promoter(source, output_dir, rule, dry_run) if rule is not None else None
+        after = _promoter(source, output_dir, rule, promotion.dry_run) if rule is not None else None
         summary = watch(source, configs, options, display, exports if exports.any else None, after)
     stdout.print(summary_line(summary), markup=False, highlight=False)
     if summary.failed:

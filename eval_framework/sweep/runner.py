@@ -166,17 +166,23 @@ class SweepFailed(EvalFrameworkError):
     the first failure's, so a script can tell a broken checkpoint (3) from the registry (6)."""
 
     def __init__(self, summary: SweepSummary) -> None:
-        failed = summary.failed
-        first = failed[0].error
+        first = summary.failed[0].error
         assert first is not None
         self.exit_code = first.exit_code
-        which = ", ".join(r.version.label for r in failed[:5]) + (" ..." if len(failed) > 5 else "")
+        which = ", ".join(r.version.label for r in summary.failed[:5]) + (
+            " ..." if len(summary.failed) > 5 else ""
+        )
+        super().__init__(self.message(summary, first, which))
+
+    @staticmethod
+    def message(summary: SweepSummary, first: EvalFrameworkError, which: str) -> str:
+        failed = summary.failed
         done = len(summary.results) - len(failed)
         if len(failed) == 1:
             why = f"{failed[0].version.label} failed: {first}"
         else:
             why = f"{len(failed)} versions failed ({which}; each is said above)"
-        super().__init__(
+        return (
             f"{why}; the {done} other version(s) are complete: fix the cause and rerun the same command "
             "(finished evaluations are reused)"
         )

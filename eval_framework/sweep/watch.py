@@ -30,7 +30,13 @@ from eval_framework.config import EvalConfig
 from eval_framework.errors import ConfigError, EvalFrameworkError, OutputError, RegistryError
 from eval_framework.net import RETRYABLE, Kind, classify
 from eval_framework.sweep.claims import Claim, ClaimStore, Holder
-from eval_framework.sweep.runner import AfterTaskFn, SweepSummary, VersionResult, evaluate_version
+from eval_framework.sweep.runner import (
+    AfterTaskFn,
+    SweepFailed,
+    SweepSummary,
+    VersionResult,
+    evaluate_version,
+)
 from eval_framework.sweep.versions import Selection, Version, is_local_source, list_versions
 from eval_framework.sweep.watch_options import WatchOptions
 
@@ -332,17 +338,14 @@ def watch(
     return _Watcher(source, configs, options, observer, (after_task, after_version)).run()
 
 
-class WatchFailed(EvalFrameworkError):
+class WatchFailed(SweepFailed):
     """Versions failed (each said as it failed); the exit code is the first failure's."""
 
-    def __init__(self, summary: SweepSummary) -> None:
+    @staticmethod
+    def message(summary: SweepSummary, first: EvalFrameworkError, which: str) -> str:
         failed = summary.failed
-        first = failed[0].error
-        assert first is not None
-        self.exit_code = first.exit_code
-        which = ", ".join(r.version.label for r in failed[:5]) + (" ..." if len(failed) > 5 else "")
         why = f"{which} failed: {first}" if len(failed) == 1 else f"{len(failed)} versions failed ({which})"
-        super().__init__(
+        return (
             f"{why}; fix the cause and evaluate it with 'eval_framework sweep' (finished evaluations "
             "are reused), or delete its .failed.json under the output dir's .claims for watchers to retry it"
         )
